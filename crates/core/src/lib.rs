@@ -1,1 +1,32 @@
-pub fn _x(){}
+//! # smpx-core — the protocol core
+//!
+//! Everything in smpx that *decides* lives here, as pure code: wire types, stable error codes,
+//! network parameters, issuer key periods, voucher expiry, the double-entry ledger rules and
+//! the cryptographic compositions (voucher secrets and commitments, RSA blind signatures,
+//! the HPKE redemption envelope, signed receipts).
+//!
+//! This crate does no IO and never reads the clock: every function that depends on time takes
+//! `now` (unix seconds) as an argument, so services, the wallet and tests drive it alike.
+//! Services (`smpx-coordinator`, `smpx-issuer`, `smpx-operator`) and the wallet wrap it with
+//! storage and HTTP.
+
+pub mod amount;
+pub mod api;
+pub mod crypto;
+pub mod error;
+pub mod issuance;
+pub mod keys;
+pub mod ledger;
+pub mod params;
+pub mod receipt;
+pub mod redemption;
+
+pub use amount::Amount;
+pub use error::{ErrorCode, ProtocolError};
+pub use params::NetworkParams;
+
+/// Unix time in seconds. The core never reads a clock; callers pass this in.
+pub type UnixTime = u64;
+
+/// Seconds in a day, for parameters expressed in days.
+pub const DAY: u64 = 86_400;

@@ -1,0 +1,551 @@
+//! `/v1` endpoints. Each handler reads the clock once, asks the core whether the request is
+//! acceptable, lets the store apply it in one transaction, and answers; none keeps state of
+//! its own.
+
+use crate::Coordinator;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::Router;
+use smpx_core::api::*;
+use smpx_core::crypto::blind::IssuerPublicKey;
+use smpx_core::crypto::b64;
+use smpx_core::crypto::field::FieldBytes;
+use smpx_core::crypto::voucher::Commitment;
+use smpx_core::error::err;
+use smpx_core::ledger::{self, valid_id};
+use smpx_core::receipt::{Signed, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
+use smpx_core::redemption::{open_v1, PROTOCOL_V1};
+use smpx_core::{keys, Amount, ErrorCode};
+use smpx_http::{bearer_token, split_credential, token_matches, ApiError, ApiResult, Json, Query};
+use smpx_store::coordinator::{
+    KeyRow, NewRedemption, NewVoucher, PublishOutcome, RedeemOutcome,
+};
+use smpx_store::StoreError;
+use std::sync::Arc;
+
+type AppState = State<Arc<Coordinator>>;
+
+pub(crate) fn router(state: Arc<Coordinator>) -> Router {
+    let r = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/v1/health", get(health))
+        .route("/v1/params", get(params))
+        .route("/v1/issuers", get(issuers))
+        .route("/v1/issuers/{id}", get(issuer))
+        .route("/v1/issuer-keys", get(issuer_keys).post(register_key))
+        .route("/v1/vouchers", post(publish))
+        .route("/v1/vouchers/{commitment}", get(voucher))
+        .route("/v1/redemptions", post(redeem))
+        .route("/v1/operators", get(operators))
+        .route("/v1/ledger/totals", get(totals))
+        .route("/v1/ledger/entries", get(entries))
+        .route("/v1/admin/issuers", post(add_issuer))
+        .route("/v1/admin/issuers/{id}/limit", post(set_limit))
+        .route("/v1/admin/issuers/{id}/active", post(set_active))
+        .route("/v1/admin/operators", post(add_operator))
+        .route("/v1/admin/operators/{id}/share", post(set_share))
+        .route("/v1/admin/expire", post(expire))
+        .with_state(state);
+    smpx_http::finish_router(r)
+}
+
+fn store_err(e: StoreError) -> ApiError {
+    ApiError::internal(e)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
+}
+
+#[utoipa::path(get, path = "/v1/health", responses((status = 200, description = "The service is up")))]
+pub(crate) async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+#[utoipa::path(get, path = "/v1/params", responses((status = 200, body = ParamsResponse)))]
+pub(crate) async fn params(State(c): AppState) -> Json<ParamsResponse> {
+    Json(ParamsResponse {
+        params: c.params.clone(),
+        receipt_key: c.receipt_key.verifying_key(),
+        envelope_key: c.envelope_key.public_key(),
+        now: c.now(),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/issuers", responses((status = 200, body = Vec<IssuerInfo>)))]
+pub(crate) async fn issuers(State(c): AppState) -> ApiResult<Json<Vec<IssuerInfo>>> {
+    Ok(Json(c.store.issuers().await.map_err(store_err)?))
+}
+
+#[utoipa::path(get, path = "/v1/issuers/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = IssuerInfo), (status = 404, body = ErrorBody)))]
+pub(crate) async fn issuer(State(c): AppState, Path(id): Path<String>) -> ApiResult<Json<IssuerInfo>> {
+    match c.store.issuer(&id).await.map_err(store_err)? {
+        Some(i) => Ok(Json(i.info)),
+        None => Err(ApiError::new(ErrorCode::NotFound, format!("no issuer {id:?}"))),
+    }
+}
+
+fn key_info(c: &Coordinator, k: KeyRow) -> IssuerKeyInfo {
+    IssuerKeyInfo {
+        key_id: hex::encode(k.key_id),
+        issuer_id: k.issuer_id,
+        denomination: k.denomination,
+        period: k.period,
+        valid_from: keys::period_start(&c.params, k.period),
+        publish_deadline: keys::publish_deadline(&c.params, k.period),
+        public_key: b64::encode(&k.public_key),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/issuer-keys", params(IssuerKeysQuery),
+    responses((status = 200, body = Vec<IssuerKeyInfo>)))]
+pub(crate) async fn issuer_keys(
+    State(c): AppState,
+    Query(q): Query<IssuerKeysQuery>,
+) -> ApiResult<Json<Vec<IssuerKeyInfo>>> {
+    let rows = c
+        .store
+        .keys(q.issuer.as_deref(), q.denomination)
+        .await
+        .map_err(store_err)?;
+    Ok(Json(rows.into_iter().map(|k| key_info(&c, k)).collect()))
+}
+
+/// Which issuer is calling, from its `<id>:<secret>` bearer credential.
+async fn authenticate_issuer(c: &Coordinator, headers: &HeaderMap) -> ApiResult<String> {
+    let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "issuer credential required");
+    let (id, _) = bearer_token(headers).and_then(split_credential).ok_or_else(unauthorized)?;
+    let token = bearer_token(headers).unwrap_or_default();
+    let row = c.store.issuer(id).await.map_err(store_err)?.ok_or_else(unauthorized)?;
+    if !token_matches(token, &row.token_hash) {
+        return Err(unauthorized());
+    }
+    if !row.info.active {
+        return Err(ApiError::new(ErrorCode::IssuerNotWhitelisted, "issuer is not whitelisted"));
+    }
+    Ok(row.info.id)
+}
+
+#[utoipa::path(post, path = "/v1/issuer-keys", request_body = RegisterKeyRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = IssuerKeyInfo), (status = 409, body = ErrorBody)))]
+pub(crate) async fn register_key(
+    State(c): AppState,
+    headers: HeaderMap,
+    Json(req): Json<RegisterKeyRequest>,
+) -> ApiResult<Json<IssuerKeyInfo>> {
+    let issuer_id = authenticate_issuer(&c, &headers).await?;
+    let now = c.now();
+    if !c.params.is_denomination(req.denomination) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedDenomination,
+            format!("the network issues denominations {:?}", c.params.denominations),
+        ));
+    }
+    keys::check_registrable(&c.params, req.period, now)?;
+    let spki = b64::decode(&req.public_key)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "public_key is not base64url"))?;
+    let pk = IssuerPublicKey::from_spki(&spki).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidRequest, format!("public_key is not acceptable: {e}"))
+    })?;
+    let key_id = pk.key_id().map_err(ApiError::internal)?;
+    let row = KeyRow {
+        key_id,
+        issuer_id,
+        denomination: req.denomination,
+        period: req.period,
+        public_key: spki,
+        registered_at: now,
+    };
+    match c.store.insert_key(&row).await {
+        Ok(()) => {}
+        Err(e) if e.is_duplicate() => {
+            // Registering the same key again is a harmless retry.
+            if let Some(existing) = c.store.key(&key_id).await.map_err(store_err)? {
+                if existing.issuer_id == row.issuer_id
+                    && existing.denomination == row.denomination
+                    && existing.period == row.period
+                {
+                    return Ok(Json(key_info(&c, existing)));
+                }
+            }
+            return Err(ApiError::new(
+                ErrorCode::KeyRegistrationRejected,
+                "another key is already registered for this issuer, denomination and period",
+            ));
+        }
+        Err(e) => return Err(store_err(e)),
+    }
+    tracing::info!(issuer = %row.issuer_id, denomination = row.denomination, period = row.period, "issuer key registered");
+    Ok(Json(key_info(&c, row)))
+}
+
+fn parse_key_id(s: &str) -> ApiResult<[u8; 32]> {
+    hex::decode(s)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "key_id must be 64 hex characters"))
+}
+
+async fn issuer_public_key(c: &Coordinator, key: &KeyRow) -> ApiResult<Arc<IssuerPublicKey>> {
+    if let Some(pk) = c.cached_key(&key.key_id) {
+        return Ok(pk);
+    }
+    let pk = Arc::new(IssuerPublicKey::from_spki(&key.public_key).map_err(ApiError::internal)?);
+    c.cache_key(key.key_id, pk.clone());
+    Ok(pk)
+}
+
+#[utoipa::path(post, path = "/v1/vouchers", request_body = PublishRequest,
+    responses((status = 200, body = Signed<PublishReceipt>),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn publish(
+    State(c): AppState,
+    Json(req): Json<PublishRequest>,
+) -> ApiResult<Json<Signed<PublishReceipt>>> {
+    let now = c.now();
+    let value = c.params.voucher_value(req.denomination).ok_or_else(|| {
+        ApiError::new(ErrorCode::UnsupportedDenomination, "the network does not issue this denomination")
+    })?;
+    let key_id = parse_key_id(&req.key_id)?;
+    let key = c
+        .store
+        .key(&key_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownKey, "no issuer key with this id"))?;
+    if key.denomination != req.denomination {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("key {} signs denomination {}", req.key_id, key.denomination),
+        ));
+    }
+    keys::check_publishable(&c.params, key.period, now)?;
+    let pk = issuer_public_key(&c, &key).await?;
+    pk.verify(&req.signature, &smpx_core::issuance::voucher_message(&req.commitment))
+        .map_err(|_| ApiError::new(ErrorCode::BadSignature, "the signature does not verify under this key"))?;
+    let expires_at = keys::voucher_expires_at(&c.params, now);
+    let v = NewVoucher {
+        commitment: req.commitment.0 .0,
+        denomination: req.denomination,
+        value,
+        issuer_id: key.issuer_id.clone(),
+        key_id,
+        published_at: now,
+        expires_at,
+    };
+    match c.store.publish(&v).await.map_err(store_err)? {
+        PublishOutcome::Published => {}
+        PublishOutcome::AlreadyPublished => {
+            return Err(ApiError::new(ErrorCode::AlreadyPublished, "this voucher is already published"))
+        }
+        PublishOutcome::IssuerInactive => {
+            return Err(ApiError::new(ErrorCode::IssuerNotWhitelisted, "the issuer is not whitelisted"))
+        }
+        PublishOutcome::LimitExceeded => {
+            return Err(ApiError::new(ErrorCode::IssuerLimitExceeded, "the issuer has reached its issuing limit"))
+        }
+    }
+    let body = PublishReceipt {
+        commitment: req.commitment,
+        denomination: req.denomination,
+        value,
+        issuer_id: key.issuer_id,
+        key_id: req.key_id,
+        published_at: now,
+        expires_at,
+    };
+    Ok(Json(Signed::sign(&c.receipt_key, PUBLISH_DOMAIN, body)?))
+}
+
+#[utoipa::path(get, path = "/v1/vouchers/{commitment}", params(("commitment" = String, Path)),
+    responses((status = 200, body = VoucherStatus), (status = 404, body = ErrorBody)))]
+pub(crate) async fn voucher(
+    State(c): AppState,
+    Path(commitment): Path<String>,
+) -> ApiResult<Json<VoucherStatus>> {
+    let fb = FieldBytes::from_hex(&commitment)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "commitment must be 64 hex characters"))?;
+    let v = c
+        .store
+        .voucher(&fb.0)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownVoucher, "no published voucher has this commitment"))?;
+    Ok(Json(VoucherStatus {
+        commitment: Commitment(fb),
+        denomination: v.denomination,
+        state: v.state,
+        published_at: v.published_at,
+        expires_at: v.expires_at,
+    }))
+}
+
+/// Which operator is calling, from its `<id>:<secret>` bearer credential.
+async fn authenticate_operator(
+    c: &Coordinator,
+    headers: &HeaderMap,
+) -> ApiResult<smpx_store::coordinator::OperatorRow> {
+    let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "operator credential required");
+    let token = bearer_token(headers).ok_or_else(unauthorized)?;
+    let (id, _) = split_credential(token).ok_or_else(unauthorized)?;
+    let row = c.store.operator(id).await.map_err(store_err)?.ok_or_else(unauthorized)?;
+    if !token_matches(token, &row.token_hash) {
+        return Err(unauthorized());
+    }
+    Ok(row)
+}
+
+#[utoipa::path(post, path = "/v1/redemptions", request_body = ForwardRedemptionRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = Signed<RedemptionReceipt>),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 410, body = ErrorBody)))]
+pub(crate) async fn redeem(
+    State(c): AppState,
+    headers: HeaderMap,
+    Json(req): Json<ForwardRedemptionRequest>,
+) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
+    let operator = authenticate_operator(&c, &headers).await?;
+    if req.version != PROTOCOL_V1 {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedVersion,
+            format!("redemption protocol version {} is not supported", req.version),
+        ));
+    }
+    let now = c.now();
+    let payload = open_v1(&c.envelope_key, &req.envelope)?;
+    if payload.operator_id != operator.id {
+        return Err(ApiError::new(
+            ErrorCode::OperatorMismatch,
+            "the envelope names another operator than the one forwarding it",
+        ));
+    }
+    let value = c.params.voucher_value(payload.denomination).ok_or_else(|| {
+        ApiError::new(ErrorCode::UnsupportedDenomination, "the network does not issue this denomination")
+    })?;
+    let share = operator.share_bps.min(c.params.max_operator_share_bps);
+    let (operator_amount, fund_amount) = ledger::redemption_split(value, share);
+    let digest = req.envelope.digest();
+    let body = RedemptionReceipt {
+        operator_id: operator.id.clone(),
+        denomination: payload.denomination,
+        value,
+        operator_amount,
+        fund_amount,
+        share_bps: share,
+        envelope_digest: FieldBytes(digest),
+        redeemed_at: now,
+    };
+    let receipt = Signed::sign(&c.receipt_key, REDEMPTION_DOMAIN, body)?;
+    let receipt_json = serde_json::to_string(&receipt).map_err(ApiError::internal)?;
+    let outcome = c
+        .store
+        .redeem(&NewRedemption {
+            commitment: payload.commitment.0 .0,
+            denomination: payload.denomination,
+            operator_id: &operator.id,
+            envelope_digest: digest,
+            now,
+            postings: ledger::redeem(&operator.id, value, share),
+            receipt: receipt_json,
+        })
+        .await
+        .map_err(store_err)?;
+    match outcome {
+        RedeemOutcome::Redeemed => Ok(Json(receipt)),
+        RedeemOutcome::Replay(stored) => Ok(Json(serde_json::from_str(&stored).map_err(ApiError::internal)?)),
+        RedeemOutcome::Unknown => Err(ApiError::new(ErrorCode::UnknownVoucher, "no published voucher has this commitment")),
+        RedeemOutcome::AlreadyRedeemed => Err(ApiError::new(ErrorCode::AlreadyRedeemed, "this voucher was already redeemed")),
+        RedeemOutcome::Expired => Err(ApiError::new(ErrorCode::VoucherExpired, "this voucher has expired")),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/operators", responses((status = 200, body = Vec<OperatorInfo>)))]
+pub(crate) async fn operators(State(c): AppState) -> ApiResult<Json<Vec<OperatorInfo>>> {
+    Ok(Json(c.store.operators().await.map_err(store_err)?))
+}
+
+#[utoipa::path(get, path = "/v1/ledger/totals", responses((status = 200, body = LedgerTotalsResponse)))]
+pub(crate) async fn totals(State(c): AppState) -> ApiResult<Json<LedgerTotalsResponse>> {
+    Ok(Json(c.store.totals().await.map_err(store_err)?))
+}
+
+#[utoipa::path(get, path = "/v1/ledger/entries", params(EntriesQuery),
+    responses((status = 200, body = EntriesPage)))]
+pub(crate) async fn entries(
+    State(c): AppState,
+    Query(q): Query<EntriesQuery>,
+) -> ApiResult<Json<EntriesPage>> {
+    let limit = q.limit.unwrap_or(1000).clamp(1, 1000);
+    let entries = c
+        .store
+        .entries(q.after.unwrap_or(0), limit)
+        .await
+        .map_err(store_err)?;
+    let next_after = if entries.len() as u32 == limit {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Json(EntriesPage { entries, next_after }))
+}
+
+// ---- admin --------------------------------------------------------------------------------
+
+fn require_admin(c: &Coordinator, headers: &HeaderMap) -> ApiResult<()> {
+    match bearer_token(headers) {
+        Some(t) if token_matches(t, &c.admin_token_hash) => Ok(()),
+        _ => Err(ApiError::new(ErrorCode::Unauthorized, "admin token required")),
+    }
+}
+
+fn check_id(id: &str) -> ApiResult<()> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::InvalidRequest, "ids are 1-64 characters of a-z, 0-9, - and _"))
+    }
+}
+
+fn credits(limit_credits: u64) -> ApiResult<Amount> {
+    Amount::from_credits(limit_credits)
+        .filter(|a| i64::try_from(a.0).is_ok())
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "limit is too large"))
+}
+
+#[utoipa::path(post, path = "/v1/admin/issuers", request_body = AddIssuerRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = CredentialResponse), (status = 409, body = ErrorBody)))]
+pub(crate) async fn add_issuer(
+    State(c): AppState,
+    headers: HeaderMap,
+    Json(req): Json<AddIssuerRequest>,
+) -> ApiResult<Json<CredentialResponse>> {
+    require_admin(&c, &headers)?;
+    check_id(&req.id)?;
+    let limit = credits(req.limit_credits)?;
+    let token = format!("{}:{}", req.id, smpx_http::Token::generate().as_str());
+    match c
+        .store
+        .add_issuer(&req.id, &smpx_http::token_digest(&token), limit, c.now())
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if e.is_duplicate() => {
+            return Err(ApiError::new(ErrorCode::InvalidRequest, format!("issuer {:?} already exists", req.id)))
+        }
+        Err(e) => return Err(store_err(e)),
+    }
+    tracing::info!(issuer = %req.id, limit = %limit, "issuer whitelisted");
+    Ok(Json(CredentialResponse { id: req.id, token }))
+}
+
+#[utoipa::path(post, path = "/v1/admin/issuers/{id}/limit", request_body = SetLimitRequest,
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = IssuerInfo), (status = 404, body = ErrorBody)))]
+pub(crate) async fn set_limit(
+    State(c): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<SetLimitRequest>,
+) -> ApiResult<Json<IssuerInfo>> {
+    require_admin(&c, &headers)?;
+    if !c.store.set_issuer_limit(&id, credits(req.limit_credits)?).await.map_err(store_err)? {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no issuer {id:?}")));
+    }
+    issuer(State(c), Path(id)).await
+}
+
+#[derive(serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetActiveRequest {
+    active: bool,
+}
+
+#[utoipa::path(post, path = "/v1/admin/issuers/{id}/active", request_body = SetActiveRequest,
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = IssuerInfo), (status = 404, body = ErrorBody)))]
+pub(crate) async fn set_active(
+    State(c): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<SetActiveRequest>,
+) -> ApiResult<Json<IssuerInfo>> {
+    require_admin(&c, &headers)?;
+    if !c.store.set_issuer_active(&id, req.active).await.map_err(store_err)? {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no issuer {id:?}")));
+    }
+    issuer(State(c), Path(id)).await
+}
+
+fn check_share(c: &Coordinator, share_bps: u32) -> ApiResult<()> {
+    if share_bps > c.params.max_operator_share_bps {
+        return Err(err(
+            ErrorCode::ShareTooHigh,
+            format!("operator share is at most {} basis points", c.params.max_operator_share_bps),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/v1/admin/operators", request_body = AddOperatorRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = CredentialResponse), (status = 400, body = ErrorBody)))]
+pub(crate) async fn add_operator(
+    State(c): AppState,
+    headers: HeaderMap,
+    Json(req): Json<AddOperatorRequest>,
+) -> ApiResult<Json<CredentialResponse>> {
+    require_admin(&c, &headers)?;
+    check_id(&req.id)?;
+    check_share(&c, req.share_bps)?;
+    let token = format!("{}:{}", req.id, smpx_http::Token::generate().as_str());
+    match c
+        .store
+        .add_operator(&req.id, &smpx_http::token_digest(&token), req.share_bps, c.now())
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if e.is_duplicate() => {
+            return Err(ApiError::new(ErrorCode::InvalidRequest, format!("operator {:?} already exists", req.id)))
+        }
+        Err(e) => return Err(store_err(e)),
+    }
+    tracing::info!(operator = %req.id, share_bps = req.share_bps, "operator registered");
+    Ok(Json(CredentialResponse { id: req.id, token }))
+}
+
+#[utoipa::path(post, path = "/v1/admin/operators/{id}/share", request_body = SetShareRequest,
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = OperatorInfo), (status = 404, body = ErrorBody)))]
+pub(crate) async fn set_share(
+    State(c): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<SetShareRequest>,
+) -> ApiResult<Json<OperatorInfo>> {
+    require_admin(&c, &headers)?;
+    check_share(&c, req.share_bps)?;
+    if !c.store.set_operator_share(&id, req.share_bps).await.map_err(store_err)? {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no operator {id:?}")));
+    }
+    let ops = c.store.operators().await.map_err(store_err)?;
+    ops.into_iter()
+        .find(|o| o.id == id)
+        .map(Json)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no operator {id:?}")))
+}
+
+#[utoipa::path(post, path = "/v1/admin/expire", security(("bearer" = [])),
+    responses((status = 200, body = ExpireResponse)))]
+pub(crate) async fn expire(State(c): AppState, headers: HeaderMap) -> ApiResult<Json<ExpireResponse>> {
+    require_admin(&c, &headers)?;
+    let (n, v) = c.release_expired().await.map_err(store_err)?;
+    Ok(Json(ExpireResponse { released_count: n, released: v }))
+}

@@ -1,0 +1,116 @@
+//! # smpx-coordinator — the coordination layer (CL)
+//!
+//! The one honest record of the voucher system (seed 003): which issuers may issue and how
+//! much, their keys per period, every published voucher, every redemption, and the ledger that
+//! moves value from issuers to the pool and from the pool to operators and the network fund.
+//!
+//! This crate is the thin IO shell around `smpx-core` (rules) and `smpx-store` (transactions):
+//! [`Coordinator`] holds keys, parameters and the store; [`router`] maps `/v1` endpoints onto
+//! it; [`run`] serves it and releases expired vouchers in the background.
+
+mod handlers;
+mod home;
+pub mod openapi;
+
+pub use home::{CoordinatorHome, HomeError};
+
+use smpx_core::crypto::blind::IssuerPublicKey;
+use smpx_core::crypto::envelope::HpkeSecretKey;
+use smpx_core::crypto::sign::SigningKey;
+use smpx_core::NetworkParams;
+use smpx_http::Clock;
+use smpx_store::coordinator::CoordinatorStore;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Everything a running coordinator needs.
+pub struct Coordinator {
+    pub(crate) store: CoordinatorStore,
+    pub(crate) params: NetworkParams,
+    pub(crate) receipt_key: SigningKey,
+    pub(crate) envelope_key: HpkeSecretKey,
+    pub(crate) admin_token_hash: [u8; 32],
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Parsed issuer keys by key id. Keys never change once registered, so a cache entry is
+    /// never stale.
+    key_cache: RwLock<HashMap<[u8; 32], Arc<IssuerPublicKey>>>,
+}
+
+impl Coordinator {
+    pub fn new(
+        store: CoordinatorStore,
+        home: CoordinatorHome,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Coordinator> {
+        Arc::new(Coordinator {
+            store,
+            admin_token_hash: smpx_http::token_digest(&home.admin_token),
+            params: home.params,
+            receipt_key: home.receipt_key,
+            envelope_key: home.envelope_key,
+            clock,
+            key_cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn params(&self) -> &NetworkParams {
+        &self.params
+    }
+
+    pub fn store(&self) -> &CoordinatorStore {
+        &self.store
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    pub(crate) fn cached_key(&self, id: &[u8; 32]) -> Option<Arc<IssuerPublicKey>> {
+        self.key_cache.read().ok()?.get(id).cloned()
+    }
+
+    pub(crate) fn cache_key(&self, id: [u8; 32], key: Arc<IssuerPublicKey>) {
+        if let Ok(mut m) = self.key_cache.write() {
+            m.insert(id, key);
+        }
+    }
+
+    /// Releases expired vouchers now; what the background task and the admin endpoint call.
+    pub async fn release_expired(&self) -> Result<(u64, smpx_core::Amount), smpx_store::StoreError> {
+        let (n, v) = self.store.release_expired(self.now()).await?;
+        if n > 0 {
+            tracing::info!(count = n, value = %v, "released expired vouchers to the network fund");
+        }
+        Ok((n, v))
+    }
+}
+
+/// The HTTP API.
+pub fn router(state: Arc<Coordinator>) -> axum::Router {
+    handlers::router(state)
+}
+
+/// Serves the coordinator on `listener` until `shutdown`, releasing expired vouchers every
+/// `expiry_interval`.
+pub async fn run(
+    state: Arc<Coordinator>,
+    listener: tokio::net::TcpListener,
+    expiry_interval: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let bg = state.clone();
+    let expiry = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(expiry_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = bg.release_expired().await {
+                tracing::warn!(error = %e, "expiry run failed; will retry");
+            }
+        }
+    });
+    let r = smpx_http::serve(listener, router(state), shutdown).await;
+    expiry.abort();
+    r
+}

@@ -1,0 +1,387 @@
+//! Wire types of the `/v1` HTTP APIs (coordinator, issuer, operator), shared by the services
+//! and their clients so both sides agree by construction. Requests reject unknown fields:
+//! a typo in a field name is an error, not a silently ignored option.
+
+use crate::crypto::blind::{BlindSignature, BlindedMessage, VoucherSignature};
+use crate::crypto::envelope::{Envelope, HpkePublicKey};
+use crate::crypto::field::FieldBytes;
+use crate::crypto::sign::VerifyingKey;
+use crate::crypto::voucher::Commitment;
+use crate::error::ErrorCode;
+use crate::ledger::{Entry, Totals};
+use crate::receipt::Signed;
+use crate::{Amount, NetworkParams, UnixTime};
+use serde::{Deserialize, Serialize};
+
+/// The body of every error response.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coordinator: public
+
+/// `GET /v1/params`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ParamsResponse {
+    pub params: NetworkParams,
+    /// Key that signs the coordinator's receipts (Ed25519, hex).
+    #[schema(value_type = String)]
+    pub receipt_key: VerifyingKey,
+    /// Key redemption envelopes are sealed to (X25519, hex).
+    #[schema(value_type = String)]
+    pub envelope_key: HpkePublicKey,
+    /// The coordinator's clock, so clients can tell key periods apart.
+    pub now: UnixTime,
+}
+
+/// An issuer on the whitelist. `GET /v1/issuers`, `GET /v1/issuers/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IssuerInfo {
+    pub id: String,
+    /// Total value this issuer may have published.
+    pub limit: Amount,
+    /// Value published under its keys so far.
+    pub published: Amount,
+    /// False once removed from the whitelist: its vouchers are no longer accepted.
+    pub active: bool,
+}
+
+/// An issuer's public blind-signing key. `GET /v1/issuer-keys`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IssuerKeyInfo {
+    /// SHA-256 of the key's SubjectPublicKeyInfo, hex.
+    pub key_id: String,
+    pub issuer_id: String,
+    pub denomination: u64,
+    pub period: u64,
+    /// Start of the key period.
+    pub valid_from: UnixTime,
+    /// Vouchers under this key must be published before this time.
+    pub publish_deadline: UnixTime,
+    /// RSA public key, SubjectPublicKeyInfo DER, base64url.
+    pub public_key: String,
+}
+
+/// `GET /v1/issuer-keys` query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerKeysQuery {
+    pub issuer: Option<String>,
+    pub denomination: Option<u64>,
+}
+
+/// `POST /v1/vouchers`: publish a voucher.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// `C`, hex.
+    #[schema(value_type = String)]
+    pub commitment: Commitment,
+    pub denomination: u64,
+    /// The issuer key that signed `C`, hex.
+    pub key_id: String,
+    #[schema(value_type = Object)]
+    pub signature: VoucherSignature,
+}
+
+/// Body of the coordinator's signed receipt for a published voucher.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishReceipt {
+    #[schema(value_type = String)]
+    pub commitment: Commitment,
+    pub denomination: u64,
+    pub value: Amount,
+    pub issuer_id: String,
+    pub key_id: String,
+    pub published_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// State of a published voucher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VoucherState {
+    Live,
+    Redeemed,
+    /// Expired unredeemed; its value went to the network fund.
+    Released,
+}
+
+impl VoucherState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VoucherState::Live => "live",
+            VoucherState::Redeemed => "redeemed",
+            VoucherState::Released => "released",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "live" => Some(VoucherState::Live),
+            "redeemed" => Some(VoucherState::Redeemed),
+            "released" => Some(VoucherState::Released),
+            _ => None,
+        }
+    }
+}
+
+/// `GET /v1/vouchers/{commitment}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VoucherStatus {
+    #[schema(value_type = String)]
+    pub commitment: Commitment,
+    pub denomination: u64,
+    pub state: VoucherState,
+    pub published_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// `POST /v1/redemptions` (operator → coordinator): forward a wallet's redemption.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRedemptionRequest {
+    /// Redemption protocol version (1 = HPKE envelope).
+    pub version: u32,
+    #[schema(value_type = Object)]
+    pub envelope: Envelope,
+}
+
+/// Body of the coordinator's signed redemption receipt (given to the operator).
+/// It names no voucher: the envelope digest ties it to the request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedemptionReceipt {
+    pub operator_id: String,
+    pub denomination: u64,
+    pub value: Amount,
+    /// Paid to the operator.
+    pub operator_amount: Amount,
+    /// Paid to the network fund.
+    pub fund_amount: Amount,
+    pub share_bps: u32,
+    /// SHA-256 digest of the envelope, hex.
+    #[schema(value_type = String)]
+    pub envelope_digest: FieldBytes,
+    pub redeemed_at: UnixTime,
+}
+
+/// `GET /v1/ledger/totals`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LedgerTotalsResponse {
+    /// Totals replayed from the ledger log.
+    pub totals: Totals,
+    /// Value of vouchers currently live, counted from the voucher table — an independent
+    /// source that must equal `totals.live`.
+    pub live_vouchers: Amount,
+    pub live_voucher_count: u64,
+    /// Number of ledger entries.
+    pub entries: u64,
+    /// `published = redeemed + live + released`, and both sources of `live` agree.
+    pub conserved: bool,
+}
+
+/// `GET /v1/ledger/entries` query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EntriesQuery {
+    /// Return entries with `seq` greater than this (default 0).
+    pub after: Option<u64>,
+    /// At most this many (default and maximum 1000).
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/ledger/entries`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EntriesPage {
+    pub entries: Vec<Entry>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}
+
+/// An operator registered with the coordinator. `GET /v1/operators`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OperatorInfo {
+    pub id: String,
+    /// Revenue share in basis points (≤ 7000).
+    pub share_bps: u32,
+    pub earned: Amount,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coordinator: admin (bearer admin token)
+
+/// `POST /v1/admin/issuers`: whitelist an issuer (or update its limit / re-activate it).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddIssuerRequest {
+    pub id: String,
+    /// Issuing limit in whole credits.
+    pub limit_credits: u64,
+}
+
+/// `POST /v1/admin/operators`: register an operator.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddOperatorRequest {
+    pub id: String,
+    /// Revenue share in basis points, at most `max_operator_share_bps`.
+    pub share_bps: u32,
+}
+
+/// Answer to adding an issuer or operator: its API token, shown once.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CredentialResponse {
+    pub id: String,
+    /// Bearer token for the issuer's or operator's own calls. Only its hash is stored.
+    pub token: String,
+}
+
+/// `POST /v1/admin/issuers/{id}/limit`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetLimitRequest {
+    pub limit_credits: u64,
+}
+
+/// `POST /v1/admin/operators/{id}/share`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetShareRequest {
+    pub share_bps: u32,
+}
+
+/// `POST /v1/admin/expire`: release expired vouchers now (also runs periodically).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExpireResponse {
+    pub released_count: u64,
+    pub released: Amount,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coordinator: issuer calls (bearer issuer token)
+
+/// `POST /v1/issuer-keys`: register a blind-signing key for a period.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterKeyRequest {
+    pub denomination: u64,
+    pub period: u64,
+    /// RSA public key, SubjectPublicKeyInfo DER, base64url.
+    pub public_key: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issuer
+
+/// `GET /v1/info` at an issuer.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IssuerServiceInfo {
+    pub issuer_id: String,
+    pub coordinator_url: String,
+    pub denominations: Vec<u64>,
+    /// Enabled payment methods: `topup_code`, `devnet`.
+    pub payment_methods: Vec<String>,
+}
+
+/// How a purchase is paid.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Payment {
+    /// A single-use prepaid top-up code sold by a shop.
+    TopupCode { code: String },
+    /// Devnet only: accepted without payment; every response says so.
+    Devnet,
+}
+
+/// `POST /v1/purchases`: buy one voucher.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseRequest {
+    pub denomination: u64,
+    /// The key the wallet blinded for (it took it from the coordinator's registry), hex.
+    pub key_id: String,
+    #[schema(value_type = String)]
+    pub blinded_message: BlindedMessage,
+    pub payment: Payment,
+}
+
+/// What the payment backend says about a purchase.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PaymentReceipt {
+    pub method: String,
+    /// Human-readable note; the devnet backend always says no money was taken.
+    pub note: String,
+}
+
+/// Answer to a purchase.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PurchaseResponse {
+    pub key_id: String,
+    pub denomination: u64,
+    #[schema(value_type = String)]
+    pub blind_signature: BlindSignature,
+    pub payment: PaymentReceipt,
+}
+
+/// `POST /v1/admin/topup-codes` at an issuer: mint a batch of single-use codes.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MintCodesRequest {
+    pub denomination: u64,
+    /// 1 to 10,000 codes.
+    pub count: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MintCodesResponse {
+    pub batch_id: String,
+    pub denomination: u64,
+    /// Shown once; only their hashes are stored.
+    pub codes: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator
+
+/// `GET /v1/info` at an operator.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OperatorServiceInfo {
+    pub operator_id: String,
+    /// Key that signs the operator's receipts (Ed25519, hex).
+    #[schema(value_type = String)]
+    pub receipt_key: VerifyingKey,
+    pub coordinator_url: String,
+}
+
+/// `POST /v1/redeem` at an operator: a wallet redeems a voucher here.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemRequest {
+    pub version: u32,
+    #[schema(value_type = Object)]
+    pub envelope: Envelope,
+}
+
+/// Body of the operator's signed receipt: what the wallet was credited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorCreditReceipt {
+    pub operator_id: String,
+    pub denomination: u64,
+    /// Credits the wallet may spend at this operator.
+    pub credited: Amount,
+    /// The coordinator's receipt the operator was given.
+    #[schema(value_type = Object)]
+    pub coordinator_receipt: Signed<RedemptionReceipt>,
+    pub issued_at: UnixTime,
+}

@@ -1,0 +1,166 @@
+//! Stable error codes shared by every smpx HTTP API.
+//!
+//! A code is part of the wire protocol: clients match on it, so a code never changes meaning
+//! and is never reused. Each code carries its HTTP status, so every service answers the same
+//! failure the same way. Wire form: `{"error": {"code": "already_published", "message": "..."}}`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = ($code:literal, $status:literal), )*) => {
+        /// A stable, machine-readable error code.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+            /// A code this client version does not know (forward compatibility).
+            #[serde(other)]
+            Unknown,
+        }
+
+        impl ErrorCode {
+            /// Every known code, for documentation and tests.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The code as it appears on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                    ErrorCode::Unknown => "unknown",
+                }
+            }
+
+            /// The HTTP status this code is always returned with.
+            pub fn http_status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$variant => $status,)*
+                    ErrorCode::Unknown => 500,
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // Request shape.
+    /// The body is not valid JSON, has a wrong type, a missing or an unknown field.
+    InvalidRequest = ("invalid_request", 400),
+    /// The body is larger than the endpoint accepts.
+    BodyTooLarge = ("body_too_large", 413),
+    /// The request needs `Content-Type: application/json`.
+    UnsupportedMediaType = ("unsupported_media_type", 415),
+    /// No such endpoint or resource.
+    NotFound = ("not_found", 404),
+    /// The endpoint exists but not with this method.
+    MethodNotAllowed = ("method_not_allowed", 405),
+    /// Missing or wrong credentials.
+    Unauthorized = ("unauthorized", 401),
+
+    // Issuers and their keys.
+    /// The issuer is not on the coordinator's whitelist (or was removed from it).
+    IssuerNotWhitelisted = ("issuer_not_whitelisted", 403),
+    /// Publishing this voucher would take the issuer beyond its issuing limit.
+    IssuerLimitExceeded = ("issuer_limit_exceeded", 409),
+    /// The denomination is not one the network issues.
+    UnsupportedDenomination = ("unsupported_denomination", 400),
+    /// No issuer key with this id is registered.
+    UnknownKey = ("unknown_key", 404),
+    /// The key's publish deadline (its period start + 2M) has passed, or its period has not
+    /// started yet.
+    KeyNotValid = ("key_not_valid", 409),
+    /// A key for this issuer, denomination and period is already registered, or the period is
+    /// not the current or the next one.
+    KeyRegistrationRejected = ("key_registration_rejected", 409),
+    /// The voucher signature does not verify under the named issuer key.
+    BadSignature = ("bad_signature", 400),
+
+    // Vouchers.
+    /// This commitment is already published.
+    AlreadyPublished = ("already_published", 409),
+    /// No published voucher has this commitment.
+    UnknownVoucher = ("unknown_voucher", 404),
+    /// The voucher was already redeemed.
+    AlreadyRedeemed = ("already_redeemed", 409),
+    /// The voucher expired (its value has been or will be released to the network fund).
+    VoucherExpired = ("voucher_expired", 410),
+    /// The redemption envelope does not decrypt, or its content is malformed.
+    InvalidEnvelope = ("invalid_envelope", 400),
+    /// The revealed secret does not open the commitment (C ≠ H(s, denomination)).
+    CommitmentMismatch = ("commitment_mismatch", 400),
+    /// The envelope names another operator than the one forwarding it.
+    OperatorMismatch = ("operator_mismatch", 403),
+    /// The operator is not registered with the coordinator.
+    UnknownOperator = ("unknown_operator", 404),
+    /// The operator share is above the network maximum (70%).
+    ShareTooHigh = ("share_too_high", 400),
+    /// The protocol version is not supported by this endpoint.
+    UnsupportedVersion = ("unsupported_version", 400),
+
+    // Payments at the issuer.
+    /// The payment was refused (unknown, used or mismatched top-up code).
+    PaymentRejected = ("payment_rejected", 402),
+    /// The payment method is not enabled at this issuer.
+    PaymentMethodUnavailable = ("payment_method_unavailable", 400),
+
+    // Server side.
+    /// An upstream service (e.g. the coordinator, seen from an issuer or operator) failed or
+    /// is unreachable; retrying later is safe.
+    UpstreamUnavailable = ("upstream_unavailable", 502),
+    /// Something failed inside the service; nothing was recorded. Retrying is safe.
+    Internal = ("internal", 500),
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A protocol-level failure: a stable code plus a human-readable message.
+/// Messages never contain secrets.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Shorthand for building a [`ProtocolError`].
+pub fn err(code: ErrorCode, message: impl Into<String>) -> ProtocolError {
+    ProtocolError::new(code, message)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_roundtrip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate code {code}");
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            let back: ErrorCode = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, *code);
+            assert!((400..600).contains(&code.http_status()));
+        }
+    }
+
+    #[test]
+    fn unknown_code_from_a_newer_server_parses() {
+        let c: ErrorCode = serde_json::from_str("\"something_new\"").unwrap();
+        assert_eq!(c, ErrorCode::Unknown);
+    }
+}

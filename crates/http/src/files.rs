@@ -1,0 +1,104 @@
+//! A service's home directory: small JSON files for configuration and keys. Secret files are
+//! written with mode 0600 through a temporary file and a rename, so a crash never leaves a
+//! half-written key behind.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid: {message}")]
+    Parse { path: String, message: String },
+}
+
+fn io(path: &Path, source: std::io::Error) -> FileError {
+    FileError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically, readable by the owner only.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).map_err(|e| io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| io(&tmp, e))?;
+        f.sync_all().map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+}
+
+/// Reads JSON from `path`, or creates it with `make()` if it does not exist.
+pub fn load_or_create<T, F>(path: &Path, make: F) -> Result<T, FileError>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> T,
+{
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| FileError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let v = make();
+            let bytes = serde_json::to_vec_pretty(&v).map_err(|e| FileError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            write_private(path, &bytes)?;
+            Ok(v)
+        }
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// Reads JSON from `path`.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, FileError> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| FileError::Parse {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_then_loads_and_is_private() {
+        let dir = std::env::temp_dir().join(format!("smpx-files-{}", std::process::id()));
+        let p = dir.join("k.json");
+        let _ = std::fs::remove_file(&p);
+        let a: Vec<u8> = load_or_create(&p, || vec![1, 2, 3]).unwrap();
+        let b: Vec<u8> = load_or_create(&p, || vec![9]).unwrap();
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&p, b"{not json").unwrap();
+        assert!(matches!(load::<Vec<u8>>(&p), Err(FileError::Parse { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,706 @@
+//! The coordinator's tables: issuer whitelist and keys, operators, published vouchers,
+//! redemptions and the ledger.
+//!
+//! Every money-moving operation is one transaction whose first statement is a write guarded
+//! by a constraint (`INSERT` under the voucher's primary key, or `UPDATE … WHERE state =
+//! 'live'`), so whichever of two racing requests commits first wins and the other finds the
+//! row changed — on SQLite and on PostgreSQL, in one process or many.
+//!
+//! The ledger's sequence numbers come from a one-row counter updated inside the same
+//! transaction, just before the entries are inserted. That row lock orders all money
+//! movements, so the public log has no gaps and a reader following it never misses an entry.
+
+use crate::db::{q, to_i64, to_u64, Db, StoreError};
+use smpx_core::api::{IssuerInfo, LedgerTotalsResponse, OperatorInfo, VoucherState};
+use smpx_core::ledger::{Account, Entry, EntryKind, Posting, Totals};
+use smpx_core::Amount;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE issuers (
+        id TEXT PRIMARY KEY,
+        token_hash {blob} NOT NULL,
+        limit_units BIGINT NOT NULL CHECK (limit_units >= 0),
+        published_units BIGINT NOT NULL DEFAULT 0 CHECK (published_units >= 0),
+        active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+        created_at BIGINT NOT NULL)",
+    "CREATE TABLE issuer_keys (
+        key_id {blob} PRIMARY KEY,
+        issuer_id TEXT NOT NULL REFERENCES issuers(id),
+        denomination BIGINT NOT NULL,
+        period BIGINT NOT NULL,
+        public_key {blob} NOT NULL,
+        registered_at BIGINT NOT NULL,
+        UNIQUE (issuer_id, denomination, period))",
+    "CREATE TABLE operators (
+        id TEXT PRIMARY KEY,
+        token_hash {blob} NOT NULL,
+        share_bps BIGINT NOT NULL CHECK (share_bps >= 0 AND share_bps <= 10000),
+        created_at BIGINT NOT NULL)",
+    "CREATE TABLE vouchers (
+        commitment {blob} PRIMARY KEY,
+        denomination BIGINT NOT NULL,
+        value_units BIGINT NOT NULL CHECK (value_units > 0),
+        issuer_id TEXT NOT NULL REFERENCES issuers(id),
+        key_id {blob} NOT NULL REFERENCES issuer_keys(key_id),
+        published_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('live', 'redeemed', 'released')))",
+    "CREATE INDEX vouchers_state_expiry ON vouchers (state, expires_at)",
+    "CREATE TABLE redemptions (
+        commitment {blob} PRIMARY KEY REFERENCES vouchers(commitment),
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        envelope_digest {blob} NOT NULL,
+        redeemed_at BIGINT NOT NULL,
+        receipt TEXT NOT NULL)",
+    "CREATE TABLE ledger_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL)",
+    "INSERT INTO ledger_head (id, seq) VALUES (1, 0)",
+    "CREATE TABLE ledger (
+        seq BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('publish', 'redeem', 'release')),
+        from_account TEXT NOT NULL,
+        to_account TEXT NOT NULL,
+        amount BIGINT NOT NULL CHECK (amount > 0))",
+]];
+
+/// An issuer as stored, with its credential digest.
+#[derive(Clone, Debug)]
+pub struct IssuerRow {
+    pub info: IssuerInfo,
+    pub token_hash: Vec<u8>,
+}
+
+/// An operator as stored.
+#[derive(Clone, Debug)]
+pub struct OperatorRow {
+    pub id: String,
+    pub token_hash: Vec<u8>,
+    pub share_bps: u32,
+}
+
+/// A registered issuer key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRow {
+    pub key_id: [u8; 32],
+    pub issuer_id: String,
+    pub denomination: u64,
+    pub period: u64,
+    /// SubjectPublicKeyInfo DER.
+    pub public_key: Vec<u8>,
+    pub registered_at: u64,
+}
+
+/// A voucher to record at publish time.
+#[derive(Clone, Debug)]
+pub struct NewVoucher {
+    pub commitment: [u8; 32],
+    pub denomination: u64,
+    pub value: Amount,
+    pub issuer_id: String,
+    pub key_id: [u8; 32],
+    pub published_at: u64,
+    pub expires_at: u64,
+}
+
+/// A stored voucher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoucherRow {
+    pub commitment: [u8; 32],
+    pub denomination: u64,
+    pub value: Amount,
+    pub issuer_id: String,
+    pub published_at: u64,
+    pub expires_at: u64,
+    pub state: VoucherState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Published,
+    AlreadyPublished,
+    IssuerInactive,
+    LimitExceeded,
+}
+
+/// A redemption to record.
+#[derive(Clone, Debug)]
+pub struct NewRedemption<'a> {
+    pub commitment: [u8; 32],
+    pub denomination: u64,
+    pub operator_id: &'a str,
+    pub envelope_digest: [u8; 32],
+    pub now: u64,
+    /// The ledger postings (operator share and fund remainder).
+    pub postings: Vec<Posting>,
+    /// The signed receipt, stored so an identical retry gets the same answer.
+    pub receipt: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    Redeemed,
+    /// The same operator already redeemed this exact envelope: here is the stored receipt.
+    Replay(String),
+    Unknown,
+    AlreadyRedeemed,
+    Expired,
+}
+
+/// The coordinator's store.
+#[derive(Clone, Debug)]
+pub struct CoordinatorStore {
+    db: Db,
+}
+
+impl CoordinatorStore {
+    /// Opens the store, creating or upgrading its tables.
+    pub async fn open(db: Db) -> Result<Self, StoreError> {
+        db.migrate("coordinator", MIGRATIONS).await?;
+        Ok(CoordinatorStore { db })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    // ---- issuers ------------------------------------------------------------------------
+
+    /// Whitelists a new issuer.
+    pub async fn add_issuer(
+        &self,
+        id: &str,
+        token_hash: &[u8; 32],
+        limit: Amount,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO issuers (id, token_hash, limit_units, published_units, active, created_at)
+             VALUES ($1, $2, $3, 0, 1, $4)",
+        )
+        .bind(id)
+        .bind(&token_hash[..])
+        .bind(to_i64(limit.0, "limit")?)
+        .bind(to_i64(now, "time")?)
+        .execute(&self.db.pool)
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    /// Sets an issuer's limit. Lowering it below what was published only stops further
+    /// publishing. Returns false for an unknown issuer.
+    pub async fn set_issuer_limit(&self, id: &str, limit: Amount) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE issuers SET limit_units = $1 WHERE id = $2")
+            .bind(to_i64(limit.0, "limit")?)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await
+            .map_err(q)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Adds an issuer to, or removes it from, the whitelist. Returns false if unknown.
+    pub async fn set_issuer_active(&self, id: &str, active: bool) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE issuers SET active = $1 WHERE id = $2")
+            .bind(i64::from(active))
+            .bind(id)
+            .execute(&self.db.pool)
+            .await
+            .map_err(q)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn issuer(&self, id: &str) -> Result<Option<IssuerRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, token_hash, limit_units, published_units, active FROM issuers WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(q)?;
+        row.map(|r| issuer_row(&r)).transpose()
+    }
+
+    pub async fn issuers(&self) -> Result<Vec<IssuerInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, token_hash, limit_units, published_units, active FROM issuers ORDER BY id",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(q)?;
+        rows.iter().map(|r| issuer_row(r).map(|i| i.info)).collect()
+    }
+
+    // ---- operators ----------------------------------------------------------------------
+
+    pub async fn add_operator(
+        &self,
+        id: &str,
+        token_hash: &[u8; 32],
+        share_bps: u32,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO operators (id, token_hash, share_bps, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(&token_hash[..])
+        .bind(i64::from(share_bps))
+        .bind(to_i64(now, "time")?)
+        .execute(&self.db.pool)
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    pub async fn set_operator_share(&self, id: &str, share_bps: u32) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE operators SET share_bps = $1 WHERE id = $2")
+            .bind(i64::from(share_bps))
+            .bind(id)
+            .execute(&self.db.pool)
+            .await
+            .map_err(q)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn operator(&self, id: &str) -> Result<Option<OperatorRow>, StoreError> {
+        let row = sqlx::query("SELECT id, token_hash, share_bps FROM operators WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(q)?;
+        row.map(|r| operator_row(&r)).transpose()
+    }
+
+    /// Every operator with what it has earned (from the ledger).
+    pub async fn operators(&self) -> Result<Vec<OperatorInfo>, StoreError> {
+        let rows = sqlx::query("SELECT id, token_hash, share_bps FROM operators ORDER BY id")
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(q)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let op = operator_row(r)?;
+            let earned: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE to_account = $1",
+            )
+            .bind(Account::Operator(op.id.clone()).to_string())
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(q)?;
+            out.push(OperatorInfo {
+                id: op.id,
+                share_bps: op.share_bps,
+                earned: Amount(to_u64(earned, "earned")?),
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- issuer keys --------------------------------------------------------------------
+
+    /// Registers a key. A second key for the same issuer, denomination and period, or the
+    /// same key twice, is a [`StoreError::Duplicate`].
+    pub async fn insert_key(&self, k: &KeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO issuer_keys (key_id, issuer_id, denomination, period, public_key, registered_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&k.key_id[..])
+        .bind(&k.issuer_id)
+        .bind(to_i64(k.denomination, "denomination")?)
+        .bind(to_i64(k.period, "period")?)
+        .bind(&k.public_key[..])
+        .bind(to_i64(k.registered_at, "time")?)
+        .execute(&self.db.pool)
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    pub async fn key(&self, key_id: &[u8; 32]) -> Result<Option<KeyRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_id, issuer_id, denomination, period, public_key, registered_at
+             FROM issuer_keys WHERE key_id = $1",
+        )
+        .bind(&key_id[..])
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(q)?;
+        row.map(|r| key_row(&r)).transpose()
+    }
+
+    /// Keys, optionally of one issuer and/or denomination, oldest period first.
+    pub async fn keys(
+        &self,
+        issuer: Option<&str>,
+        denomination: Option<u64>,
+    ) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, issuer_id, denomination, period, public_key, registered_at
+             FROM issuer_keys
+             WHERE ($1 = '' OR issuer_id = $1) AND ($2 < 0 OR denomination = $2)
+             ORDER BY period, issuer_id, denomination",
+        )
+        .bind(issuer.unwrap_or(""))
+        .bind(match denomination {
+            Some(d) => to_i64(d, "denomination")?,
+            None => -1,
+        })
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(q)?;
+        rows.iter().map(key_row).collect()
+    }
+
+    // ---- vouchers -----------------------------------------------------------------------
+
+    /// Records a published voucher, charges the issuer's limit and books issuer → pool,
+    /// all or nothing.
+    pub async fn publish(&self, v: &NewVoucher) -> Result<PublishOutcome, StoreError> {
+        let mut tx = self.db.pool.begin().await.map_err(q)?;
+        let inserted = sqlx::query(
+            "INSERT INTO vouchers (commitment, denomination, value_units, issuer_id, key_id,
+                                   published_at, expires_at, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'live')",
+        )
+        .bind(&v.commitment[..])
+        .bind(to_i64(v.denomination, "denomination")?)
+        .bind(to_i64(v.value.0, "value")?)
+        .bind(&v.issuer_id)
+        .bind(&v.key_id[..])
+        .bind(to_i64(v.published_at, "time")?)
+        .bind(to_i64(v.expires_at, "time")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(q);
+        match inserted {
+            Ok(_) => {}
+            Err(e) if e.is_duplicate() => return Ok(PublishOutcome::AlreadyPublished),
+            Err(e) => return Err(e),
+        }
+        let charged = sqlx::query(
+            "UPDATE issuers SET published_units = published_units + $1
+             WHERE id = $2 AND active = 1 AND published_units + $1 <= limit_units",
+        )
+        .bind(to_i64(v.value.0, "value")?)
+        .bind(&v.issuer_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(q)?;
+        if charged.rows_affected() != 1 {
+            let active: Option<i64> = sqlx::query_scalar("SELECT active FROM issuers WHERE id = $1")
+                .bind(&v.issuer_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(q)?;
+            tx.rollback().await.map_err(q)?;
+            return Ok(match active {
+                Some(1) => PublishOutcome::LimitExceeded,
+                _ => PublishOutcome::IssuerInactive,
+            });
+        }
+        append(
+            &mut tx,
+            v.published_at,
+            &smpx_core::ledger::publish(&v.issuer_id, v.value),
+        )
+        .await?;
+        tx.commit().await.map_err(q)?;
+        Ok(PublishOutcome::Published)
+    }
+
+    pub async fn voucher(&self, commitment: &[u8; 32]) -> Result<Option<VoucherRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT commitment, denomination, value_units, issuer_id, published_at, expires_at, state
+             FROM vouchers WHERE commitment = $1",
+        )
+        .bind(&commitment[..])
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(q)?;
+        row.map(|r| voucher_row(&r)).transpose()
+    }
+
+    /// Marks a live, unexpired voucher redeemed, records the redemption and books the
+    /// payment, all or nothing. A retry of the same envelope by the same operator returns the
+    /// stored receipt instead of paying twice.
+    pub async fn redeem(&self, r: &NewRedemption<'_>) -> Result<RedeemOutcome, StoreError> {
+        let mut tx = self.db.pool.begin().await.map_err(q)?;
+        let marked = sqlx::query(
+            "UPDATE vouchers SET state = 'redeemed'
+             WHERE commitment = $1 AND state = 'live' AND expires_at > $2 AND denomination = $3",
+        )
+        .bind(&r.commitment[..])
+        .bind(to_i64(r.now, "time")?)
+        .bind(to_i64(r.denomination, "denomination")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(q)?;
+        if marked.rows_affected() != 1 {
+            tx.rollback().await.map_err(q)?;
+            return self.classify_failed_redemption(r).await;
+        }
+        sqlx::query(
+            "INSERT INTO redemptions (commitment, operator_id, envelope_digest, redeemed_at, receipt)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&r.commitment[..])
+        .bind(r.operator_id)
+        .bind(&r.envelope_digest[..])
+        .bind(to_i64(r.now, "time")?)
+        .bind(&r.receipt)
+        .execute(&mut *tx)
+        .await
+        .map_err(q)?;
+        append(&mut tx, r.now, &r.postings).await?;
+        tx.commit().await.map_err(q)?;
+        Ok(RedeemOutcome::Redeemed)
+    }
+
+    async fn classify_failed_redemption(
+        &self,
+        r: &NewRedemption<'_>,
+    ) -> Result<RedeemOutcome, StoreError> {
+        let Some(v) = self.voucher(&r.commitment).await? else {
+            return Ok(RedeemOutcome::Unknown);
+        };
+        match v.state {
+            VoucherState::Redeemed => {
+                let prev = sqlx::query(
+                    "SELECT operator_id, envelope_digest, receipt FROM redemptions WHERE commitment = $1",
+                )
+                .bind(&r.commitment[..])
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(q)?;
+                if let Some(p) = prev {
+                    let op: String = p.try_get("operator_id").map_err(q)?;
+                    let digest: Vec<u8> = p.try_get("envelope_digest").map_err(q)?;
+                    if op == r.operator_id && digest == r.envelope_digest {
+                        return Ok(RedeemOutcome::Replay(p.try_get("receipt").map_err(q)?));
+                    }
+                }
+                Ok(RedeemOutcome::AlreadyRedeemed)
+            }
+            VoucherState::Released => Ok(RedeemOutcome::Expired),
+            // Live but not updated: expired (the denomination is bound by C, so a mismatch
+            // there means the row is someone else's C — treat as unknown).
+            VoucherState::Live if v.expires_at <= r.now => Ok(RedeemOutcome::Expired),
+            VoucherState::Live => Ok(RedeemOutcome::Unknown),
+        }
+    }
+
+    /// Releases every live voucher that expired by `now` to the network fund, in one
+    /// transaction. Returns how many and their value.
+    pub async fn release_expired(&self, now: u64) -> Result<(u64, Amount), StoreError> {
+        let mut tx = self.db.pool.begin().await.map_err(q)?;
+        let rows = sqlx::query(
+            "UPDATE vouchers SET state = 'released'
+             WHERE state = 'live' AND expires_at <= $1
+             RETURNING value_units",
+        )
+        .bind(to_i64(now, "time")?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(q)?;
+        let mut total = 0u64;
+        for r in &rows {
+            let v: i64 = r.try_get("value_units").map_err(q)?;
+            total = total
+                .checked_add(to_u64(v, "value")?)
+                .ok_or_else(|| StoreError::Corrupt("released value overflows".into()))?;
+        }
+        if rows.is_empty() {
+            tx.rollback().await.map_err(q)?;
+            return Ok((0, Amount::ZERO));
+        }
+        append(&mut tx, now, &smpx_core::ledger::release(Amount(total))).await?;
+        tx.commit().await.map_err(q)?;
+        Ok((rows.len() as u64, Amount(total)))
+    }
+
+    // ---- ledger -------------------------------------------------------------------------
+
+    /// Ledger entries with `seq > after`, at most `limit`.
+    pub async fn entries(&self, after: u64, limit: u32) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, from_account, to_account, amount FROM ledger
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(to_i64(after, "seq")?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(q)?;
+        rows.iter().map(entry_row).collect()
+    }
+
+    /// Headline figures from the ledger, cross-checked against the voucher table.
+    pub async fn totals(&self) -> Result<LedgerTotalsResponse, StoreError> {
+        let sum = |sql: &'static str| async move {
+            let v: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&self.db.pool)
+                .await
+                .map_err(q)?;
+            to_u64(v, "sum").map(Amount)
+        };
+        let published =
+            sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE kind = 'publish'")
+                .await?;
+        let redeemed =
+            sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE kind = 'redeem'")
+                .await?;
+        let released =
+            sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE kind = 'release'")
+                .await?;
+        let paid_to_operators = sum(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE to_account LIKE 'operator:%'",
+        )
+        .await?;
+        let network_fund = sum(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE to_account = 'network_fund'",
+        )
+        .await?;
+        let pool_in =
+            sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE to_account = 'pool'")
+                .await?;
+        let pool_out =
+            sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE from_account = 'pool'")
+                .await?;
+        let live_vouchers = sum(
+            "SELECT CAST(COALESCE(SUM(value_units), 0) AS BIGINT) FROM vouchers WHERE state = 'live'",
+        )
+        .await?;
+        let live_count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vouchers WHERE state = 'live'")
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(q)?;
+        let entries: i64 = sqlx::query_scalar("SELECT seq FROM ledger_head WHERE id = 1")
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(q)?;
+        let live = pool_in
+            .checked_sub(pool_out)
+            .ok_or_else(|| StoreError::Corrupt("pool balance is negative".into()))?;
+        let totals = Totals {
+            published,
+            redeemed,
+            live,
+            released,
+            paid_to_operators,
+            network_fund,
+        };
+        Ok(LedgerTotalsResponse {
+            conserved: totals.is_conserved() && live == live_vouchers,
+            totals,
+            live_vouchers,
+            live_voucher_count: to_u64(live_count, "count")?,
+            entries: to_u64(entries, "seq")?,
+        })
+    }
+}
+
+/// Appends postings to the ledger inside `tx`, taking the next sequence numbers from the
+/// one-row head (whose row lock orders concurrent writers).
+async fn append(
+    tx: &mut Transaction<'static, Any>,
+    at: u64,
+    postings: &[Posting],
+) -> Result<(), StoreError> {
+    if postings.is_empty() {
+        return Ok(());
+    }
+    let n = postings.len() as i64;
+    let top: i64 = sqlx::query_scalar("UPDATE ledger_head SET seq = seq + $1 WHERE id = 1 RETURNING seq")
+        .bind(n)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(q)?;
+    for (i, p) in postings.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO ledger (seq, at, kind, from_account, to_account, amount)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(top - n + 1 + i as i64)
+        .bind(to_i64(at, "time")?)
+        .bind(p.kind.as_str())
+        .bind(p.from.to_string())
+        .bind(p.to.to_string())
+        .bind(to_i64(p.amount.0, "amount")?)
+        .execute(&mut **tx)
+        .await
+        .map_err(q)?;
+    }
+    Ok(())
+}
+
+fn bytes32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+fn issuer_row(r: &AnyRow) -> Result<IssuerRow, StoreError> {
+    Ok(IssuerRow {
+        info: IssuerInfo {
+            id: r.try_get("id").map_err(q)?,
+            limit: Amount(to_u64(r.try_get("limit_units").map_err(q)?, "limit")?),
+            published: Amount(to_u64(r.try_get("published_units").map_err(q)?, "published")?),
+            active: r.try_get::<i64, _>("active").map_err(q)? == 1,
+        },
+        token_hash: r.try_get("token_hash").map_err(q)?,
+    })
+}
+
+fn operator_row(r: &AnyRow) -> Result<OperatorRow, StoreError> {
+    let share: i64 = r.try_get("share_bps").map_err(q)?;
+    Ok(OperatorRow {
+        id: r.try_get("id").map_err(q)?,
+        token_hash: r.try_get("token_hash").map_err(q)?,
+        share_bps: u32::try_from(share).map_err(|_| StoreError::Corrupt("share".into()))?,
+    })
+}
+
+fn key_row(r: &AnyRow) -> Result<KeyRow, StoreError> {
+    Ok(KeyRow {
+        key_id: bytes32(r.try_get("key_id").map_err(q)?, "key id")?,
+        issuer_id: r.try_get("issuer_id").map_err(q)?,
+        denomination: to_u64(r.try_get("denomination").map_err(q)?, "denomination")?,
+        period: to_u64(r.try_get("period").map_err(q)?, "period")?,
+        public_key: r.try_get("public_key").map_err(q)?,
+        registered_at: to_u64(r.try_get("registered_at").map_err(q)?, "time")?,
+    })
+}
+
+fn voucher_row(r: &AnyRow) -> Result<VoucherRow, StoreError> {
+    let state: String = r.try_get("state").map_err(q)?;
+    Ok(VoucherRow {
+        commitment: bytes32(r.try_get("commitment").map_err(q)?, "commitment")?,
+        denomination: to_u64(r.try_get("denomination").map_err(q)?, "denomination")?,
+        value: Amount(to_u64(r.try_get("value_units").map_err(q)?, "value")?),
+        issuer_id: r.try_get("issuer_id").map_err(q)?,
+        published_at: to_u64(r.try_get("published_at").map_err(q)?, "time")?,
+        expires_at: to_u64(r.try_get("expires_at").map_err(q)?, "time")?,
+        state: VoucherState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("voucher state {state:?}")))?,
+    })
+}
+
+fn entry_row(r: &AnyRow) -> Result<Entry, StoreError> {
+    let kind: String = r.try_get("kind").map_err(q)?;
+    let from: String = r.try_get("from_account").map_err(q)?;
+    let to: String = r.try_get("to_account").map_err(q)?;
+    let corrupt = |e: smpx_core::ProtocolError| StoreError::Corrupt(e.message);
+    Ok(Entry {
+        seq: to_u64(r.try_get("seq").map_err(q)?, "seq")?,
+        at: to_u64(r.try_get("at").map_err(q)?, "time")?,
+        kind: kind.parse::<EntryKind>().map_err(corrupt)?,
+        from: from.parse::<Account>().map_err(corrupt)?,
+        to: to.parse::<Account>().map_err(corrupt)?,
+        amount: Amount(to_u64(r.try_get("amount").map_err(q)?, "amount")?),
+    })
+}
