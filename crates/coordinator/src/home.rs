@@ -75,23 +75,7 @@ impl CoordinatorHome {
         let keys: CoordinatorKeys =
             files::load_or_create(&dir.join("keys.json"), CoordinatorKeys::generate)?;
         let (receipt_key, envelope_key) = keys.check()?;
-        let token_path = dir.join("admin-token");
-        let admin_token = match std::fs::read_to_string(&token_path) {
-            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
-            Ok(_) => return Err(HomeError::Invalid("admin-token is empty".into())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let t = smpx_http::Token::generate().as_str().to_owned();
-                files::write_private(&token_path, t.as_bytes())?;
-                t
-            }
-            Err(e) => {
-                return Err(FileError::Io {
-                    path: token_path.display().to_string(),
-                    source: e,
-                }
-                .into())
-            }
-        };
+        let admin_token = files::load_or_create_token(&dir.join("admin-token"))?;
         Ok(CoordinatorHome {
             dir: dir.to_owned(),
             params,

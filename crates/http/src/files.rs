@@ -102,3 +102,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Reads a bearer token from `path`, creating a fresh one (0600) if the file does not exist.
+pub fn load_or_create_token(path: &Path) -> Result<String, FileError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
+        Ok(_) => Err(FileError::Parse {
+            path: path.display().to_string(),
+            message: "the token file is empty".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let t = crate::Token::generate().as_str().to_owned();
+            write_private(path, t.as_bytes())?;
+            Ok(t)
+        }
+        Err(e) => Err(io(path, e)),
+    }
+}

@@ -17,5 +17,6 @@ pub mod coordinator;
 pub mod db;
 pub mod issuer;
 pub mod operator;
+pub mod scratch;
 
 pub use db::{Backend, Db, StoreError};

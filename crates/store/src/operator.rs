@@ -6,7 +6,7 @@ use crate::db::{q, to_i64, Db, StoreError};
 use sqlx::Row;
 
 const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE redemptions (
+    "CREATE TABLE operator_redemptions (
         envelope_digest {blob} PRIMARY KEY,
         denomination BIGINT NOT NULL,
         credited_units BIGINT NOT NULL,
@@ -45,7 +45,7 @@ impl OperatorStore {
     /// and returns it.
     pub async fn record(&self, r: &NewOperatorRedemption) -> Result<String, StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO redemptions (envelope_digest, denomination, credited_units, operator_units, at, receipt)
+            "INSERT INTO operator_redemptions (envelope_digest, denomination, credited_units, operator_units, at, receipt)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&r.envelope_digest[..])
@@ -68,7 +68,7 @@ impl OperatorStore {
     }
 
     pub async fn receipt(&self, envelope_digest: &[u8; 32]) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT receipt FROM redemptions WHERE envelope_digest = $1")
+        let row = sqlx::query("SELECT receipt FROM operator_redemptions WHERE envelope_digest = $1")
             .bind(&envelope_digest[..])
             .fetch_optional(&self.db.pool)
             .await
@@ -80,7 +80,7 @@ impl OperatorStore {
     pub async fn summary(&self) -> Result<(u64, u64, u64), StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(credited_units), 0) AS BIGINT) AS c,
-                    CAST(COALESCE(SUM(operator_units), 0) AS BIGINT) AS o FROM redemptions",
+                    CAST(COALESCE(SUM(operator_units), 0) AS BIGINT) AS o FROM operator_redemptions",
         )
         .fetch_one(&self.db.pool)
         .await

@@ -1,0 +1,142 @@
+//! `/v1` endpoints of the operator's redemption service.
+
+use crate::Operator;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::Router;
+use smpx_core::api::*;
+use smpx_core::crypto::field::FieldBytes;
+use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, REDEMPTION_DOMAIN};
+use smpx_core::redemption::PROTOCOL_V1;
+use smpx_core::ErrorCode;
+use smpx_http::{ApiError, ApiResult, ClientError, Json};
+use smpx_store::operator::NewOperatorRedemption;
+use std::sync::Arc;
+
+type AppState = State<Arc<Operator>>;
+
+pub(crate) fn router(state: Arc<Operator>) -> Router {
+    let r = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/v1/health", get(health))
+        .route("/v1/info", get(info))
+        .route("/v1/redeem", post(redeem))
+        .route("/v1/stats", get(stats))
+        .with_state(state);
+    smpx_http::finish_router(r)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
+}
+
+#[utoipa::path(get, path = "/v1/health", responses((status = 200, description = "The service is up")))]
+pub(crate) async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+#[utoipa::path(get, path = "/v1/info", responses((status = 200, body = OperatorServiceInfo)))]
+pub(crate) async fn info(State(o): AppState) -> Json<OperatorServiceInfo> {
+    Json(OperatorServiceInfo {
+        operator_id: o.config.operator_id.clone(),
+        receipt_key: o.receipt_key.verifying_key(),
+        coordinator_url: o.config.coordinator_url.clone(),
+    })
+}
+
+/// Passes the coordinator's typed refusals (already redeemed, expired, …) through to the
+/// wallet unchanged; anything else means the coordinator could not be asked.
+fn upstream(e: ClientError) -> ApiError {
+    match e {
+        ClientError::Api { code, message, .. }
+            if code != ErrorCode::Unauthorized && code != ErrorCode::Internal && code != ErrorCode::Unknown =>
+        {
+            ApiError::new(code, message)
+        }
+        other => {
+            tracing::warn!(error = %other, "forwarding to the coordinator failed");
+            ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "the coordinator could not be reached; the voucher was not redeemed, retry later",
+            )
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/v1/redeem", request_body = RedeemRequest,
+    responses((status = 200, body = Signed<OperatorCreditReceipt>),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 410, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub(crate) async fn redeem(
+    State(o): AppState,
+    Json(req): Json<RedeemRequest>,
+) -> ApiResult<Json<Signed<OperatorCreditReceipt>>> {
+    if req.version != PROTOCOL_V1 {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedVersion,
+            format!("redemption protocol version {} is not supported", req.version),
+        ));
+    }
+    let digest = req.envelope.digest();
+    if let Some(stored) = o.store.receipt(&digest).await.map_err(ApiError::internal)? {
+        return Ok(Json(serde_json::from_str(&stored).map_err(ApiError::internal)?));
+    }
+    let cl: Signed<RedemptionReceipt> = o
+        .coordinator
+        .post(
+            "/v1/redemptions",
+            &ForwardRedemptionRequest {
+                version: req.version,
+                envelope: req.envelope,
+            },
+        )
+        .await
+        .map_err(upstream)?;
+    // Never credit on the strength of an answer we cannot check.
+    cl.verify(REDEMPTION_DOMAIN, &o.coordinator_key)
+        .map_err(|e| ApiError::internal(format!("coordinator receipt: {e}")))?;
+    if cl.body.operator_id != o.config.operator_id || cl.body.envelope_digest != FieldBytes(digest) {
+        return Err(ApiError::internal("the coordinator's receipt is for another redemption"));
+    }
+    let body = OperatorCreditReceipt {
+        operator_id: o.config.operator_id.clone(),
+        denomination: cl.body.denomination,
+        credited: cl.body.value,
+        issued_at: o.clock.now(),
+        coordinator_receipt: cl.clone(),
+    };
+    let receipt = Signed::sign(&o.receipt_key, OPERATOR_DOMAIN, body)?;
+    let json = serde_json::to_string(&receipt).map_err(ApiError::internal)?;
+    let stored = o
+        .store
+        .record(&NewOperatorRedemption {
+            envelope_digest: digest,
+            denomination: cl.body.denomination,
+            credited_units: cl.body.value.0,
+            operator_units: cl.body.operator_amount.0,
+            at: receipt.body.issued_at,
+            receipt: json,
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(serde_json::from_str(&stored).map_err(ApiError::internal)?))
+}
+
+/// `GET /v1/stats`: the operator's own books.
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct OperatorStats {
+    pub redemptions: u64,
+    pub credited: smpx_core::Amount,
+    pub earned: smpx_core::Amount,
+}
+
+#[utoipa::path(get, path = "/v1/stats", responses((status = 200, body = OperatorStats)))]
+pub(crate) async fn stats(State(o): AppState) -> ApiResult<Json<OperatorStats>> {
+    let (n, c, e) = o.store.summary().await.map_err(ApiError::internal)?;
+    Ok(Json(OperatorStats {
+        redemptions: n,
+        credited: smpx_core::Amount(c),
+        earned: smpx_core::Amount(e),
+    }))
+}
