@@ -338,7 +338,7 @@ pub(crate) async fn redeem(
         operator_amount,
         fund_amount,
         share_bps: share,
-        envelope_digest: FieldBytes(digest),
+        envelope_digest: digest,
         redeemed_at: now,
     };
     let receipt = Signed::sign(&c.receipt_key, REDEMPTION_DOMAIN, body)?;

@@ -4,7 +4,6 @@
 
 use crate::crypto::blind::{BlindSignature, BlindedMessage, VoucherSignature};
 use crate::crypto::envelope::{Envelope, HpkePublicKey};
-use crate::crypto::field::FieldBytes;
 use crate::crypto::sign::VerifyingKey;
 use crate::crypto::voucher::Commitment;
 use crate::error::ErrorCode;
@@ -170,8 +169,9 @@ pub struct RedemptionReceipt {
     pub fund_amount: Amount,
     pub share_bps: u32,
     /// SHA-256 digest of the envelope, hex.
+    #[serde(with = "crate::crypto::hex_array::serde")]
     #[schema(value_type = String)]
-    pub envelope_digest: FieldBytes,
+    pub envelope_digest: [u8; 32],
     pub redeemed_at: UnixTime,
 }
 

@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
 use smpx_core::api::*;
-use smpx_core::crypto::field::FieldBytes;
 use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, REDEMPTION_DOMAIN};
 use smpx_core::redemption::PROTOCOL_V1;
 use smpx_core::ErrorCode;
@@ -96,7 +95,7 @@ pub(crate) async fn redeem(
     // Never credit on the strength of an answer we cannot check.
     cl.verify(REDEMPTION_DOMAIN, &o.coordinator_key)
         .map_err(|e| ApiError::internal(format!("coordinator receipt: {e}")))?;
-    if cl.body.operator_id != o.config.operator_id || cl.body.envelope_digest != FieldBytes(digest) {
+    if cl.body.operator_id != o.config.operator_id || cl.body.envelope_digest != digest {
         return Err(ApiError::internal("the coordinator's receipt is for another redemption"));
     }
     let body = OperatorCreditReceipt {
