@@ -8,8 +8,8 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use smpx_core::api::*;
-use smpx_core::crypto::blind::IssuerPublicKey;
 use smpx_core::crypto::b64;
+use smpx_core::crypto::blind::IssuerPublicKey;
 use smpx_core::crypto::field::FieldBytes;
 use smpx_core::crypto::voucher::Commitment;
 use smpx_core::error::err;
@@ -18,9 +18,7 @@ use smpx_core::receipt::{Signed, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
 use smpx_core::redemption::{open_v1, PROTOCOL_V1};
 use smpx_core::{keys, Amount, ErrorCode};
 use smpx_http::{bearer_token, split_credential, token_matches, ApiError, ApiResult, Json, Query};
-use smpx_store::coordinator::{
-    KeyRow, NewRedemption, NewVoucher, PublishOutcome, RedeemOutcome,
-};
+use smpx_store::coordinator::{KeyRow, NewRedemption, NewVoucher, PublishOutcome, RedeemOutcome};
 use smpx_store::StoreError;
 use std::sync::Arc;
 
@@ -80,10 +78,16 @@ pub(crate) async fn issuers(State(c): AppState) -> ApiResult<Json<Vec<IssuerInfo
 
 #[utoipa::path(get, path = "/v1/issuers/{id}", params(("id" = String, Path)),
     responses((status = 200, body = IssuerInfo), (status = 404, body = ErrorBody)))]
-pub(crate) async fn issuer(State(c): AppState, Path(id): Path<String>) -> ApiResult<Json<IssuerInfo>> {
+pub(crate) async fn issuer(
+    State(c): AppState,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IssuerInfo>> {
     match c.store.issuer(&id).await.map_err(store_err)? {
         Some(i) => Ok(Json(i.info)),
-        None => Err(ApiError::new(ErrorCode::NotFound, format!("no issuer {id:?}"))),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no issuer {id:?}"),
+        )),
     }
 }
 
@@ -116,14 +120,24 @@ pub(crate) async fn issuer_keys(
 /// Which issuer is calling, from its `<id>:<secret>` bearer credential.
 async fn authenticate_issuer(c: &Coordinator, headers: &HeaderMap) -> ApiResult<String> {
     let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "issuer credential required");
-    let (id, _) = bearer_token(headers).and_then(split_credential).ok_or_else(unauthorized)?;
+    let (id, _) = bearer_token(headers)
+        .and_then(split_credential)
+        .ok_or_else(unauthorized)?;
     let token = bearer_token(headers).unwrap_or_default();
-    let row = c.store.issuer(id).await.map_err(store_err)?.ok_or_else(unauthorized)?;
+    let row = c
+        .store
+        .issuer(id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(unauthorized)?;
     if !token_matches(token, &row.token_hash) {
         return Err(unauthorized());
     }
     if !row.info.active {
-        return Err(ApiError::new(ErrorCode::IssuerNotWhitelisted, "issuer is not whitelisted"));
+        return Err(ApiError::new(
+            ErrorCode::IssuerNotWhitelisted,
+            "issuer is not whitelisted",
+        ));
     }
     Ok(row.info.id)
 }
@@ -141,14 +155,20 @@ pub(crate) async fn register_key(
     if !c.params.is_denomination(req.denomination) {
         return Err(ApiError::new(
             ErrorCode::UnsupportedDenomination,
-            format!("the network issues denominations {:?}", c.params.denominations),
+            format!(
+                "the network issues denominations {:?}",
+                c.params.denominations
+            ),
         ));
     }
     keys::check_registrable(&c.params, req.period, now)?;
     let spki = b64::decode(&req.public_key)
         .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "public_key is not base64url"))?;
     let pk = IssuerPublicKey::from_spki(&spki).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidRequest, format!("public_key is not acceptable: {e}"))
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("public_key is not acceptable: {e}"),
+        )
     })?;
     let key_id = pk.key_id().map_err(ApiError::internal)?;
     let row = KeyRow {
@@ -186,7 +206,12 @@ fn parse_key_id(s: &str) -> ApiResult<[u8; 32]> {
     hex::decode(s)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "key_id must be 64 hex characters"))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "key_id must be 64 hex characters",
+            )
+        })
 }
 
 async fn issuer_public_key(c: &Coordinator, key: &KeyRow) -> ApiResult<Arc<IssuerPublicKey>> {
@@ -208,7 +233,10 @@ pub(crate) async fn publish(
 ) -> ApiResult<Json<Signed<PublishReceipt>>> {
     let now = c.now();
     let value = c.params.voucher_value(req.denomination).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnsupportedDenomination, "the network does not issue this denomination")
+        ApiError::new(
+            ErrorCode::UnsupportedDenomination,
+            "the network does not issue this denomination",
+        )
     })?;
     let key_id = parse_key_id(&req.key_id)?;
     let key = c
@@ -225,8 +253,16 @@ pub(crate) async fn publish(
     }
     keys::check_publishable(&c.params, key.period, now)?;
     let pk = issuer_public_key(&c, &key).await?;
-    pk.verify(&req.signature, &smpx_core::issuance::voucher_message(&req.commitment))
-        .map_err(|_| ApiError::new(ErrorCode::BadSignature, "the signature does not verify under this key"))?;
+    pk.verify(
+        &req.signature,
+        &smpx_core::issuance::voucher_message(&req.commitment),
+    )
+    .map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadSignature,
+            "the signature does not verify under this key",
+        )
+    })?;
     let expires_at = keys::voucher_expires_at(&c.params, now);
     let v = NewVoucher {
         commitment: req.commitment.0 .0,
@@ -240,13 +276,22 @@ pub(crate) async fn publish(
     match c.store.publish(&v).await.map_err(store_err)? {
         PublishOutcome::Published => {}
         PublishOutcome::AlreadyPublished => {
-            return Err(ApiError::new(ErrorCode::AlreadyPublished, "this voucher is already published"))
+            return Err(ApiError::new(
+                ErrorCode::AlreadyPublished,
+                "this voucher is already published",
+            ))
         }
         PublishOutcome::IssuerInactive => {
-            return Err(ApiError::new(ErrorCode::IssuerNotWhitelisted, "the issuer is not whitelisted"))
+            return Err(ApiError::new(
+                ErrorCode::IssuerNotWhitelisted,
+                "the issuer is not whitelisted",
+            ))
         }
         PublishOutcome::LimitExceeded => {
-            return Err(ApiError::new(ErrorCode::IssuerLimitExceeded, "the issuer has reached its issuing limit"))
+            return Err(ApiError::new(
+                ErrorCode::IssuerLimitExceeded,
+                "the issuer has reached its issuing limit",
+            ))
         }
     }
     let body = PublishReceipt {
@@ -267,18 +312,29 @@ pub(crate) async fn voucher(
     State(c): AppState,
     Path(commitment): Path<String>,
 ) -> ApiResult<Json<VoucherStatus>> {
-    let fb = FieldBytes::from_hex(&commitment)
-        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "commitment must be 64 hex characters"))?;
+    let fb = FieldBytes::from_hex(&commitment).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "commitment must be 64 hex characters",
+        )
+    })?;
     let v = c
         .store
         .voucher(&fb.0)
         .await
         .map_err(store_err)?
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownVoucher, "no published voucher has this commitment"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownVoucher,
+                "no published voucher has this commitment",
+            )
+        })?;
     Ok(Json(VoucherStatus {
         commitment: Commitment(fb),
         denomination: v.denomination,
         state: v.state,
+        issuer_id: v.issuer_id,
+        key_id: hex::encode(v.key_id),
         published_at: v.published_at,
         expires_at: v.expires_at,
     }))
@@ -292,7 +348,12 @@ async fn authenticate_operator(
     let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "operator credential required");
     let token = bearer_token(headers).ok_or_else(unauthorized)?;
     let (id, _) = split_credential(token).ok_or_else(unauthorized)?;
-    let row = c.store.operator(id).await.map_err(store_err)?.ok_or_else(unauthorized)?;
+    let row = c
+        .store
+        .operator(id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(unauthorized)?;
     if !token_matches(token, &row.token_hash) {
         return Err(unauthorized());
     }
@@ -314,7 +375,10 @@ pub(crate) async fn redeem(
     if req.version != PROTOCOL_V1 {
         return Err(ApiError::new(
             ErrorCode::UnsupportedVersion,
-            format!("redemption protocol version {} is not supported", req.version),
+            format!(
+                "redemption protocol version {} is not supported",
+                req.version
+            ),
         ));
     }
     let now = c.now();
@@ -325,9 +389,15 @@ pub(crate) async fn redeem(
             "the envelope names another operator than the one forwarding it",
         ));
     }
-    let value = c.params.voucher_value(payload.denomination).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnsupportedDenomination, "the network does not issue this denomination")
-    })?;
+    let value = c
+        .params
+        .voucher_value(payload.denomination)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnsupportedDenomination,
+                "the network does not issue this denomination",
+            )
+        })?;
     let share = operator.share_bps.min(c.params.max_operator_share_bps);
     let (operator_amount, fund_amount) = ledger::redemption_split(value, share);
     let digest = req.envelope.digest();
@@ -358,10 +428,21 @@ pub(crate) async fn redeem(
         .map_err(store_err)?;
     match outcome {
         RedeemOutcome::Redeemed => Ok(Json(receipt)),
-        RedeemOutcome::Replay(stored) => Ok(Json(serde_json::from_str(&stored).map_err(ApiError::internal)?)),
-        RedeemOutcome::Unknown => Err(ApiError::new(ErrorCode::UnknownVoucher, "no published voucher has this commitment")),
-        RedeemOutcome::AlreadyRedeemed => Err(ApiError::new(ErrorCode::AlreadyRedeemed, "this voucher was already redeemed")),
-        RedeemOutcome::Expired => Err(ApiError::new(ErrorCode::VoucherExpired, "this voucher has expired")),
+        RedeemOutcome::Replay(stored) => Ok(Json(
+            serde_json::from_str(&stored).map_err(ApiError::internal)?,
+        )),
+        RedeemOutcome::Unknown => Err(ApiError::new(
+            ErrorCode::UnknownVoucher,
+            "no published voucher has this commitment",
+        )),
+        RedeemOutcome::AlreadyRedeemed => Err(ApiError::new(
+            ErrorCode::AlreadyRedeemed,
+            "this voucher was already redeemed",
+        )),
+        RedeemOutcome::Expired => Err(ApiError::new(
+            ErrorCode::VoucherExpired,
+            "this voucher has expired",
+        )),
     }
 }
 
@@ -392,7 +473,10 @@ pub(crate) async fn entries(
     } else {
         None
     };
-    Ok(Json(EntriesPage { entries, next_after }))
+    Ok(Json(EntriesPage {
+        entries,
+        next_after,
+    }))
 }
 
 // ---- admin --------------------------------------------------------------------------------
@@ -400,7 +484,10 @@ pub(crate) async fn entries(
 fn require_admin(c: &Coordinator, headers: &HeaderMap) -> ApiResult<()> {
     match bearer_token(headers) {
         Some(t) if token_matches(t, &c.admin_token_hash) => Ok(()),
-        _ => Err(ApiError::new(ErrorCode::Unauthorized, "admin token required")),
+        _ => Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "admin token required",
+        )),
     }
 }
 
@@ -408,7 +495,10 @@ fn check_id(id: &str) -> ApiResult<()> {
     if valid_id(id) {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorCode::InvalidRequest, "ids are 1-64 characters of a-z, 0-9, - and _"))
+        Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "ids are 1-64 characters of a-z, 0-9, - and _",
+        ))
     }
 }
 
@@ -437,7 +527,10 @@ pub(crate) async fn add_issuer(
     {
         Ok(()) => {}
         Err(e) if e.is_duplicate() => {
-            return Err(ApiError::new(ErrorCode::InvalidRequest, format!("issuer {:?} already exists", req.id)))
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("issuer {:?} already exists", req.id),
+            ))
         }
         Err(e) => return Err(store_err(e)),
     }
@@ -455,8 +548,16 @@ pub(crate) async fn set_limit(
     Json(req): Json<SetLimitRequest>,
 ) -> ApiResult<Json<IssuerInfo>> {
     require_admin(&c, &headers)?;
-    if !c.store.set_issuer_limit(&id, credits(req.limit_credits)?).await.map_err(store_err)? {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("no issuer {id:?}")));
+    if !c
+        .store
+        .set_issuer_limit(&id, credits(req.limit_credits)?)
+        .await
+        .map_err(store_err)?
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no issuer {id:?}"),
+        ));
     }
     issuer(State(c), Path(id)).await
 }
@@ -477,8 +578,16 @@ pub(crate) async fn set_active(
     Json(req): Json<SetActiveRequest>,
 ) -> ApiResult<Json<IssuerInfo>> {
     require_admin(&c, &headers)?;
-    if !c.store.set_issuer_active(&id, req.active).await.map_err(store_err)? {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("no issuer {id:?}")));
+    if !c
+        .store
+        .set_issuer_active(&id, req.active)
+        .await
+        .map_err(store_err)?
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no issuer {id:?}"),
+        ));
     }
     issuer(State(c), Path(id)).await
 }
@@ -487,7 +596,10 @@ fn check_share(c: &Coordinator, share_bps: u32) -> ApiResult<()> {
     if share_bps > c.params.max_operator_share_bps {
         return Err(err(
             ErrorCode::ShareTooHigh,
-            format!("operator share is at most {} basis points", c.params.max_operator_share_bps),
+            format!(
+                "operator share is at most {} basis points",
+                c.params.max_operator_share_bps
+            ),
         )
         .into());
     }
@@ -508,12 +620,20 @@ pub(crate) async fn add_operator(
     let token = format!("{}:{}", req.id, smpx_http::Token::generate().as_str());
     match c
         .store
-        .add_operator(&req.id, &smpx_http::token_digest(&token), req.share_bps, c.now())
+        .add_operator(
+            &req.id,
+            &smpx_http::token_digest(&token),
+            req.share_bps,
+            c.now(),
+        )
         .await
     {
         Ok(()) => {}
         Err(e) if e.is_duplicate() => {
-            return Err(ApiError::new(ErrorCode::InvalidRequest, format!("operator {:?} already exists", req.id)))
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("operator {:?} already exists", req.id),
+            ))
         }
         Err(e) => return Err(store_err(e)),
     }
@@ -532,8 +652,16 @@ pub(crate) async fn set_share(
 ) -> ApiResult<Json<OperatorInfo>> {
     require_admin(&c, &headers)?;
     check_share(&c, req.share_bps)?;
-    if !c.store.set_operator_share(&id, req.share_bps).await.map_err(store_err)? {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("no operator {id:?}")));
+    if !c
+        .store
+        .set_operator_share(&id, req.share_bps)
+        .await
+        .map_err(store_err)?
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no operator {id:?}"),
+        ));
     }
     let ops = c.store.operators().await.map_err(store_err)?;
     ops.into_iter()
@@ -544,8 +672,14 @@ pub(crate) async fn set_share(
 
 #[utoipa::path(post, path = "/v1/admin/expire", security(("bearer" = [])),
     responses((status = 200, body = ExpireResponse)))]
-pub(crate) async fn expire(State(c): AppState, headers: HeaderMap) -> ApiResult<Json<ExpireResponse>> {
+pub(crate) async fn expire(
+    State(c): AppState,
+    headers: HeaderMap,
+) -> ApiResult<Json<ExpireResponse>> {
     require_admin(&c, &headers)?;
     let (n, v) = c.release_expired().await.map_err(store_err)?;
-    Ok(Json(ExpireResponse { released_count: n, released: v }))
+    Ok(Json(ExpireResponse {
+        released_count: n,
+        released: v,
+    }))
 }

@@ -47,7 +47,6 @@ impl CoordinatorKeys {
         let e = HpkeSecretKey::from_bytes(&e).map_err(|_| bad("envelope_key"))?;
         Ok((SigningKey::from_bytes(&r), e))
     }
-
 }
 
 /// An opened data directory.

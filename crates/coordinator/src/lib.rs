@@ -77,7 +77,9 @@ impl Coordinator {
     }
 
     /// Releases expired vouchers now; what the background task and the admin endpoint call.
-    pub async fn release_expired(&self) -> Result<(u64, smpx_core::Amount), smpx_store::StoreError> {
+    pub async fn release_expired(
+        &self,
+    ) -> Result<(u64, smpx_core::Amount), smpx_store::StoreError> {
         let (n, v) = self.store.release_expired(self.now()).await?;
         if n > 0 {
             tracing::info!(count = n, value = %v, "released expired vouchers to the network fund");

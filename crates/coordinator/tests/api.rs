@@ -5,17 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rand::RngCore;
+use smpx_coordinator::{Coordinator, CoordinatorHome};
 use smpx_core::api::*;
 use smpx_core::crypto::b64;
 use smpx_core::crypto::blind::{IssuerPublicKey, IssuerSecretKey};
 use smpx_core::crypto::envelope::Envelope;
-use smpx_core::crypto::voucher::{commitment, VoucherSecret};
+use smpx_core::crypto::voucher::VoucherSecret;
 use smpx_core::issuance::voucher_message;
 use smpx_core::ledger::Totals;
 use smpx_core::receipt::{Signed, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
 use smpx_core::redemption::seal_v1;
 use smpx_core::{ErrorCode, NetworkParams, DAY};
-use smpx_coordinator::{Coordinator, CoordinatorHome};
 use smpx_http::{ApiClient, ClientError, ManualClock};
 use smpx_store::coordinator::CoordinatorStore;
 use smpx_store::scratch::{self, Which};
@@ -52,18 +52,32 @@ struct Net {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-async fn serve(dir: &std::path::Path, db_url: &str, clock: &ManualClock, params: &NetworkParams)
-    -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>)
-{
+async fn serve(
+    dir: &std::path::Path,
+    db_url: &str,
+    clock: &ManualClock,
+    params: &NetworkParams,
+) -> (
+    String,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let home = CoordinatorHome::open(dir, Some(params.clone())).unwrap();
-    let store = CoordinatorStore::open(Db::connect(db_url).await.unwrap()).await.unwrap();
+    let store = CoordinatorStore::open(Db::connect(db_url).await.unwrap())
+        .await
+        .unwrap();
     let state = Coordinator::new(store, home, Arc::new(clock.clone()));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(smpx_coordinator::run(state, l, Duration::from_secs(3600), async {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(smpx_coordinator::run(
+        state,
+        l,
+        Duration::from_secs(3600),
+        async {
+            let _ = rx.await;
+        },
+    ));
     (url, tx, task)
 }
 
@@ -80,7 +94,13 @@ impl Net {
         let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
         let admin = ApiClient::new(&url).with_token(token);
         let cred: CredentialResponse = admin
-            .post("/v1/admin/issuers", &AddIssuerRequest { id: "iss".into(), limit_credits: 25 })
+            .post(
+                "/v1/admin/issuers",
+                &AddIssuerRequest {
+                    id: "iss".into(),
+                    limit_credits: 25,
+                },
+            )
             .await
             .unwrap();
         let issuer = ApiClient::new(&url).with_token(cred.token);
@@ -88,7 +108,13 @@ impl Net {
         let mut tokens = Vec::new();
         for (id, share) in [("op-1", 6000), ("op-2", 7000)] {
             let c: CredentialResponse = admin
-                .post("/v1/admin/operators", &AddOperatorRequest { id: id.into(), share_bps: share })
+                .post(
+                    "/v1/admin/operators",
+                    &AddOperatorRequest {
+                        id: id.into(),
+                        share_bps: share,
+                    },
+                )
                 .await
                 .unwrap();
             ops.push(ApiClient::new(&url).with_token(c.token.clone()));
@@ -133,23 +159,26 @@ impl Net {
 
     /// A voucher signed by the issuer key (the wallet's and the issuer's work, in-process).
     fn voucher(&self, denomination: u64) -> (VoucherSecret, PublishRequest) {
-        let s = VoucherSecret::random(&mut rand::thread_rng());
-        let c = commitment(&s, denomination);
-        let pk = self.key.public_key().unwrap();
-        let msg = voucher_message(&c);
-        let (blinded, state) = pk.blind(&msg).unwrap();
-        let sig = self.key.blind_sign(&blinded).unwrap();
-        let signature = pk.finalize(&sig, &state, &msg).unwrap();
-        let req = PublishRequest { commitment: c, denomination, key_id: self.key_id.clone(), signature };
-        (s, req)
+        smpx_core::issuance::issue_locally(&self.key, &self.key_id, denomination).unwrap()
     }
 
     async fn publish(&self, req: &PublishRequest) -> Result<Signed<PublishReceipt>, ClientError> {
         self.public().post("/v1/vouchers", req).await
     }
 
-    async fn redeem(&self, via: &ApiClient, env: &Envelope) -> Result<Signed<RedemptionReceipt>, ClientError> {
-        via.post("/v1/redemptions", &ForwardRedemptionRequest { version: 1, envelope: env.clone() }).await
+    async fn redeem(
+        &self,
+        via: &ApiClient,
+        env: &Envelope,
+    ) -> Result<Signed<RedemptionReceipt>, ClientError> {
+        via.post(
+            "/v1/redemptions",
+            &ForwardRedemptionRequest {
+                version: 1,
+                envelope: env.clone(),
+            },
+        )
+        .await
     }
 
     async fn params(&self) -> ParamsResponse {
@@ -159,7 +188,11 @@ impl Net {
     async fn totals(&self) -> LedgerTotalsResponse {
         let t: LedgerTotalsResponse = self.public().get("/v1/ledger/totals").await.unwrap();
         let page: EntriesPage = self.public().get("/v1/ledger/entries").await.unwrap();
-        assert_eq!(Totals::replay(&page.entries).unwrap(), t.totals, "public log replays to the totals");
+        assert_eq!(
+            Totals::replay(&page.entries).unwrap(),
+            t.totals,
+            "public log replays to the totals"
+        );
         assert!(t.conserved);
         t
     }
@@ -167,7 +200,8 @@ impl Net {
     async fn restart(&mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap().unwrap();
-        let (url, stop, task) = serve(self.dir.path(), &self.db_url, &self.clock, &self.params).await;
+        let (url, stop, task) =
+            serve(self.dir.path(), &self.db_url, &self.clock, &self.params).await;
         self.url = url.clone();
         self.stop = Some(stop);
         self.task = Some(task);
@@ -207,7 +241,10 @@ async fn publish_and_redeem_with_receipts(which: Which) {
     let receipt = net.publish(&req).await.unwrap();
     receipt.verify(PUBLISH_DOMAIN, &p.receipt_key).unwrap();
     assert_eq!(receipt.body.commitment, req.commitment);
-    assert_eq!(receipt.body.expires_at, receipt.body.published_at + 10 * DAY);
+    assert_eq!(
+        receipt.body.expires_at,
+        receipt.body.published_at + 10 * DAY
+    );
     let status: VoucherStatus = net
         .public()
         .get(&format!("/v1/vouchers/{}", req.commitment.0.to_hex()))
@@ -224,9 +261,15 @@ async fn publish_and_redeem_with_receipts(which: Which) {
     let again = net.redeem(&net.op1, &env).await.unwrap();
     assert_eq!(again, r);
     let t = net.totals().await;
-    assert_eq!((t.totals.published.0, t.totals.redeemed.0, t.totals.live.0), (10_000_000, 10_000_000, 0));
+    assert_eq!(
+        (t.totals.published.0, t.totals.redeemed.0, t.totals.live.0),
+        (10_000_000, 10_000_000, 0)
+    );
     let ops: Vec<OperatorInfo> = net.public().get("/v1/operators").await.unwrap();
-    assert_eq!(ops.iter().find(|o| o.id == "op-1").unwrap().earned.0, 6_000_000);
+    assert_eq!(
+        ops.iter().find(|o| o.id == "op-1").unwrap().earned.0,
+        6_000_000
+    );
 }
 
 async fn bad_publications_are_refused(which: Which) {
@@ -238,37 +281,79 @@ async fn bad_publications_are_refused(which: Which) {
     let pk = other.public_key().unwrap();
     let msg = voucher_message(&req.commitment);
     let (b, st) = pk.blind(&msg).unwrap();
-    let forged_sig = pk.finalize(&other.blind_sign(&b).unwrap(), &st, &msg).unwrap();
-    let forged = PublishRequest { signature: forged_sig, ..req.clone() };
-    assert_eq!(code(net.publish(&forged).await), (ErrorCode::BadSignature, 400));
+    let forged_sig = pk
+        .finalize(&other.blind_sign(&b).unwrap(), &st, &msg)
+        .unwrap();
+    let forged = PublishRequest {
+        signature: forged_sig,
+        ..req.clone()
+    };
+    assert_eq!(
+        code(net.publish(&forged).await),
+        (ErrorCode::BadSignature, 400)
+    );
 
     // A valid signature over a different commitment.
     let (_, other_req) = net.voucher(10);
-    let swapped = PublishRequest { signature: other_req.signature.clone(), ..req.clone() };
-    assert_eq!(code(net.publish(&swapped).await), (ErrorCode::BadSignature, 400));
+    let swapped = PublishRequest {
+        signature: other_req.signature.clone(),
+        ..req.clone()
+    };
+    assert_eq!(
+        code(net.publish(&swapped).await),
+        (ErrorCode::BadSignature, 400)
+    );
 
     // Random bytes as the signature.
     let mut junk = req.clone();
     rand::thread_rng().fill_bytes(&mut junk.signature.signature);
-    assert_eq!(code(net.publish(&junk).await), (ErrorCode::BadSignature, 400));
+    assert_eq!(
+        code(net.publish(&junk).await),
+        (ErrorCode::BadSignature, 400)
+    );
 
     // Unknown key id; a key of another denomination; an unsupported denomination.
-    let unknown = PublishRequest { key_id: "ab".repeat(32), ..req.clone() };
-    assert_eq!(code(net.publish(&unknown).await), (ErrorCode::UnknownKey, 404));
-    let wrong_denom = PublishRequest { denomination: 100, ..req.clone() };
-    assert_eq!(code(net.publish(&wrong_denom).await).0, ErrorCode::InvalidRequest);
-    let odd = PublishRequest { denomination: 7, ..req.clone() };
-    assert_eq!(code(net.publish(&odd).await), (ErrorCode::UnsupportedDenomination, 400));
+    let unknown = PublishRequest {
+        key_id: "ab".repeat(32),
+        ..req.clone()
+    };
+    assert_eq!(
+        code(net.publish(&unknown).await),
+        (ErrorCode::UnknownKey, 404)
+    );
+    let wrong_denom = PublishRequest {
+        denomination: 100,
+        ..req.clone()
+    };
+    assert_eq!(
+        code(net.publish(&wrong_denom).await).0,
+        ErrorCode::InvalidRequest
+    );
+    let odd = PublishRequest {
+        denomination: 7,
+        ..req.clone()
+    };
+    assert_eq!(
+        code(net.publish(&odd).await),
+        (ErrorCode::UnsupportedDenomination, 400)
+    );
 
     // Nothing was recorded by any of those; the real one still publishes, once.
     assert_eq!(net.totals().await.entries, 0);
     net.publish(&req).await.unwrap();
-    assert_eq!(code(net.publish(&req).await), (ErrorCode::AlreadyPublished, 409));
+    assert_eq!(
+        code(net.publish(&req).await),
+        (ErrorCode::AlreadyPublished, 409)
+    );
 
     // Past the key's publish deadline (period start + 2M).
     let (_, late) = net.voucher(10);
-    net.clock.set(net.params.epoch + net.params.publish_window_secs);
-    assert_eq!(code(net.publish(&late).await), (ErrorCode::KeyNotValid, 409));
+    net.clock
+        .set(net.params.epoch + net.params.publish_window_secs);
+    assert_eq!(
+        code(net.publish(&late).await),
+        (ErrorCode::KeyNotValid, 409)
+    );
     assert_eq!(net.totals().await.entries, 1);
 }
 
@@ -279,10 +364,16 @@ async fn limit_and_whitelist(which: Which) {
         net.publish(&net.voucher(10).1).await.unwrap();
     }
     let (_, third) = net.voucher(10);
-    assert_eq!(code(net.publish(&third).await), (ErrorCode::IssuerLimitExceeded, 409));
+    assert_eq!(
+        code(net.publish(&third).await),
+        (ErrorCode::IssuerLimitExceeded, 409)
+    );
     let _: IssuerInfo = net
         .admin
-        .post("/v1/admin/issuers/iss/limit", &SetLimitRequest { limit_credits: 100 })
+        .post(
+            "/v1/admin/issuers/iss/limit",
+            &SetLimitRequest { limit_credits: 100 },
+        )
         .await
         .unwrap();
     net.publish(&third).await.unwrap();
@@ -290,16 +381,26 @@ async fn limit_and_whitelist(which: Which) {
     // Removed from the whitelist: its vouchers are refused, and it cannot register keys.
     let info: IssuerInfo = net
         .admin
-        .post("/v1/admin/issuers/iss/active", &serde_json::json!({"active": false}))
+        .post(
+            "/v1/admin/issuers/iss/active",
+            &serde_json::json!({"active": false}),
+        )
         .await
         .unwrap();
     assert!(!info.active);
-    assert_eq!(code(net.publish(&net.voucher(10).1).await), (ErrorCode::IssuerNotWhitelisted, 403));
+    assert_eq!(
+        code(net.publish(&net.voucher(10).1).await),
+        (ErrorCode::IssuerNotWhitelisted, 403)
+    );
     let reg = net
         .issuer
         .post::<_, IssuerKeyInfo>(
             "/v1/issuer-keys",
-            &RegisterKeyRequest { denomination: 1, period: 0, public_key: b64::encode(b"x") },
+            &RegisterKeyRequest {
+                denomination: 1,
+                period: 0,
+                public_key: b64::encode(b"x"),
+            },
         )
         .await;
     assert_eq!(code(reg), (ErrorCode::IssuerNotWhitelisted, 403));
@@ -315,37 +416,65 @@ async fn redemption_refusals(which: Which) {
 
     // Sealed for op-1, forwarded by op-2.
     let env = seal_v1(&p.envelope_key, &s, 10, "op-1").unwrap();
-    assert_eq!(code(net.redeem(&net.op2, &env).await), (ErrorCode::OperatorMismatch, 403));
+    assert_eq!(
+        code(net.redeem(&net.op2, &env).await),
+        (ErrorCode::OperatorMismatch, 403)
+    );
     // No or wrong credential.
-    assert_eq!(code(net.redeem(&net.public(), &env).await), (ErrorCode::Unauthorized, 401));
+    assert_eq!(
+        code(net.redeem(&net.public(), &env).await),
+        (ErrorCode::Unauthorized, 401)
+    );
     let fake = ApiClient::new(&net.url).with_token("op-1:not-the-secret");
-    assert_eq!(code(net.redeem(&fake, &env).await), (ErrorCode::Unauthorized, 401));
+    assert_eq!(
+        code(net.redeem(&fake, &env).await),
+        (ErrorCode::Unauthorized, 401)
+    );
     // A secret that does not open the commitment: claim the wrong denomination.
     let wrong = seal_v1(&p.envelope_key, &s, 1, "op-1").unwrap();
-    assert_eq!(code(net.redeem(&net.op1, &wrong).await), (ErrorCode::UnknownVoucher, 404));
+    assert_eq!(
+        code(net.redeem(&net.op1, &wrong).await),
+        (ErrorCode::UnknownVoucher, 404)
+    );
     // Tampered ciphertext.
     let mut tampered = env.clone();
     tampered.ciphertext[0] ^= 1;
-    assert_eq!(code(net.redeem(&net.op1, &tampered).await), (ErrorCode::InvalidEnvelope, 400));
+    assert_eq!(
+        code(net.redeem(&net.op1, &tampered).await),
+        (ErrorCode::InvalidEnvelope, 400)
+    );
     // A voucher never published.
     let (s2, _) = net.voucher(10);
     let unpublished = seal_v1(&p.envelope_key, &s2, 10, "op-1").unwrap();
-    assert_eq!(code(net.redeem(&net.op1, &unpublished).await), (ErrorCode::UnknownVoucher, 404));
+    assert_eq!(
+        code(net.redeem(&net.op1, &unpublished).await),
+        (ErrorCode::UnknownVoucher, 404)
+    );
     // Unsupported protocol version.
     let v2 = net
         .op1
         .post::<_, Signed<RedemptionReceipt>>(
             "/v1/redemptions",
-            &ForwardRedemptionRequest { version: 2, envelope: env.clone() },
+            &ForwardRedemptionRequest {
+                version: 2,
+                envelope: env.clone(),
+            },
         )
         .await;
     assert_eq!(code(v2), (ErrorCode::UnsupportedVersion, 400));
-    assert_eq!(net.totals().await.totals.redeemed.0, 0, "none of that moved money");
+    assert_eq!(
+        net.totals().await.totals.redeemed.0,
+        0,
+        "none of that moved money"
+    );
 
     // The real redemption, then a second one with a fresh envelope for the same voucher.
     net.redeem(&net.op1, &env).await.unwrap();
     let again = seal_v1(&p.envelope_key, &s, 10, "op-2").unwrap();
-    assert_eq!(code(net.redeem(&net.op2, &again).await), (ErrorCode::AlreadyRedeemed, 409));
+    assert_eq!(
+        code(net.redeem(&net.op2, &again).await),
+        (ErrorCode::AlreadyRedeemed, 409)
+    );
     assert_eq!(net.totals().await.totals.redeemed.0, 10_000_000);
 }
 
@@ -358,14 +487,34 @@ async fn expiry_and_release(which: Which) {
     net.publish(&req2).await.unwrap();
     net.clock.advance(10 * DAY);
     let env = seal_v1(&p.envelope_key, &s, 10, "op-1").unwrap();
-    assert_eq!(code(net.redeem(&net.op1, &env).await), (ErrorCode::VoucherExpired, 410));
-    let r: ExpireResponse = net.admin.post("/v1/admin/expire", &serde_json::json!({})).await.unwrap();
+    assert_eq!(
+        code(net.redeem(&net.op1, &env).await),
+        (ErrorCode::VoucherExpired, 410)
+    );
+    let r: ExpireResponse = net
+        .admin
+        .post("/v1/admin/expire", &serde_json::json!({}))
+        .await
+        .unwrap();
     assert_eq!((r.released_count, r.released.0), (2, 20_000_000));
-    assert_eq!(code(net.redeem(&net.op1, &env).await), (ErrorCode::VoucherExpired, 410));
+    assert_eq!(
+        code(net.redeem(&net.op1, &env).await),
+        (ErrorCode::VoucherExpired, 410)
+    );
     let t = net.totals().await;
-    assert_eq!((t.totals.released.0, t.totals.network_fund.0, t.totals.live.0), (20_000_000, 20_000_000, 0));
+    assert_eq!(
+        (
+            t.totals.released.0,
+            t.totals.network_fund.0,
+            t.totals.live.0
+        ),
+        (20_000_000, 20_000_000, 0)
+    );
     // Admin endpoints need the admin token.
-    let anon = net.public().post::<_, ExpireResponse>("/v1/admin/expire", &serde_json::json!({})).await;
+    let anon = net
+        .public()
+        .post::<_, ExpireResponse>("/v1/admin/expire", &serde_json::json!({}))
+        .await;
     assert_eq!(code(anon), (ErrorCode::Unauthorized, 401));
 }
 
@@ -389,7 +538,10 @@ async fn restart_loses_nothing(which: Which) {
     net.restart().await;
     let op1 = ApiClient::new(&net.url).with_token(net.op1_token.clone());
     let fresh = seal_v1(&p2.envelope_key, &s, 10, "op-1").unwrap();
-    assert_eq!(code(net.redeem(&op1, &fresh).await), (ErrorCode::AlreadyRedeemed, 409));
+    assert_eq!(
+        code(net.redeem(&op1, &fresh).await),
+        (ErrorCode::AlreadyRedeemed, 409)
+    );
     assert_eq!(net.totals().await.totals.redeemed.0, 10_000_000);
 }
 
@@ -408,20 +560,99 @@ async fn malformed_requests_get_typed_errors() {
         let b: ErrorBody = resp.json().await.unwrap();
         assert_eq!(b.error.code.as_str(), want);
     };
-    check(post("/v1/vouchers", b"{not json".to_vec(), "application/json").await.unwrap(), 400, "invalid_request").await;
+    check(
+        post("/v1/vouchers", b"{not json".to_vec(), "application/json")
+            .await
+            .unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
     let (_, req) = net.voucher(10);
     let mut v = serde_json::to_value(&req).unwrap();
     v["surprise"] = serde_json::json!(1);
-    check(post("/v1/vouchers", serde_json::to_vec(&v).unwrap(), "application/json").await.unwrap(), 400, "invalid_request").await;
+    check(
+        post(
+            "/v1/vouchers",
+            serde_json::to_vec(&v).unwrap(),
+            "application/json",
+        )
+        .await
+        .unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
     let mut missing = serde_json::to_value(&req).unwrap();
     missing.as_object_mut().unwrap().remove("key_id");
-    check(post("/v1/vouchers", serde_json::to_vec(&missing).unwrap(), "application/json").await.unwrap(), 400, "invalid_request").await;
-    check(post("/v1/vouchers", vec![b'a'; 200 * 1024], "application/json").await.unwrap(), 413, "body_too_large").await;
-    check(post("/v1/vouchers", serde_json::to_vec(&req).unwrap(), "text/plain").await.unwrap(), 415, "unsupported_media_type").await;
-    check(http.get(format!("{}/v1/nothing", net.url)).send().await.unwrap(), 404, "not_found").await;
-    check(http.delete(format!("{}/v1/vouchers", net.url)).send().await.unwrap(), 405, "method_not_allowed").await;
-    check(http.get(format!("{}/v1/vouchers/zz", net.url)).send().await.unwrap(), 400, "invalid_request").await;
-    check(http.get(format!("{}/v1/ledger/entries?after=-1", net.url)).send().await.unwrap(), 400, "invalid_request").await;
+    check(
+        post(
+            "/v1/vouchers",
+            serde_json::to_vec(&missing).unwrap(),
+            "application/json",
+        )
+        .await
+        .unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
+    check(
+        post("/v1/vouchers", vec![b'a'; 200 * 1024], "application/json")
+            .await
+            .unwrap(),
+        413,
+        "body_too_large",
+    )
+    .await;
+    check(
+        post(
+            "/v1/vouchers",
+            serde_json::to_vec(&req).unwrap(),
+            "text/plain",
+        )
+        .await
+        .unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    check(
+        http.get(format!("{}/v1/nothing", net.url))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    check(
+        http.delete(format!("{}/v1/vouchers", net.url))
+            .send()
+            .await
+            .unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    check(
+        http.get(format!("{}/v1/vouchers/zz", net.url))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
+    check(
+        http.get(format!("{}/v1/ledger/entries?after=-1", net.url))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
     // Still serving, and nothing recorded.
     net.publish(&req).await.unwrap();
     assert_eq!(net.totals().await.entries, 1);
@@ -433,21 +664,45 @@ async fn openapi_documents_every_route() {
     let doc: serde_json::Value = net.public().get("/openapi.json").await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
     for p in [
-        "/v1/params", "/v1/issuers", "/v1/issuers/{id}", "/v1/issuer-keys", "/v1/vouchers",
-        "/v1/vouchers/{commitment}", "/v1/redemptions", "/v1/operators", "/v1/ledger/totals",
-        "/v1/ledger/entries", "/v1/admin/issuers", "/v1/admin/issuers/{id}/limit",
-        "/v1/admin/issuers/{id}/active", "/v1/admin/operators", "/v1/admin/operators/{id}/share",
+        "/v1/params",
+        "/v1/issuers",
+        "/v1/issuers/{id}",
+        "/v1/issuer-keys",
+        "/v1/vouchers",
+        "/v1/vouchers/{commitment}",
+        "/v1/redemptions",
+        "/v1/operators",
+        "/v1/ledger/totals",
+        "/v1/ledger/entries",
+        "/v1/admin/issuers",
+        "/v1/admin/issuers/{id}/limit",
+        "/v1/admin/issuers/{id}/active",
+        "/v1/admin/operators",
+        "/v1/admin/operators/{id}/share",
         "/v1/admin/expire",
     ] {
-        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
     }
     let issuer: Result<IssuerInfo, _> = net.public().get("/v1/issuers/nobody").await;
     assert_eq!(code(issuer), (ErrorCode::NotFound, 404));
-    let keys: Vec<IssuerKeyInfo> =
-        net.public().get("/v1/issuer-keys?issuer=iss&denomination=10").await.unwrap();
+    let keys: Vec<IssuerKeyInfo> = net
+        .public()
+        .get("/v1/issuer-keys?issuer=iss&denomination=10")
+        .await
+        .unwrap();
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].publish_deadline, net.params.epoch + net.params.publish_window_secs);
-    let none: Vec<IssuerKeyInfo> = net.public().get("/v1/issuer-keys?denomination=100").await.unwrap();
+    assert_eq!(
+        keys[0].publish_deadline,
+        net.params.epoch + net.params.publish_window_secs
+    );
+    let none: Vec<IssuerKeyInfo> = net
+        .public()
+        .get("/v1/issuer-keys?denomination=100")
+        .await
+        .unwrap();
     assert!(none.is_empty());
 }
 
@@ -461,7 +716,11 @@ async fn key_registration_rules() {
             issuer
                 .post::<_, IssuerKeyInfo>(
                     "/v1/issuer-keys",
-                    &RegisterKeyRequest { denomination, period, public_key },
+                    &RegisterKeyRequest {
+                        denomination,
+                        period,
+                        public_key,
+                    },
                 )
                 .await
         }
@@ -470,18 +729,31 @@ async fn key_registration_rules() {
     let again = reg(10, 0, spki(0)).await.unwrap();
     assert_eq!(again.key_id, net.key_id);
     // A second key for the same period: refused.
-    assert_eq!(code(reg(10, 0, spki(1)).await), (ErrorCode::KeyRegistrationRejected, 409));
+    assert_eq!(
+        code(reg(10, 0, spki(1)).await),
+        (ErrorCode::KeyRegistrationRejected, 409)
+    );
     // Next period is fine; two ahead, or a past one, is not.
     reg(10, 1, spki(1)).await.unwrap();
-    assert_eq!(code(reg(100, 2, spki(1)).await), (ErrorCode::KeyRegistrationRejected, 409));
+    assert_eq!(
+        code(reg(100, 2, spki(1)).await),
+        (ErrorCode::KeyRegistrationRejected, 409)
+    );
     // Not an RSA key.
-    assert_eq!(code(reg(100, 0, b64::encode(b"garbage")).await).0, ErrorCode::InvalidRequest);
+    assert_eq!(
+        code(reg(100, 0, b64::encode(b"garbage")).await).0,
+        ErrorCode::InvalidRequest
+    );
     // Not an issuer.
     let anon = net
         .public()
         .post::<_, IssuerKeyInfo>(
             "/v1/issuer-keys",
-            &RegisterKeyRequest { denomination: 1, period: 0, public_key: spki(1) },
+            &RegisterKeyRequest {
+                denomination: 1,
+                period: 0,
+                public_key: spki(1),
+            },
         )
         .await;
     assert_eq!(code(anon), (ErrorCode::Unauthorized, 401));

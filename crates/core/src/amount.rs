@@ -9,7 +9,17 @@ pub const UNITS_PER_CREDIT: u64 = 1_000_000;
 
 /// An amount of credits, in units. Serialized as a plain integer number of units.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
     utoipa::ToSchema,
 )]
 #[serde(transparent)]

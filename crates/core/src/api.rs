@@ -141,6 +141,9 @@ pub struct VoucherStatus {
     pub commitment: Commitment,
     pub denomination: u64,
     pub state: VoucherState,
+    /// The issuer whose key signed it, and that key (hex) — public since publishing.
+    pub issuer_id: String,
+    pub key_id: String,
     pub published_at: UnixTime,
     pub expires_at: UnixTime,
 }

@@ -12,3 +12,37 @@ pub fn voucher_message(c: &Commitment) -> Vec<u8> {
     m.extend_from_slice(&c.0 .0);
     m
 }
+
+/// Runs both sides of a purchase in one place — the wallet's blinding and finalising and the
+/// issuer's blind signature — and returns the voucher secret and its publish request.
+/// For tests, benchmarks and tools that act as issuer and buyer at once; a real purchase
+/// splits this between the wallet and the issuer service.
+pub fn issue_locally(
+    issuer_key: &crate::crypto::blind::IssuerSecretKey,
+    key_id: &str,
+    denomination: u64,
+) -> Result<
+    (
+        crate::crypto::voucher::VoucherSecret,
+        crate::api::PublishRequest,
+    ),
+    crate::crypto::CryptoError,
+> {
+    use crate::crypto::voucher::{commitment, VoucherSecret};
+    let s = VoucherSecret::random(&mut rand::rngs::OsRng);
+    let c = commitment(&s, denomination);
+    let pk = issuer_key.public_key()?;
+    let msg = voucher_message(&c);
+    let (blinded, state) = pk.blind(&msg)?;
+    let blind_sig = issuer_key.blind_sign(&blinded)?;
+    let signature = pk.finalize(&blind_sig, &state, &msg)?;
+    Ok((
+        s,
+        crate::api::PublishRequest {
+            commitment: c,
+            denomination,
+            key_id: key_id.to_owned(),
+            signature,
+        },
+    ))
+}

@@ -61,7 +61,10 @@ pub fn check_registrable(
     } else {
         Err(err(
             ErrorCode::KeyRegistrationRejected,
-            format!("keys may be registered for period {current} or {} only", current + 1),
+            format!(
+                "keys may be registered for period {current} or {} only",
+                current + 1
+            ),
         ))
     }
 }

@@ -110,7 +110,10 @@ impl FromStr for EntryKind {
             "publish" => Ok(EntryKind::Publish),
             "redeem" => Ok(EntryKind::Redeem),
             "release" => Ok(EntryKind::Release),
-            _ => Err(err(ErrorCode::Internal, format!("unknown entry kind {s:?}"))),
+            _ => Err(err(
+                ErrorCode::Internal,
+                format!("unknown entry kind {s:?}"),
+            )),
         }
     }
 }
@@ -266,7 +269,8 @@ impl Totals {
 
     /// `published = redeemed + live + released`.
     pub fn is_conserved(&self) -> bool {
-        let rhs = u128::from(self.redeemed.0) + u128::from(self.live.0) + u128::from(self.released.0);
+        let rhs =
+            u128::from(self.redeemed.0) + u128::from(self.live.0) + u128::from(self.released.0);
         u128::from(self.published.0) == rhs
             && u128::from(self.redeemed.0) + u128::from(self.released.0)
                 == u128::from(self.paid_to_operators.0) + u128::from(self.network_fund.0)
@@ -296,9 +300,15 @@ mod tests {
 
     #[test]
     fn split_is_exact_and_capped() {
-        assert_eq!(redemption_split(Amount(1_000_000), 7000), (Amount(700_000), Amount(300_000)));
+        assert_eq!(
+            redemption_split(Amount(1_000_000), 7000),
+            (Amount(700_000), Amount(300_000))
+        );
         assert_eq!(redemption_split(Amount(1), 7000), (Amount(0), Amount(1)));
-        assert_eq!(redemption_split(Amount(10), 20_000), (Amount(10), Amount(0)));
+        assert_eq!(
+            redemption_split(Amount(10), 20_000),
+            (Amount(10), Amount(0))
+        );
     }
 
     #[test]

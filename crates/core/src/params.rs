@@ -46,7 +46,11 @@ impl NetworkParams {
         if self.denominations.is_empty() {
             return Err("at least one denomination is needed".into());
         }
-        if self.denominations.iter().any(|&d| d == 0 || Amount::from_credits(d).is_none()) {
+        if self
+            .denominations
+            .iter()
+            .any(|&d| d == 0 || Amount::from_credits(d).is_none())
+        {
             return Err("denominations must be positive and fit in units".into());
         }
         if self.key_period_secs == 0 {

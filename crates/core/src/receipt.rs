@@ -45,7 +45,10 @@ impl<T: Serialize> Signed<T> {
     /// proves nothing.
     pub fn verify(&self, domain: &str, expected: &VerifyingKey) -> Result<(), ProtocolError> {
         if &self.signer != expected {
-            return Err(err(ErrorCode::BadSignature, "receipt signed by an unexpected key"));
+            return Err(err(
+                ErrorCode::BadSignature,
+                "receipt signed by an unexpected key",
+            ));
         }
         let bytes = serde_json::to_vec(&self.body)
             .map_err(|e| err(ErrorCode::Internal, format!("encoding a receipt: {e}")))?;

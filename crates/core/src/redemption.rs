@@ -63,10 +63,18 @@ pub fn seal_v1(
 pub fn open_v1(sk: &HpkeSecretKey, env: &Envelope) -> Result<RedemptionPayloadV1, ProtocolError> {
     let plaintext = envelope::open(sk, ENVELOPE_INFO_V1, &[], env)
         .map_err(|_| err(ErrorCode::InvalidEnvelope, "the envelope does not decrypt"))?;
-    let payload: RedemptionPayloadV1 = serde_json::from_slice(&plaintext)
-        .map_err(|_| err(ErrorCode::InvalidEnvelope, "the envelope content is malformed"))?;
-    let secret = VoucherSecret::from_bytes(&payload.secret)
-        .map_err(|_| err(ErrorCode::InvalidEnvelope, "the secret is not a field element"))?;
+    let payload: RedemptionPayloadV1 = serde_json::from_slice(&plaintext).map_err(|_| {
+        err(
+            ErrorCode::InvalidEnvelope,
+            "the envelope content is malformed",
+        )
+    })?;
+    let secret = VoucherSecret::from_bytes(&payload.secret).map_err(|_| {
+        err(
+            ErrorCode::InvalidEnvelope,
+            "the secret is not a field element",
+        )
+    })?;
     if !payload.commitment.opens_to(&secret, payload.denomination) {
         return Err(err(
             ErrorCode::CommitmentMismatch,
@@ -89,11 +97,17 @@ mod tests {
         let p = open_v1(&sk, &env).unwrap();
         assert_eq!(p.operator_id, "op-1");
         assert_eq!(p.commitment, commitment(&s, 10));
-        assert!(!format!("{p:?}").contains(&p.secret.to_hex()), "Debug must not print s");
+        assert!(
+            !format!("{p:?}").contains(&p.secret.to_hex()),
+            "Debug must not print s"
+        );
 
         // Another coordinator key cannot open it.
         let other = HpkeSecretKey::generate();
-        assert_eq!(open_v1(&other, &env).unwrap_err().code, ErrorCode::InvalidEnvelope);
+        assert_eq!(
+            open_v1(&other, &env).unwrap_err().code,
+            ErrorCode::InvalidEnvelope
+        );
 
         // A payload whose secret does not open C.
         let wrong = RedemptionPayloadV1 {
@@ -104,10 +118,16 @@ mod tests {
         };
         let pt = serde_json::to_vec(&wrong).unwrap();
         let env2 = envelope::seal(&sk.public_key(), ENVELOPE_INFO_V1, &[], &pt).unwrap();
-        assert_eq!(open_v1(&sk, &env2).unwrap_err().code, ErrorCode::CommitmentMismatch);
+        assert_eq!(
+            open_v1(&sk, &env2).unwrap_err().code,
+            ErrorCode::CommitmentMismatch
+        );
 
         // Garbage that decrypts but is not a payload.
         let env3 = envelope::seal(&sk.public_key(), ENVELOPE_INFO_V1, &[], b"{}").unwrap();
-        assert_eq!(open_v1(&sk, &env3).unwrap_err().code, ErrorCode::InvalidEnvelope);
+        assert_eq!(
+            open_v1(&sk, &env3).unwrap_err().code,
+            ErrorCode::InvalidEnvelope
+        );
     }
 }

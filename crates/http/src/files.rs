@@ -78,6 +78,23 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, FileError> {
     })
 }
 
+/// Reads a bearer token from `path`, creating a fresh one (0600) if the file does not exist.
+pub fn load_or_create_token(path: &Path) -> Result<String, FileError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
+        Ok(_) => Err(FileError::Parse {
+            path: path.display().to_string(),
+            message: "the token file is empty".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let t = crate::Token::generate().as_str().to_owned();
+            write_private(path, t.as_bytes())?;
+            Ok(t)
+        }
+        Err(e) => Err(io(path, e)),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -100,22 +117,5 @@ mod tests {
         std::fs::write(&p, b"{not json").unwrap();
         assert!(matches!(load::<Vec<u8>>(&p), Err(FileError::Parse { .. })));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-/// Reads a bearer token from `path`, creating a fresh one (0600) if the file does not exist.
-pub fn load_or_create_token(path: &Path) -> Result<String, FileError> {
-    match std::fs::read_to_string(path) {
-        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
-        Ok(_) => Err(FileError::Parse {
-            path: path.display().to_string(),
-            message: "the token file is empty".into(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let t = crate::Token::generate().as_str().to_owned();
-            write_private(path, t.as_bytes())?;
-            Ok(t)
-        }
-        Err(e) => Err(io(path, e)),
     }
 }

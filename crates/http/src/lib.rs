@@ -9,13 +9,15 @@
 //! * [`ApiClient`]: the client side, turning error bodies back into typed errors.
 
 mod client;
-pub mod files;
 mod clock;
+pub mod files;
 mod server;
 mod token;
 
 pub use client::{ApiClient, ClientError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use server::{finish_router, serve, ApiError, ApiResult, Json, Query, MAX_BODY_BYTES};
-pub use token::{bearer_token, digest as token_digest, matches as token_matches, split_credential, Token};
 pub use smpx_core::{ErrorCode, ProtocolError};
+pub use token::{
+    bearer_token, digest as token_digest, matches as token_matches, split_credential, Token,
+};

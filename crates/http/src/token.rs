@@ -59,6 +59,14 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// A credential of the form `<id>:<secret>` given to issuers and operators, so a service can
+/// find the stored digest by id and then compare in constant time.
+pub fn split_credential(token: &str) -> Option<(&str, &str)> {
+    token
+        .split_once(':')
+        .filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,12 +80,4 @@ mod tests {
         assert!(!matches(t.as_str(), &d[..31]));
         assert!(!format!("{t:?}").contains(t.as_str()));
     }
-}
-
-/// A credential of the form `<id>:<secret>` given to issuers and operators, so a service can
-/// find the stored digest by id and then compare in constant time.
-pub fn split_credential(token: &str) -> Option<(&str, &str)> {
-    token
-        .split_once(':')
-        .filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
 }

@@ -8,10 +8,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 use smpx_core::api::*;
-use smpx_core::keys::is_signing_period;
+use smpx_core::keys::{check_publishable, is_signing_period};
 use smpx_core::ErrorCode;
 use smpx_http::{bearer_token, token_matches, ApiError, ApiResult, ClientError, Json};
-use smpx_store::issuer::{NewSale, SaleOutcome};
+use smpx_store::issuer::{NewSale, SaleOutcome, SalePayment};
 use std::sync::Arc;
 
 type AppState = State<Arc<Issuer>>;
@@ -55,7 +55,10 @@ fn upstream(e: ClientError) -> ApiError {
         ),
         _ => {
             tracing::warn!(error = %e, "coordinator unavailable");
-            ApiError::new(ErrorCode::UpstreamUnavailable, "the coordinator is unavailable; nothing was charged")
+            ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "the coordinator is unavailable; nothing was charged",
+            )
         }
     }
 }
@@ -71,19 +74,55 @@ pub(crate) async fn purchase(
 ) -> ApiResult<Json<PurchaseResponse>> {
     let now = i.now();
     let value = i.params.voucher_value(req.denomination).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnsupportedDenomination, "the network does not issue this denomination")
+        ApiError::new(
+            ErrorCode::UnsupportedDenomination,
+            "the network does not issue this denomination",
+        )
     })?;
     let key_id: [u8; 32] = hex::decode(&req.key_id)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "key_id must be 64 hex characters"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "key_id must be 64 hex characters",
+            )
+        })?;
     let (row, sk) = i
         .secret_key(&key_id)
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownKey, "this issuer has no key with this id"))?;
+        .ok_or_else(|| {
+            ApiError::new(ErrorCode::UnknownKey, "this issuer has no key with this id")
+        })?;
     if row.denomination != req.denomination {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, "the key is for another denomination"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the key is for another denomination",
+        ));
+    }
+    let backend = i.payments.backend(&req.payment)?;
+    let payment = backend.prepare(&req.payment, req.denomination)?;
+    let blinded_hash: [u8; 32] = Sha256::digest(&req.blinded_message.0).into();
+
+    // A buyer whose answer was lost retries with the same code and blinded message: sign
+    // again, without charging again — even if the key period has turned meanwhile, as long
+    // as the voucher can still be published.
+    if let SalePayment::TopupCode { code_hash } = &payment {
+        if i.store
+            .is_retry(code_hash, &blinded_hash, req.denomination)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            check_publishable(&i.params, row.period, now)?;
+            let blind_signature = sign_blinded(&sk, &req.blinded_message)?;
+            return Ok(Json(PurchaseResponse {
+                key_id: req.key_id,
+                denomination: req.denomination,
+                blind_signature,
+                payment: backend.receipt(),
+            }));
+        }
     }
     if !is_signing_period(&i.params, row.period, now) {
         return Err(ApiError::new(
@@ -91,8 +130,6 @@ pub(crate) async fn purchase(
             "this key is not the current period's key; fetch keys from the coordinator again",
         ));
     }
-    let backend = i.payments.backend(&req.payment)?;
-    let payment = backend.prepare(&req.payment, req.denomination)?;
 
     // The coordinator is the authority on whether we may still issue and how much.
     let me: IssuerInfo = i
@@ -101,15 +138,15 @@ pub(crate) async fn purchase(
         .await
         .map_err(upstream)?;
     if !me.active {
-        return Err(ApiError::new(ErrorCode::IssuerNotWhitelisted, "this issuer is no longer whitelisted"));
+        return Err(ApiError::new(
+            ErrorCode::IssuerNotWhitelisted,
+            "this issuer is no longer whitelisted",
+        ));
     }
 
     // Sign before recording the sale: a blinded message that cannot be signed must not use
     // up the payment. The signature is released only once the sale is committed.
-    let blind_signature = sk.blind_sign(&req.blinded_message).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidRequest, format!("the blinded message cannot be signed: {e}"))
-    })?;
-    let blinded_hash: [u8; 32] = Sha256::digest(&req.blinded_message.0).into();
+    let blind_signature = sign_blinded(&sk, &req.blinded_message)?;
     let outcome = i
         .store
         .sell(&NewSale {
@@ -132,7 +169,10 @@ pub(crate) async fn purchase(
             ))
         }
         SaleOutcome::LimitExceeded => {
-            return Err(ApiError::new(ErrorCode::IssuerLimitExceeded, "this issuer has reached its issuing limit"))
+            return Err(ApiError::new(
+                ErrorCode::IssuerLimitExceeded,
+                "this issuer has reached its issuing limit",
+            ))
         }
     }
     Ok(Json(PurchaseResponse {
@@ -143,10 +183,25 @@ pub(crate) async fn purchase(
     }))
 }
 
+fn sign_blinded(
+    sk: &smpx_core::crypto::blind::IssuerSecretKey,
+    blinded: &smpx_core::crypto::blind::BlindedMessage,
+) -> ApiResult<smpx_core::crypto::blind::BlindSignature> {
+    sk.blind_sign(blinded).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("the blinded message cannot be signed: {e}"),
+        )
+    })
+}
+
 fn require_admin(i: &Issuer, headers: &HeaderMap) -> ApiResult<()> {
     match bearer_token(headers) {
         Some(t) if token_matches(t, &i.admin_token_hash) => Ok(()),
-        _ => Err(ApiError::new(ErrorCode::Unauthorized, "admin token required")),
+        _ => Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "admin token required",
+        )),
     }
 }
 
@@ -160,12 +215,20 @@ pub(crate) async fn mint_codes(
 ) -> ApiResult<Json<MintCodesResponse>> {
     require_admin(&i, &headers)?;
     if !i.params.is_denomination(req.denomination) {
-        return Err(ApiError::new(ErrorCode::UnsupportedDenomination, "the network does not issue this denomination"));
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedDenomination,
+            "the network does not issue this denomination",
+        ));
     }
     if !(1..=10_000).contains(&req.count) {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, "count must be between 1 and 10000"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "count must be between 1 and 10000",
+        ));
     }
-    let codes: Vec<String> = (0..req.count).map(|_| TopupCodes::generate_code()).collect();
+    let codes: Vec<String> = (0..req.count)
+        .map(|_| TopupCodes::generate_code())
+        .collect();
     let hashes: Vec<[u8; 32]> = codes.iter().map(|c| TopupCodes::code_hash(c)).collect();
     let batch_id = smpx_http::Token::generate().as_str()[..16].to_owned();
     i.store
@@ -194,5 +257,9 @@ pub(crate) async fn stats(State(i): AppState, headers: HeaderMap) -> ApiResult<J
     require_admin(&i, &headers)?;
     let sold = i.store.sold().await.map_err(ApiError::internal)?;
     let (unused_codes, used_codes) = i.store.code_counts().await.map_err(ApiError::internal)?;
-    Ok(Json(IssuerStats { sold, unused_codes, used_codes }))
+    Ok(Json(IssuerStats {
+        sold,
+        unused_codes,
+        used_codes,
+    }))
 }

@@ -49,13 +49,17 @@ impl Issuer {
             .await
             .map_err(|e| KeyError::Generate(e.to_string()))?
             .map_err(|e| KeyError::Generate(e.to_string()))?;
-        let pk = sk.public_key().map_err(|e| KeyError::Generate(e.to_string()))?;
+        let pk = sk
+            .public_key()
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
         let row = SigningKeyRow {
             key_id: pk.key_id().map_err(|e| KeyError::Generate(e.to_string()))?,
             denomination,
             period,
             secret_der: sk.to_der().map_err(|e| KeyError::Generate(e.to_string()))?,
-            public_spki: pk.to_spki().map_err(|e| KeyError::Generate(e.to_string()))?,
+            public_spki: pk
+                .to_spki()
+                .map_err(|e| KeyError::Generate(e.to_string()))?,
             registered: false,
         };
         match self.store.insert_key(&row, self.now()).await {
@@ -104,7 +108,8 @@ impl Issuer {
             return Ok(Some((row, k)));
         }
         let sk = Arc::new(
-            IssuerSecretKey::from_der(&row.secret_der).map_err(|e| KeyError::Generate(e.to_string()))?,
+            IssuerSecretKey::from_der(&row.secret_der)
+                .map_err(|e| KeyError::Generate(e.to_string()))?,
         );
         self.cache_key(*key_id, sk.clone());
         Ok(Some((row, sk)))

@@ -59,8 +59,8 @@ impl Issuer {
         home: IssuerHome,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Issuer>, StartError> {
-        let coordinator = ApiClient::new(&home.config.coordinator_url)
-            .with_token(home.config.credential.clone());
+        let coordinator =
+            ApiClient::new(&home.config.coordinator_url).with_token(home.config.credential.clone());
         let params: smpx_core::api::ParamsResponse =
             coordinator
                 .get("/v1/params")

@@ -67,7 +67,10 @@ impl PaymentBackend for TopupCodes {
             Payment::TopupCode { code } if !code.trim().is_empty() => Ok(SalePayment::TopupCode {
                 code_hash: Self::code_hash(code),
             }),
-            _ => Err(ApiError::new(ErrorCode::PaymentRejected, "a top-up code is required")),
+            _ => Err(ApiError::new(
+                ErrorCode::PaymentRejected,
+                "a top-up code is required",
+            )),
         }
     }
 
@@ -114,7 +117,10 @@ impl Payments {
     }
 
     pub fn methods(&self) -> Vec<String> {
-        self.backends.iter().map(|b| b.method().to_owned()).collect()
+        self.backends
+            .iter()
+            .map(|b| b.method().to_owned())
+            .collect()
     }
 
     /// The backend for `payment`.
@@ -147,7 +153,10 @@ mod tests {
         assert_ne!(c, TopupCodes::generate_code());
         let sloppy = c.to_lowercase().replace('-', " ");
         assert_eq!(TopupCodes::code_hash(&c), TopupCodes::code_hash(&sloppy));
-        assert_ne!(TopupCodes::code_hash(&c), TopupCodes::code_hash(&TopupCodes::generate_code()));
+        assert_ne!(
+            TopupCodes::code_hash(&c),
+            TopupCodes::code_hash(&TopupCodes::generate_code())
+        );
     }
 
     #[test]

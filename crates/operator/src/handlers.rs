@@ -48,7 +48,9 @@ pub(crate) async fn info(State(o): AppState) -> Json<OperatorServiceInfo> {
 fn upstream(e: ClientError) -> ApiError {
     match e {
         ClientError::Api { code, message, .. }
-            if code != ErrorCode::Unauthorized && code != ErrorCode::Internal && code != ErrorCode::Unknown =>
+            if code != ErrorCode::Unauthorized
+                && code != ErrorCode::Internal
+                && code != ErrorCode::Unknown =>
         {
             ApiError::new(code, message)
         }
@@ -74,12 +76,17 @@ pub(crate) async fn redeem(
     if req.version != PROTOCOL_V1 {
         return Err(ApiError::new(
             ErrorCode::UnsupportedVersion,
-            format!("redemption protocol version {} is not supported", req.version),
+            format!(
+                "redemption protocol version {} is not supported",
+                req.version
+            ),
         ));
     }
     let digest = req.envelope.digest();
     if let Some(stored) = o.store.receipt(&digest).await.map_err(ApiError::internal)? {
-        return Ok(Json(serde_json::from_str(&stored).map_err(ApiError::internal)?));
+        return Ok(Json(
+            serde_json::from_str(&stored).map_err(ApiError::internal)?,
+        ));
     }
     let cl: Signed<RedemptionReceipt> = o
         .coordinator
@@ -96,7 +103,9 @@ pub(crate) async fn redeem(
     cl.verify(REDEMPTION_DOMAIN, &o.coordinator_key)
         .map_err(|e| ApiError::internal(format!("coordinator receipt: {e}")))?;
     if cl.body.operator_id != o.config.operator_id || cl.body.envelope_digest != digest {
-        return Err(ApiError::internal("the coordinator's receipt is for another redemption"));
+        return Err(ApiError::internal(
+            "the coordinator's receipt is for another redemption",
+        ));
     }
     let body = OperatorCreditReceipt {
         operator_id: o.config.operator_id.clone(),
@@ -119,7 +128,9 @@ pub(crate) async fn redeem(
         })
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(serde_json::from_str(&stored).map_err(ApiError::internal)?))
+    Ok(Json(
+        serde_json::from_str(&stored).map_err(ApiError::internal)?,
+    ))
 }
 
 /// `GET /v1/stats`: the operator's own books.

@@ -39,8 +39,8 @@ impl Operator {
         home: OperatorHome,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Operator>, smpx_http::ClientError> {
-        let coordinator = ApiClient::new(&home.config.coordinator_url)
-            .with_token(home.config.credential.clone());
+        let coordinator =
+            ApiClient::new(&home.config.coordinator_url).with_token(home.config.credential.clone());
         let params: smpx_core::api::ParamsResponse = coordinator.get("/v1/params").await?;
         Ok(Arc::new(Operator {
             store,

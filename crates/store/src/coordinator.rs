@@ -113,6 +113,7 @@ pub struct VoucherRow {
     pub denomination: u64,
     pub value: Amount,
     pub issuer_id: String,
+    pub key_id: [u8; 32],
     pub published_at: u64,
     pub expires_at: u64,
     pub state: VoucherState,
@@ -393,11 +394,12 @@ impl CoordinatorStore {
         .await
         .map_err(q)?;
         if charged.rows_affected() != 1 {
-            let active: Option<i64> = sqlx::query_scalar("SELECT active FROM issuers WHERE id = $1")
-                .bind(&v.issuer_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(q)?;
+            let active: Option<i64> =
+                sqlx::query_scalar("SELECT active FROM issuers WHERE id = $1")
+                    .bind(&v.issuer_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(q)?;
             tx.rollback().await.map_err(q)?;
             return Ok(match active {
                 Some(1) => PublishOutcome::LimitExceeded,
@@ -416,7 +418,7 @@ impl CoordinatorStore {
 
     pub async fn voucher(&self, commitment: &[u8; 32]) -> Result<Option<VoucherRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT commitment, denomination, value_units, issuer_id, published_at, expires_at, state
+            "SELECT commitment, denomination, value_units, issuer_id, key_id, published_at, expires_at, state
              FROM vouchers WHERE commitment = $1",
         )
         .bind(&commitment[..])
@@ -549,15 +551,18 @@ impl CoordinatorStore {
                 .map_err(q)?;
             to_u64(v, "sum").map(Amount)
         };
-        let published =
-            sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE kind = 'publish'")
-                .await?;
-        let redeemed =
-            sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE kind = 'redeem'")
-                .await?;
-        let released =
-            sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE kind = 'release'")
-                .await?;
+        let published = sum(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE kind = 'publish'",
+        )
+        .await?;
+        let redeemed = sum(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE kind = 'redeem'",
+        )
+        .await?;
+        let released = sum(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE kind = 'release'",
+        )
+        .await?;
         let paid_to_operators = sum(
             "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE to_account LIKE 'operator:%'",
         )
@@ -566,9 +571,10 @@ impl CoordinatorStore {
             "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE to_account = 'network_fund'",
         )
         .await?;
-        let pool_in =
-            sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE to_account = 'pool'")
-                .await?;
+        let pool_in = sum(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE to_account = 'pool'",
+        )
+        .await?;
         let pool_out =
             sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE from_account = 'pool'")
                 .await?;
@@ -576,10 +582,11 @@ impl CoordinatorStore {
             "SELECT CAST(COALESCE(SUM(value_units), 0) AS BIGINT) FROM vouchers WHERE state = 'live'",
         )
         .await?;
-        let live_count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vouchers WHERE state = 'live'")
-            .fetch_one(&self.db.pool)
-            .await
-            .map_err(q)?;
+        let live_count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM vouchers WHERE state = 'live'")
+                .fetch_one(&self.db.pool)
+                .await
+                .map_err(q)?;
         let entries: i64 = sqlx::query_scalar("SELECT seq FROM ledger_head WHERE id = 1")
             .fetch_one(&self.db.pool)
             .await
@@ -616,11 +623,12 @@ async fn append(
         return Ok(());
     }
     let n = postings.len() as i64;
-    let top: i64 = sqlx::query_scalar("UPDATE ledger_head SET seq = seq + $1 WHERE id = 1 RETURNING seq")
-        .bind(n)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(q)?;
+    let top: i64 =
+        sqlx::query_scalar("UPDATE ledger_head SET seq = seq + $1 WHERE id = 1 RETURNING seq")
+            .bind(n)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(q)?;
     for (i, p) in postings.iter().enumerate() {
         sqlx::query(
             "INSERT INTO ledger (seq, at, kind, from_account, to_account, amount)
@@ -649,7 +657,10 @@ fn issuer_row(r: &AnyRow) -> Result<IssuerRow, StoreError> {
         info: IssuerInfo {
             id: r.try_get("id").map_err(q)?,
             limit: Amount(to_u64(r.try_get("limit_units").map_err(q)?, "limit")?),
-            published: Amount(to_u64(r.try_get("published_units").map_err(q)?, "published")?),
+            published: Amount(to_u64(
+                r.try_get("published_units").map_err(q)?,
+                "published",
+            )?),
             active: r.try_get::<i64, _>("active").map_err(q)? == 1,
         },
         token_hash: r.try_get("token_hash").map_err(q)?,
@@ -683,6 +694,7 @@ fn voucher_row(r: &AnyRow) -> Result<VoucherRow, StoreError> {
         denomination: to_u64(r.try_get("denomination").map_err(q)?, "denomination")?,
         value: Amount(to_u64(r.try_get("value_units").map_err(q)?, "value")?),
         issuer_id: r.try_get("issuer_id").map_err(q)?,
+        key_id: bytes32(r.try_get("key_id").map_err(q)?, "key id")?,
         published_at: to_u64(r.try_get("published_at").map_err(q)?, "time")?,
         expires_at: to_u64(r.try_get("expires_at").map_err(q)?, "time")?,
         state: VoucherState::parse(&state)

@@ -144,13 +144,12 @@ impl Db {
             let mut tx = self.pool.begin().await.map_err(q)?;
             // Claiming the version first serialises concurrent migrators (two processes
             // starting against one database): the loser gets a duplicate and skips.
-            let claimed = sqlx::query(
-                "INSERT INTO schema_migrations (schema_name, version) VALUES ($1, $2)",
-            )
-            .bind(schema)
-            .bind(version)
-            .execute(&mut *tx)
-            .await;
+            let claimed =
+                sqlx::query("INSERT INTO schema_migrations (schema_name, version) VALUES ($1, $2)")
+                    .bind(schema)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await;
             match claimed.map_err(q) {
                 Ok(_) => {}
                 Err(e) if e.is_duplicate() => continue,

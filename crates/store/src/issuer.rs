@@ -260,6 +260,25 @@ impl IssuerStore {
         Ok(SaleOutcome::Sold)
     }
 
+    /// Did this top-up code already buy a voucher for exactly this blinded message? (A
+    /// buyer retrying after a lost answer.)
+    pub async fn is_retry(
+        &self,
+        code_hash: &[u8; 32],
+        blinded_hash: &[u8; 32],
+        denomination: u64,
+    ) -> Result<bool, StoreError> {
+        let prev: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+            "SELECT blinded_hash FROM topup_codes WHERE code_hash = $1 AND denomination = $2",
+        )
+        .bind(&code_hash[..])
+        .bind(to_i64(denomination, "denomination")?)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(q)?;
+        Ok(matches!(prev, Some(Some(b)) if b == blinded_hash))
+    }
+
     /// Total value sold so far.
     pub async fn sold(&self) -> Result<Amount, StoreError> {
         let v: i64 = sqlx::query_scalar("SELECT sold_units FROM issuer_state WHERE id = 1")

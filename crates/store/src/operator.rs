@@ -5,15 +5,13 @@
 use crate::db::{q, to_i64, Db, StoreError};
 use sqlx::Row;
 
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE operator_redemptions (
+const MIGRATIONS: &[&[&str]] = &[&["CREATE TABLE operator_redemptions (
         envelope_digest {blob} PRIMARY KEY,
         denomination BIGINT NOT NULL,
         credited_units BIGINT NOT NULL,
         operator_units BIGINT NOT NULL,
         at BIGINT NOT NULL,
-        receipt TEXT NOT NULL)",
-]];
+        receipt TEXT NOT NULL)"]];
 
 #[derive(Clone, Debug)]
 pub struct NewOperatorRedemption {
@@ -68,11 +66,12 @@ impl OperatorStore {
     }
 
     pub async fn receipt(&self, envelope_digest: &[u8; 32]) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT receipt FROM operator_redemptions WHERE envelope_digest = $1")
-            .bind(&envelope_digest[..])
-            .fetch_optional(&self.db.pool)
-            .await
-            .map_err(q)?;
+        let row =
+            sqlx::query("SELECT receipt FROM operator_redemptions WHERE envelope_digest = $1")
+                .bind(&envelope_digest[..])
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(q)?;
         row.map(|r| r.try_get("receipt").map_err(q)).transpose()
     }
 

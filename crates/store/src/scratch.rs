@@ -20,7 +20,11 @@ pub fn postgres_base_url() -> String {
 pub async fn postgres() -> Result<String, StoreError> {
     sqlx::any::install_default_drivers();
     let base = postgres_base_url();
-    let name = format!("smpx_t_{}_{:016x}", std::process::id(), rand::random::<u64>());
+    let name = format!(
+        "smpx_t_{}_{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    );
     let admin = AnyPoolOptions::new()
         .max_connections(1)
         .connect(&base)

@@ -92,8 +92,14 @@ async fn replayed(s: &CoordinatorStore) -> Totals {
 
 async fn publish_is_unique_and_charges_once(which: Which) {
     let (s, _g) = coordinator(which, Amount(100_000_000)).await;
-    assert_eq!(s.publish(&voucher(1, 10, 100)).await.unwrap(), PublishOutcome::Published);
-    assert_eq!(s.publish(&voucher(1, 11, 100)).await.unwrap(), PublishOutcome::AlreadyPublished);
+    assert_eq!(
+        s.publish(&voucher(1, 10, 100)).await.unwrap(),
+        PublishOutcome::Published
+    );
+    assert_eq!(
+        s.publish(&voucher(1, 11, 100)).await.unwrap(),
+        PublishOutcome::AlreadyPublished
+    );
     let i = s.issuer("iss").await.unwrap().unwrap();
     assert_eq!(i.info.published, D10, "the limit is charged once");
     assert_eq!(s.entries(0, 100).await.unwrap().len(), 1);
@@ -104,12 +110,26 @@ async fn publish_is_unique_and_charges_once(which: Which) {
 
 async fn limit_and_whitelist_refuse_without_writing(which: Which) {
     let (s, _g) = coordinator(which, Amount(15_000_000)).await;
-    assert_eq!(s.publish(&voucher(1, 0, 100)).await.unwrap(), PublishOutcome::Published);
-    assert_eq!(s.publish(&voucher(2, 0, 100)).await.unwrap(), PublishOutcome::LimitExceeded);
-    assert!(s.voucher(&[2; 32]).await.unwrap().is_none(), "nothing half-written");
+    assert_eq!(
+        s.publish(&voucher(1, 0, 100)).await.unwrap(),
+        PublishOutcome::Published
+    );
+    assert_eq!(
+        s.publish(&voucher(2, 0, 100)).await.unwrap(),
+        PublishOutcome::LimitExceeded
+    );
+    assert!(
+        s.voucher(&[2; 32]).await.unwrap().is_none(),
+        "nothing half-written"
+    );
     assert!(s.set_issuer_active("iss", false).await.unwrap());
-    s.set_issuer_limit("iss", Amount(1_000_000_000)).await.unwrap();
-    assert_eq!(s.publish(&voucher(3, 0, 100)).await.unwrap(), PublishOutcome::IssuerInactive);
+    s.set_issuer_limit("iss", Amount(1_000_000_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.publish(&voucher(3, 0, 100)).await.unwrap(),
+        PublishOutcome::IssuerInactive
+    );
     assert!(s.voucher(&[3; 32]).await.unwrap().is_none());
     assert_eq!(s.entries(0, 100).await.unwrap().len(), 1);
     assert_eq!(s.issuer("iss").await.unwrap().unwrap().info.published, D10);
@@ -118,21 +138,36 @@ async fn limit_and_whitelist_refuse_without_writing(which: Which) {
 async fn redemption_states_and_idempotent_retry(which: Which) {
     let (s, _g) = coordinator(which, Amount(100_000_000)).await;
     s.publish(&voucher(1, 0, 100)).await.unwrap();
-    assert_eq!(s.redeem(&redemption(7, "op", 1, 5)).await.unwrap(), RedeemOutcome::Unknown);
-    assert_eq!(s.redeem(&redemption(1, "op", 1, 5)).await.unwrap(), RedeemOutcome::Redeemed);
+    assert_eq!(
+        s.redeem(&redemption(7, "op", 1, 5)).await.unwrap(),
+        RedeemOutcome::Unknown
+    );
+    assert_eq!(
+        s.redeem(&redemption(1, "op", 1, 5)).await.unwrap(),
+        RedeemOutcome::Redeemed
+    );
     // The same envelope from the same operator: the stored receipt, no second payment.
     assert_eq!(
         s.redeem(&redemption(1, "op", 1, 6)).await.unwrap(),
         RedeemOutcome::Replay("receipt-op-1".into())
     );
-    assert_eq!(s.redeem(&redemption(1, "op", 2, 6)).await.unwrap(), RedeemOutcome::AlreadyRedeemed);
-    assert_eq!(s.redeem(&redemption(1, "op2", 1, 6)).await.unwrap(), RedeemOutcome::AlreadyRedeemed);
+    assert_eq!(
+        s.redeem(&redemption(1, "op", 2, 6)).await.unwrap(),
+        RedeemOutcome::AlreadyRedeemed
+    );
+    assert_eq!(
+        s.redeem(&redemption(1, "op2", 1, 6)).await.unwrap(),
+        RedeemOutcome::AlreadyRedeemed
+    );
     let t = replayed(&s).await;
     assert_eq!(t.redeemed, D10);
     assert_eq!(t.paid_to_operators, Amount(6_000_000));
     assert_eq!(t.live, Amount::ZERO);
     let ops = s.operators().await.unwrap();
-    assert_eq!(ops.iter().find(|o| o.id == "op").unwrap().earned, Amount(6_000_000));
+    assert_eq!(
+        ops.iter().find(|o| o.id == "op").unwrap().earned,
+        Amount(6_000_000)
+    );
 }
 
 async fn racing_redemptions_exactly_one_wins(which: Which) {
@@ -162,7 +197,9 @@ async fn racing_publishes_respect_the_limit(which: Which) {
     let mut tasks = Vec::new();
     for c in 0..12u8 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.publish(&voucher(c, 0, 100)).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            s.publish(&voucher(c, 0, 100)).await.unwrap()
+        }));
     }
     let mut ok = 0;
     for t in tasks {
@@ -174,7 +211,10 @@ async fn racing_publishes_respect_the_limit(which: Which) {
     }
     assert_eq!(ok, 5, "exactly the limit's worth is published");
     assert_eq!(replayed(&s).await.published, Amount(50_000_000));
-    assert_eq!(s.issuer("iss").await.unwrap().unwrap().info.published, Amount(50_000_000));
+    assert_eq!(
+        s.issuer("iss").await.unwrap().unwrap().info.published,
+        Amount(50_000_000)
+    );
 }
 
 async fn expiry_releases_only_expired_live_vouchers(which: Which) {
@@ -185,13 +225,29 @@ async fn expiry_releases_only_expired_live_vouchers(which: Which) {
     s.redeem(&redemption(1, "op", 1, 10)).await.unwrap();
     assert_eq!(s.release_expired(99).await.unwrap(), (0, Amount::ZERO));
     // Voucher 2 expired at 100: refused, then released.
-    assert_eq!(s.redeem(&redemption(2, "op", 2, 100)).await.unwrap(), RedeemOutcome::Expired);
+    assert_eq!(
+        s.redeem(&redemption(2, "op", 2, 100)).await.unwrap(),
+        RedeemOutcome::Expired
+    );
     assert_eq!(s.release_expired(100).await.unwrap(), (1, D10));
-    assert_eq!(s.release_expired(100).await.unwrap(), (0, Amount::ZERO), "released once");
-    assert_eq!(s.redeem(&redemption(2, "op", 2, 101)).await.unwrap(), RedeemOutcome::Expired);
-    assert_eq!(s.voucher(&[2; 32]).await.unwrap().unwrap().state, VoucherState::Released);
+    assert_eq!(
+        s.release_expired(100).await.unwrap(),
+        (0, Amount::ZERO),
+        "released once"
+    );
+    assert_eq!(
+        s.redeem(&redemption(2, "op", 2, 101)).await.unwrap(),
+        RedeemOutcome::Expired
+    );
+    assert_eq!(
+        s.voucher(&[2; 32]).await.unwrap().unwrap().state,
+        VoucherState::Released
+    );
     let t = replayed(&s).await;
-    assert_eq!((t.published, t.redeemed, t.released, t.live), (Amount(30_000_000), D10, D10, D10));
+    assert_eq!(
+        (t.published, t.redeemed, t.released, t.live),
+        (Amount(30_000_000), D10, D10, D10)
+    );
 }
 
 async fn migrations_are_idempotent(which: Which) {
@@ -199,7 +255,10 @@ async fn migrations_are_idempotent(which: Which) {
     let a = CoordinatorStore::open(db.clone()).await.unwrap();
     a.add_issuer("iss", &[1; 32], D10, 0).await.unwrap();
     let b = CoordinatorStore::open(db.clone()).await.unwrap();
-    assert!(b.issuer("iss").await.unwrap().is_some(), "reopening keeps the data");
+    assert!(
+        b.issuer("iss").await.unwrap().is_some(),
+        "reopening keeps the data"
+    );
     IssuerStore::open(db.clone()).await.unwrap();
     OperatorStore::open(db).await.unwrap();
 }
@@ -258,6 +317,10 @@ async fn operator_records_are_idempotent(which: Which) {
         receipt: receipt.into(),
     };
     assert_eq!(s.record(&r("first")).await.unwrap(), "first");
-    assert_eq!(s.record(&r("second")).await.unwrap(), "first", "the first receipt stands");
+    assert_eq!(
+        s.record(&r("second")).await.unwrap(),
+        "first",
+        "the first receipt stands"
+    );
     assert_eq!(s.summary().await.unwrap(), (1, D10.0, 6_000_000));
 }

@@ -1,0 +1,196 @@
+//! `smpx demo`: a fresh devnet in a temporary directory, the whole voucher lifecycle run
+//! against it over HTTP, each step printed, and the ledger checked at the end. It exits 0
+//! only if every step did what it should — it doubles as a smoke test of a build.
+
+use crate::devnet::{Devnet, DevnetOptions};
+use anyhow::{bail, ensure, Context, Result};
+use smpx_core::api::{LedgerTotalsResponse, MintCodesRequest, MintCodesResponse, Payment};
+use smpx_core::ledger::Totals;
+use smpx_core::ErrorCode;
+use smpx_http::ApiClient;
+use smpx_wallet::{LocalState, Wallet, WalletError};
+use std::time::Duration;
+
+/// Where the demo prints.
+pub trait Out {
+    fn step(&mut self, text: &str);
+}
+
+/// Prints numbered steps to stdout.
+pub struct Stdout(pub u32);
+
+impl Out for Stdout {
+    fn step(&mut self, text: &str) {
+        self.0 += 1;
+        println!("[{:>2}] {text}", self.0);
+    }
+}
+
+/// Runs the demo in `dir` (which should be empty).
+pub async fn run(dir: &std::path::Path, out: &mut dyn Out) -> Result<LedgerTotalsResponse> {
+    let devnet = Devnet::start(DevnetOptions::new(&dir.join("devnet")))
+        .await
+        .context("starting the devnet")?;
+    let result = lifecycle(&devnet, dir, out).await;
+    devnet.stop().await?;
+    result
+}
+
+async fn lifecycle(
+    net: &Devnet,
+    dir: &std::path::Path,
+    out: &mut dyn Out,
+) -> Result<LedgerTotalsResponse> {
+    out.step(&format!(
+        "devnet up: coordinator {}  issuer {}  operator {}",
+        net.coordinator_url, net.issuer_url, net.operator_url
+    ));
+
+    let (wallet, mnemonic) = Wallet::create(&dir.join("wallet.db"), "demo passphrase").await?;
+    let words = mnemonic.split_whitespace().count();
+    out.step(&format!(
+        "wallet created; its {words}-word recovery phrase restores every voucher"
+    ));
+
+    // The issuer's admin mints a top-up code, as a shop would sell it.
+    let issuer_admin = ApiClient::new(&net.issuer_url).with_token(net.issuer_admin_token.clone());
+    let batch: MintCodesResponse = issuer_admin
+        .post(
+            "/v1/admin/topup-codes",
+            &MintCodesRequest {
+                denomination: 10,
+                count: 1,
+            },
+        )
+        .await?;
+    let code = batch
+        .codes
+        .first()
+        .context("the issuer minted no code")?
+        .clone();
+    out.step(&format!("issuer minted a 10-credit top-up code: {code}"));
+
+    let v10 = wallet
+        .buy(
+            &net.coordinator_url,
+            &net.issuer_url,
+            10,
+            Payment::TopupCode { code: code.clone() },
+        )
+        .await?;
+    out.step(&format!(
+        "bought voucher #{} (10 credits) with the top-up code; the issuer signed a blinded commitment",
+        v10.id
+    ));
+
+    match wallet
+        .buy(
+            &net.coordinator_url,
+            &net.issuer_url,
+            10,
+            Payment::TopupCode { code },
+        )
+        .await
+    {
+        Err(WalletError::Service(e)) if e.code() == Some(ErrorCode::PaymentRejected) => {
+            out.step("the same top-up code is refused a second time (payment_rejected)")
+        }
+        other => bail!("re-using a top-up code should fail with payment_rejected, got {other:?}"),
+    }
+    // The refused purchase left a voucher waiting in `buying`; give it up.
+    for v in wallet.vouchers().await? {
+        if v.state == LocalState::Buying {
+            wallet.abandon_buy(v.id).await?;
+        }
+    }
+
+    let v1 = wallet
+        .buy(&net.coordinator_url, &net.issuer_url, 1, Payment::Devnet)
+        .await?;
+    let v100 = wallet
+        .buy(&net.coordinator_url, &net.issuer_url, 100, Payment::Devnet)
+        .await?;
+    out.step(&format!(
+        "bought vouchers #{} (1 credit) and #{} (100 credits) with the devnet payment backend (no money)",
+        v1.id, v100.id
+    ));
+
+    for v in [&v10, &v1, &v100] {
+        let delay = Duration::from_millis(rand::random::<u64>() % 300);
+        let p = wallet.publish(&net.coordinator_url, v.id, delay).await?;
+        ensure!(
+            p.state == LocalState::Published,
+            "voucher {} not published",
+            v.id
+        );
+        out.step(&format!(
+            "published voucher #{} after a random {} ms delay; expires at {}",
+            v.id,
+            delay.as_millis(),
+            p.expires_at.unwrap_or_default()
+        ));
+    }
+
+    for v in [&v10, &v1] {
+        let c = wallet
+            .redeem(&net.coordinator_url, &net.operator_url, v.id)
+            .await?;
+        out.step(&format!(
+            "redeemed voucher #{} at {}: credited {} credits, receipt signed by operator and coordinator",
+            v.id, c.operator_id, c.credited
+        ));
+    }
+
+    match wallet
+        .redeem(&net.coordinator_url, &net.operator_url, v10.id)
+        .await
+    {
+        Err(WalletError::InvalidState { .. }) => {
+            out.step("the wallet refuses to redeem voucher a second time")
+        }
+        other => bail!("a second redemption should be refused, got {other:?}"),
+    }
+
+    let balance = wallet.balance().await?;
+    out.step(&format!(
+        "wallet balance: {}",
+        serde_json::to_string(&balance)?
+    ));
+
+    // Anyone can check the books from the public endpoints.
+    let public = ApiClient::new(&net.coordinator_url);
+    let totals: LedgerTotalsResponse = public.get("/v1/ledger/totals").await?;
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: smpx_core::api::EntriesPage = public
+            .get(&format!("/v1/ledger/entries?after={after}"))
+            .await?;
+        entries.extend(page.entries);
+        match page.next_after {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    let replayed = Totals::replay(&entries).context("the public ledger does not replay")?;
+    ensure!(
+        replayed == totals.totals,
+        "replayed totals differ from the published ones"
+    );
+    ensure!(totals.conserved, "the ledger does not conserve value");
+    let t = &totals.totals;
+    ensure!(
+        t.published.0 == 111_000_000,
+        "published should be 111 credits"
+    );
+    ensure!(t.redeemed.0 == 11_000_000, "redeemed should be 11 credits");
+    out.step(&format!(
+        "ledger ({} entries, replayed from the public log): published {} = redeemed {} + live {} + released {}",
+        totals.entries, t.published, t.redeemed, t.live, t.released
+    ));
+    out.step(&format!(
+        "paid to operators {}  network fund {}  — conservation holds",
+        t.paid_to_operators, t.network_fund
+    ));
+    Ok(totals)
+}

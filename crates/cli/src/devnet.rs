@@ -1,0 +1,249 @@
+//! A whole smpx network in one process, on loopback: each service is a separate instance with
+//! its own data directory, database and port, talking to the others over real HTTP — the
+//! same as separate machines, minus the machines.
+
+use anyhow::{bail, Context, Result};
+use smpx_coordinator::{Coordinator, CoordinatorHome};
+use smpx_core::api::{AddIssuerRequest, AddOperatorRequest, CredentialResponse};
+use smpx_core::NetworkParams;
+use smpx_http::{ApiClient, Clock, SystemClock};
+use smpx_issuer::{Issuer, IssuerConfig, IssuerHome};
+use smpx_operator::{Operator, OperatorConfig, OperatorHome};
+use smpx_store::coordinator::CoordinatorStore;
+use smpx_store::issuer::IssuerStore;
+use smpx_store::operator::OperatorStore;
+use smpx_store::Db;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Ids the devnet gives its issuer and operator.
+pub const ISSUER_ID: &str = "issuer-1";
+pub const OPERATOR_ID: &str = "operator-1";
+/// Devnet issuing limit, credits.
+pub const ISSUER_LIMIT_CREDITS: u64 = 1_000_000;
+/// Devnet operator revenue share (60%).
+pub const OPERATOR_SHARE_BPS: u32 = 6000;
+
+/// Where each service keeps its data.
+#[derive(Clone, Debug, Default)]
+pub struct Databases {
+    /// Database URLs; `None` means SQLite in the service's data directory.
+    pub coordinator: Option<String>,
+    pub issuer: Option<String>,
+    pub operator: Option<String>,
+}
+
+pub struct DevnetOptions {
+    pub dir: PathBuf,
+    /// Ports for coordinator, issuer, operator; 0 picks a free port.
+    pub ports: [u16; 3],
+    pub databases: Databases,
+    /// Parameters for a new coordinator (ignored if the directory already has them).
+    pub params: Option<NetworkParams>,
+    pub clock: Arc<dyn Clock>,
+    /// RSA modulus size for the issuer's keys.
+    pub key_bits: usize,
+}
+
+impl DevnetOptions {
+    pub fn new(dir: &Path) -> Self {
+        DevnetOptions {
+            dir: dir.to_owned(),
+            ports: [0, 0, 0],
+            databases: Databases::default(),
+            params: None,
+            clock: Arc::new(SystemClock),
+            key_bits: 2048,
+        }
+    }
+}
+
+/// A running devnet.
+pub struct Devnet {
+    pub coordinator_url: String,
+    pub issuer_url: String,
+    pub operator_url: String,
+    /// Admin token of the coordinator.
+    pub admin_token: String,
+    /// Admin token of the issuer (to mint top-up codes).
+    pub issuer_admin_token: String,
+    pub coordinator: Arc<Coordinator>,
+    pub dir: PathBuf,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Credentials the devnet handed out, kept so a restarted devnet reuses them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Credentials {
+    issuer: String,
+    operator: String,
+}
+
+async fn bind(port: u16) -> Result<(TcpListener, String)> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (is another devnet running?)"))?;
+    let url = format!("http://{}", l.local_addr()?);
+    Ok((l, url))
+}
+
+fn shutdown_signal(
+    rx: &watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+impl Devnet {
+    /// Starts (or restarts, keeping its data) a devnet in `opts.dir`.
+    pub async fn start(opts: DevnetOptions) -> Result<Devnet> {
+        let dir = opts.dir.clone();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // Coordinator.
+        let home = CoordinatorHome::open(&dir.join("coordinator"), opts.params.clone())?;
+        let admin_token = home.admin_token.clone();
+        let url = opts
+            .databases
+            .coordinator
+            .clone()
+            .unwrap_or_else(|| home.default_database_url());
+        let store = CoordinatorStore::open(Db::connect(&url).await?).await?;
+        let coordinator = Coordinator::new(store, home, opts.clock.clone());
+        let (l, coordinator_url) = bind(opts.ports[0]).await?;
+        tasks.push(tokio::spawn(smpx_coordinator::run(
+            coordinator.clone(),
+            l,
+            Duration::from_secs(60),
+            shutdown_signal(&stop_rx),
+        )));
+
+        // Whitelist the issuer and register the operator, once.
+        let cred_path = dir.join("credentials.json");
+        let creds: Credentials = if cred_path.exists() {
+            smpx_http::files::load(&cred_path)?
+        } else {
+            let admin = ApiClient::new(&coordinator_url).with_token(admin_token.clone());
+            let issuer: CredentialResponse = admin
+                .post(
+                    "/v1/admin/issuers",
+                    &AddIssuerRequest {
+                        id: ISSUER_ID.into(),
+                        limit_credits: ISSUER_LIMIT_CREDITS,
+                    },
+                )
+                .await?;
+            let operator: CredentialResponse = admin
+                .post(
+                    "/v1/admin/operators",
+                    &AddOperatorRequest {
+                        id: OPERATOR_ID.into(),
+                        share_bps: OPERATOR_SHARE_BPS,
+                    },
+                )
+                .await?;
+            let c = Credentials {
+                issuer: issuer.token,
+                operator: operator.token,
+            };
+            smpx_http::files::write_private(&cred_path, &serde_json::to_vec_pretty(&c)?)?;
+            c
+        };
+
+        // Issuer.
+        let issuer_home = IssuerHome::init(
+            &dir.join("issuer"),
+            IssuerConfig {
+                issuer_id: ISSUER_ID.into(),
+                coordinator_url: coordinator_url.clone(),
+                credential: creds.issuer,
+                devnet_payments: true,
+                key_bits: opts.key_bits,
+            },
+        )?;
+        let issuer_admin_token = issuer_home.admin_token.clone();
+        let url = opts
+            .databases
+            .issuer
+            .clone()
+            .unwrap_or_else(|| issuer_home.default_database_url());
+        let store = IssuerStore::open(Db::connect(&url).await?).await?;
+        let issuer = Issuer::start(store, issuer_home, opts.clock.clone()).await?;
+        let (l, issuer_url) = bind(opts.ports[1]).await?;
+        tasks.push(tokio::spawn(smpx_issuer::run(
+            issuer,
+            l,
+            Duration::from_secs(3600),
+            shutdown_signal(&stop_rx),
+        )));
+
+        // Operator.
+        let operator_home = OperatorHome::init(
+            &dir.join("operator"),
+            OperatorConfig {
+                operator_id: OPERATOR_ID.into(),
+                coordinator_url: coordinator_url.clone(),
+                credential: creds.operator,
+            },
+        )?;
+        let url = opts
+            .databases
+            .operator
+            .clone()
+            .unwrap_or_else(|| operator_home.default_database_url());
+        let store = OperatorStore::open(Db::connect(&url).await?).await?;
+        let operator = Operator::start(store, operator_home, opts.clock.clone()).await?;
+        let (l, operator_url) = bind(opts.ports[2]).await?;
+        tasks.push(tokio::spawn(smpx_operator::run(
+            operator,
+            l,
+            shutdown_signal(&stop_rx),
+        )));
+
+        let devnet = Devnet {
+            coordinator_url,
+            issuer_url,
+            operator_url,
+            admin_token,
+            issuer_admin_token,
+            coordinator,
+            dir,
+            stop,
+            tasks,
+        };
+        smpx_http::files::write_private(
+            &devnet.dir.join("devnet.json"),
+            &serde_json::to_vec_pretty(&serde_json::json!({
+                "coordinator": devnet.coordinator_url,
+                "issuer": devnet.issuer_url,
+                "operator": devnet.operator_url,
+            }))?,
+        )?;
+        Ok(devnet)
+    }
+
+    /// Stops every service gracefully and waits for them.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            match tokio::time::timeout(Duration::from_secs(10), t).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => bail!("a service failed: {e}"),
+                Ok(Err(e)) => bail!("a service task panicked: {e}"),
+                Err(_) => bail!("a service did not stop within 10 s"),
+            }
+        }
+        Ok(())
+    }
+}

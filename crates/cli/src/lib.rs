@@ -1,0 +1,9 @@
+//! # smpx-cli — the `smpx` command and the devnet
+//!
+//! [`devnet`] starts a coordinator, an issuer and an operator on loopback with embedded
+//! storage (or PostgreSQL), wired together: the issuer whitelisted, the operator registered,
+//! keys published. `smpx devnet` runs it until Ctrl-C; `smpx demo` runs the whole voucher
+//! lifecycle against a fresh one; the integration tests drive it directly.
+
+pub mod demo;
+pub mod devnet;

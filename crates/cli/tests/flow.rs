@@ -1,0 +1,209 @@
+//! The whole v0.1 flow over real sockets: coordinator, issuer and operator as separate
+//! service instances (own data directory, database and port), driven by the wallet library
+//! exactly as `smpx wallet` drives it — on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use smpx_cli::devnet::{Databases, Devnet, DevnetOptions};
+use smpx_core::api::*;
+use smpx_core::ledger::Totals;
+use smpx_core::ErrorCode;
+use smpx_http::ApiClient;
+use smpx_store::scratch::{self, Which};
+use smpx_wallet::{LocalState, Wallet, WalletError};
+use std::time::Duration;
+
+async fn devnet(which: Which, dir: &std::path::Path) -> Devnet {
+    let mut opts = DevnetOptions::new(dir);
+    if which == Which::Postgres {
+        opts.databases = Databases {
+            coordinator: Some(scratch::postgres().await.unwrap()),
+            issuer: Some(scratch::postgres().await.unwrap()),
+            operator: Some(scratch::postgres().await.unwrap()),
+        };
+    }
+    Devnet::start(opts).await.unwrap()
+}
+
+async fn replay(url: &str) -> (LedgerTotalsResponse, Totals) {
+    let c = ApiClient::new(url);
+    let t: LedgerTotalsResponse = c.get("/v1/ledger/totals").await.unwrap();
+    let page: EntriesPage = c.get("/v1/ledger/entries").await.unwrap();
+    (t, Totals::replay(&page.entries).unwrap())
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Which::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Which::Postgres).await } )* }
+    };
+}
+
+both!(buy_publish_redeem_end_to_end);
+
+async fn buy_publish_redeem_end_to_end(which: Which) {
+    let dir = tempfile::tempdir().unwrap();
+    let net = devnet(which, &dir.path().join("net")).await;
+    let (wallet, mnemonic) = Wallet::create(&dir.path().join("w.db"), "pw")
+        .await
+        .unwrap();
+
+    // Pay with a top-up code minted by the issuer's admin.
+    let codes: MintCodesResponse = ApiClient::new(&net.issuer_url)
+        .with_token(net.issuer_admin_token.clone())
+        .post(
+            "/v1/admin/topup-codes",
+            &MintCodesRequest {
+                denomination: 10,
+                count: 2,
+            },
+        )
+        .await
+        .unwrap();
+    let code = codes.codes[0].clone();
+    let v = wallet
+        .buy(
+            &net.coordinator_url,
+            &net.issuer_url,
+            10,
+            Payment::TopupCode { code: code.clone() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.state, LocalState::Bought);
+    let reused = wallet
+        .buy(
+            &net.coordinator_url,
+            &net.issuer_url,
+            10,
+            Payment::TopupCode { code },
+        )
+        .await;
+    assert!(
+        matches!(&reused, Err(WalletError::Service(e)) if e.code() == Some(ErrorCode::PaymentRejected)),
+        "{reused:?}"
+    );
+    // A code for another denomination does not buy a 1.
+    let wrong = wallet
+        .buy(
+            &net.coordinator_url,
+            &net.issuer_url,
+            1,
+            Payment::TopupCode {
+                code: codes.codes[1].clone(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(&wrong, Err(WalletError::Service(e)) if e.code() == Some(ErrorCode::PaymentRejected))
+    );
+
+    let v = wallet
+        .publish(&net.coordinator_url, v.id, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(v.state, LocalState::Published);
+    let credit = wallet
+        .redeem(&net.coordinator_url, &net.operator_url, v.id)
+        .await
+        .unwrap();
+    assert_eq!(credit.credited.0, 10_000_000);
+    assert_eq!(credit.operator_id, smpx_cli::devnet::OPERATOR_ID);
+    assert_eq!(
+        wallet.voucher(v.id).await.unwrap().state,
+        LocalState::Redeemed
+    );
+
+    // A second, devnet-paid voucher stays live.
+    let v2 = wallet
+        .buy(&net.coordinator_url, &net.issuer_url, 100, Payment::Devnet)
+        .await
+        .unwrap();
+    wallet
+        .publish(&net.coordinator_url, v2.id, Duration::ZERO)
+        .await
+        .unwrap();
+
+    let (t, replayed) = replay(&net.coordinator_url).await;
+    assert!(t.conserved);
+    assert_eq!(replayed, t.totals);
+    assert_eq!(t.totals.published.0, 110_000_000);
+    assert_eq!(t.totals.redeemed.0, 10_000_000);
+    assert_eq!(t.totals.paid_to_operators.0, 6_000_000);
+    assert_eq!(t.totals.live.0, 100_000_000);
+
+    // The operator's books agree.
+    let stats: serde_json::Value = ApiClient::new(&net.operator_url)
+        .get("/v1/stats")
+        .await
+        .unwrap();
+    assert_eq!(stats["earned"], 6_000_000);
+
+    // Restoring from the phrase alone finds both vouchers with their states.
+    let restored = Wallet::restore(&dir.path().join("r.db"), "other", &mnemonic)
+        .await
+        .unwrap();
+    let found = restored
+        .recover(&net.coordinator_url, 5, &|_| {})
+        .await
+        .unwrap();
+    let mut states: Vec<_> = found.iter().map(|v| (v.denomination, v.state)).collect();
+    states.sort_by_key(|s| s.0);
+    assert_eq!(
+        states,
+        vec![(10, LocalState::Redeemed), (100, LocalState::Published)]
+    );
+    // And the restored wallet can redeem the live one.
+    let live = found.iter().find(|v| v.denomination == 100).unwrap();
+    restored
+        .redeem(&net.coordinator_url, &net.operator_url, live.id)
+        .await
+        .unwrap();
+    let (t, _) = replay(&net.coordinator_url).await;
+    assert_eq!(t.totals.redeemed.0, 110_000_000);
+
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = devnet(Which::Sqlite, &dir.path().join("net")).await;
+    let (wallet, _) = Wallet::create(&dir.path().join("w.db"), "pw")
+        .await
+        .unwrap();
+    let v = wallet
+        .buy(&net.coordinator_url, &net.issuer_url, 1, Payment::Devnet)
+        .await
+        .unwrap();
+    net.stop().await.unwrap();
+    // The voucher was bought before the restart and is published after it.
+    let net = devnet(Which::Sqlite, &dir.path().join("net")).await;
+    wallet
+        .publish(&net.coordinator_url, v.id, Duration::ZERO)
+        .await
+        .unwrap();
+    wallet
+        .redeem(&net.coordinator_url, &net.operator_url, v.id)
+        .await
+        .unwrap();
+    let (t, _) = replay(&net.coordinator_url).await;
+    assert_eq!(t.totals.redeemed.0, 1_000_000);
+    net.stop().await.unwrap();
+}
+
+#[test]
+fn demo_command_runs_the_lifecycle_and_exits_zero() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpx"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("conservation holds"), "{stdout}");
+    assert!(stdout.contains("every step succeeded"));
+}

@@ -1,0 +1,480 @@
+//! The wallet file: schema and queries (SQLite through sqlx).
+//!
+//! Plaintext columns are what listing needs (commitments, denominations, states, times,
+//! issuer and operator ids); every secret is an encrypted blob from [`crate::vault`]. Writes
+//! that move a voucher between states are compare-and-set on the old state
+//! (`UPDATE … WHERE state = ?`), so two processes on one file cannot both apply a transition.
+
+use crate::error::WalletError;
+use crate::model::{CreditRecord, LocalState, VoucherRecord};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Executor, Row};
+use std::path::Path;
+use std::time::Duration;
+
+/// Identifies the file as a wallet of this schema version.
+pub(crate) const FORMAT: &[u8] = b"smpx-wallet/1";
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL CHECK (value >= 0))",
+    "CREATE TABLE vouchers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        idx INTEGER NOT NULL CHECK (idx >= 0),
+        denomination INTEGER NOT NULL CHECK (denomination > 0),
+        state TEXT NOT NULL CHECK (state IN ('buying','bought','published','redeemed','expired')),
+        issuer_id TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        commitment TEXT NOT NULL UNIQUE,
+        issuer_key BLOB,
+        publish_deadline INTEGER,
+        blinded_message BLOB,
+        blinding_enc BLOB,
+        signature_enc BLOB,
+        published_at INTEGER,
+        expires_at INTEGER,
+        publish_receipt TEXT,
+        redeemed_at_operator TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (idx, denomination)
+    )",
+    // Sealed redemption envelopes, kept (encrypted: they contain s) from before they are sent
+    // until the credit is recorded, so a retry re-sends the identical envelope.
+    "CREATE TABLE pending_envelopes (
+        voucher_id INTEGER NOT NULL REFERENCES vouchers(id),
+        operator_id TEXT NOT NULL,
+        envelope_key TEXT NOT NULL,
+        envelope_enc BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (voucher_id, operator_id, envelope_key)
+    )",
+    "CREATE TABLE credits (
+        voucher_id INTEGER PRIMARY KEY REFERENCES vouchers(id),
+        operator_id TEXT NOT NULL,
+        credited INTEGER NOT NULL CHECK (credited >= 0),
+        receipt TEXT NOT NULL,
+        at INTEGER NOT NULL
+    )",
+];
+
+/// Opens the SQLite file at `path` (which must exist).
+///
+/// WAL with `synchronous=FULL`: a committed write — above all an index reservation — survives
+/// a crash or power loss, and a wallet is too small for the cost to matter. `secure_delete`
+/// overwrites freed pages, so a blob that is deleted (a used blinding state, a spent envelope)
+/// does not linger in the file.
+pub(crate) async fn connect(path: &Path) -> Result<SqlitePool, WalletError> {
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        .pragma("secure_delete", "ON")
+        .disable_statement_logging();
+    Ok(SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await?)
+}
+
+/// What a new wallet file starts with.
+pub(crate) struct InitialMeta<'a> {
+    pub kdf: &'a [u8],
+    pub salt: &'a [u8],
+    pub key_check: &'a [u8],
+    pub seed: &'a [u8],
+}
+
+/// Creates the schema and the wallet's meta rows in one transaction.
+pub(crate) async fn initialize(
+    pool: &SqlitePool,
+    meta: &InitialMeta<'_>,
+) -> Result<(), WalletError> {
+    let mut tx = pool.begin().await?;
+    for stmt in SCHEMA {
+        tx.execute(*stmt).await?;
+    }
+    for (name, value) in [
+        ("format", FORMAT),
+        ("kdf", meta.kdf),
+        ("salt", meta.salt),
+        ("key_check", meta.key_check),
+        ("seed", meta.seed),
+    ] {
+        sqlx::query("INSERT INTO meta (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("INSERT INTO counters (name, value) VALUES ('next_index', 0)")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn meta(pool: &SqlitePool, name: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT value FROM meta WHERE name = ?")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Takes the next derivation index and commits at once: the index is spent from here on,
+/// whatever happens to the purchase, so no crash can make two vouchers share a secret.
+pub(crate) async fn reserve_index(pool: &SqlitePool) -> Result<u64, WalletError> {
+    let reserved: i64 = sqlx::query_scalar(
+        "UPDATE counters SET value = value + 1 WHERE name = 'next_index' RETURNING value - 1",
+    )
+    .fetch_one(pool)
+    .await?;
+    to_u64(reserved, "next_index")
+}
+
+pub(crate) async fn next_index(pool: &SqlitePool) -> Result<u64, WalletError> {
+    let v: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'next_index'")
+        .fetch_one(pool)
+        .await?;
+    to_u64(v, "next_index")
+}
+
+/// Moves `next_index` up to `at_least` (never down).
+pub(crate) async fn raise_next_index(pool: &SqlitePool, at_least: u64) -> Result<(), WalletError> {
+    sqlx::query("UPDATE counters SET value = MAX(value, ?) WHERE name = 'next_index'")
+        .bind(to_i64(at_least)?)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A voucher row with its stored (encrypted or public) material.
+pub(crate) struct VoucherRow {
+    pub record: VoucherRecord,
+    /// The issuer key's SPKI DER (public), for finalizing.
+    pub issuer_key: Option<Vec<u8>>,
+    /// Sent to the issuer; kept to re-send on a resumed purchase.
+    pub blinded_message: Option<Vec<u8>>,
+    pub blinding_enc: Option<Vec<u8>>,
+    pub signature_enc: Option<Vec<u8>>,
+    pub has_credit: bool,
+}
+
+const VOUCHER_COLUMNS: &str = "v.id, v.idx, v.denomination, v.state, v.issuer_id, v.key_id, \
+    v.commitment, v.issuer_key, v.publish_deadline, v.blinded_message, v.blinding_enc, \
+    v.signature_enc, v.published_at, v.expires_at, v.redeemed_at_operator, \
+    EXISTS (SELECT 1 FROM credits c WHERE c.voucher_id = v.id) AS has_credit";
+
+fn voucher_row(r: &SqliteRow) -> Result<VoucherRow, WalletError> {
+    let state: String = r.try_get("state")?;
+    let opt_u64 = |name: &str| -> Result<Option<u64>, WalletError> {
+        r.try_get::<Option<i64>, _>(name)?
+            .map(|v| to_u64(v, name))
+            .transpose()
+    };
+    Ok(VoucherRow {
+        record: VoucherRecord {
+            id: r.try_get("id")?,
+            index: to_u64(r.try_get("idx")?, "index")?,
+            denomination: to_u64(r.try_get("denomination")?, "denomination")?,
+            state: LocalState::parse(&state)
+                .ok_or_else(|| WalletError::Corrupt(format!("unknown voucher state {state:?}")))?,
+            issuer_id: r.try_get("issuer_id")?,
+            key_id: r.try_get("key_id")?,
+            commitment: r.try_get("commitment")?,
+            publish_deadline: opt_u64("publish_deadline")?,
+            published_at: opt_u64("published_at")?,
+            expires_at: opt_u64("expires_at")?,
+            redeemed_at_operator: r.try_get("redeemed_at_operator")?,
+        },
+        issuer_key: r.try_get("issuer_key")?,
+        blinded_message: r.try_get("blinded_message")?,
+        blinding_enc: r.try_get("blinding_enc")?,
+        signature_enc: r.try_get("signature_enc")?,
+        has_credit: r.try_get("has_credit")?,
+    })
+}
+
+pub(crate) async fn voucher(pool: &SqlitePool, id: i64) -> Result<VoucherRow, WalletError> {
+    let row = sqlx::query(&format!(
+        "SELECT {VOUCHER_COLUMNS} FROM vouchers v WHERE v.id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(WalletError::NotFound(id))?;
+    voucher_row(&row)
+}
+
+pub(crate) async fn vouchers(pool: &SqlitePool) -> Result<Vec<VoucherRow>, WalletError> {
+    sqlx::query(&format!(
+        "SELECT {VOUCHER_COLUMNS} FROM vouchers v ORDER BY v.id"
+    ))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(voucher_row)
+    .collect()
+}
+
+/// A voucher this wallet is buying.
+pub(crate) struct NewPurchase<'a> {
+    pub index: u64,
+    pub denomination: u64,
+    pub issuer_id: &'a str,
+    pub key_id: &'a str,
+    pub commitment: &'a str,
+    pub issuer_key: &'a [u8],
+    pub publish_deadline: u64,
+    pub blinded_message: &'a [u8],
+    pub blinding_enc: &'a [u8],
+    pub now: u64,
+}
+
+pub(crate) async fn insert_purchase(
+    pool: &SqlitePool,
+    p: &NewPurchase<'_>,
+) -> Result<i64, WalletError> {
+    let id = sqlx::query(
+        "INSERT INTO vouchers (idx, denomination, state, issuer_id, key_id, commitment, \
+         issuer_key, publish_deadline, blinded_message, blinding_enc, created_at, updated_at) \
+         VALUES (?, ?, 'buying', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(to_i64(p.index)?)
+    .bind(to_i64(p.denomination)?)
+    .bind(p.issuer_id)
+    .bind(p.key_id)
+    .bind(p.commitment)
+    .bind(p.issuer_key)
+    .bind(to_i64(p.publish_deadline)?)
+    .bind(p.blinded_message)
+    .bind(p.blinding_enc)
+    .bind(to_i64(p.now)?)
+    .bind(to_i64(p.now)?)
+    .execute(pool)
+    .await?
+    .last_insert_rowid();
+    Ok(id)
+}
+
+/// A published voucher found on the coordinator by recovery.
+pub(crate) struct RecoveredVoucher<'a> {
+    pub index: u64,
+    pub denomination: u64,
+    pub state: LocalState,
+    pub commitment: &'a str,
+    pub issuer_id: &'a str,
+    pub key_id: &'a str,
+    pub published_at: u64,
+    pub expires_at: u64,
+    pub now: u64,
+}
+
+/// Inserts a recovered voucher; `None` if the wallet already has this commitment.
+pub(crate) async fn insert_recovered(
+    pool: &SqlitePool,
+    v: &RecoveredVoucher<'_>,
+) -> Result<Option<i64>, WalletError> {
+    let done = sqlx::query(
+        "INSERT INTO vouchers (idx, denomination, state, issuer_id, key_id, commitment, \
+         published_at, expires_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(to_i64(v.index)?)
+    .bind(to_i64(v.denomination)?)
+    .bind(v.state.as_str())
+    .bind(v.issuer_id)
+    .bind(v.key_id)
+    .bind(v.commitment)
+    .bind(to_i64(v.published_at)?)
+    .bind(to_i64(v.expires_at)?)
+    .bind(to_i64(v.now)?)
+    .bind(to_i64(v.now)?)
+    .execute(pool)
+    .await?;
+    Ok((done.rows_affected() == 1).then(|| done.last_insert_rowid()))
+}
+
+/// Buying → Bought: stores the finalized signature and forgets the blinding state, which is
+/// no longer needed. False if the voucher was not in `buying` any more.
+pub(crate) async fn mark_bought(
+    pool: &SqlitePool,
+    id: i64,
+    signature_enc: &[u8],
+    now: u64,
+) -> Result<bool, WalletError> {
+    let done = sqlx::query(
+        "UPDATE vouchers SET state = 'bought', signature_enc = ?, blinding_enc = NULL, \
+         blinded_message = NULL, updated_at = ? WHERE id = ? AND state = 'buying'",
+    )
+    .bind(signature_enc)
+    .bind(to_i64(now)?)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a voucher that is still `buying`. False if it was not (any more).
+pub(crate) async fn delete_buying(pool: &SqlitePool, id: i64) -> Result<bool, WalletError> {
+    let done = sqlx::query("DELETE FROM vouchers WHERE id = ? AND state = 'buying'")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A state change with what the coordinator said about the voucher, compare-and-set on
+/// `from`. Publish times are filled in only where unknown. False if the state was not `from`.
+pub(crate) struct Transition<'a> {
+    pub id: i64,
+    pub from: LocalState,
+    pub to: LocalState,
+    pub published_at: Option<u64>,
+    pub expires_at: Option<u64>,
+    pub publish_receipt: Option<&'a str>,
+    pub now: u64,
+}
+
+pub(crate) async fn transition(pool: &SqlitePool, t: &Transition<'_>) -> Result<bool, WalletError> {
+    let done = sqlx::query(
+        "UPDATE vouchers SET state = ?, \
+         published_at = COALESCE(published_at, ?), expires_at = COALESCE(expires_at, ?), \
+         publish_receipt = COALESCE(publish_receipt, ?), updated_at = ? \
+         WHERE id = ? AND state = ?",
+    )
+    .bind(t.to.as_str())
+    .bind(t.published_at.map(to_i64).transpose()?)
+    .bind(t.expires_at.map(to_i64).transpose()?)
+    .bind(t.publish_receipt)
+    .bind(to_i64(t.now)?)
+    .bind(t.id)
+    .bind(t.from.as_str())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores a sealed envelope unless one is already stored for this voucher, operator and
+/// coordinator key; returns the one that is stored (ours or the earlier one), so concurrent
+/// attempts converge on a single envelope.
+pub(crate) async fn put_envelope(
+    pool: &SqlitePool,
+    voucher_id: i64,
+    operator_id: &str,
+    envelope_key: &str,
+    envelope_enc: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, WalletError> {
+    sqlx::query(
+        "INSERT INTO pending_envelopes (voucher_id, operator_id, envelope_key, envelope_enc, \
+         created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(voucher_id)
+    .bind(operator_id)
+    .bind(envelope_key)
+    .bind(envelope_enc)
+    .bind(to_i64(now)?)
+    .execute(pool)
+    .await?;
+    envelope(pool, voucher_id, operator_id, envelope_key)
+        .await?
+        .ok_or_else(|| WalletError::Corrupt("a stored envelope vanished".into()))
+}
+
+pub(crate) async fn envelope(
+    pool: &SqlitePool,
+    voucher_id: i64,
+    operator_id: &str,
+    envelope_key: &str,
+) -> Result<Option<Vec<u8>>, WalletError> {
+    Ok(sqlx::query_scalar(
+        "SELECT envelope_enc FROM pending_envelopes \
+         WHERE voucher_id = ? AND operator_id = ? AND envelope_key = ?",
+    )
+    .bind(voucher_id)
+    .bind(operator_id)
+    .bind(envelope_key)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Records a verified credit and marks the voucher redeemed at `operator_id`, in one
+/// transaction; the voucher's envelopes are deleted (they are spent). Idempotent: a credit
+/// already recorded for the voucher is kept.
+pub(crate) async fn record_credit(
+    pool: &SqlitePool,
+    credit: &CreditRecord,
+    now: u64,
+) -> Result<(), WalletError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO credits (voucher_id, operator_id, credited, receipt, at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(credit.voucher_id)
+    .bind(&credit.operator_id)
+    .bind(to_i64(credit.credited.0)?)
+    .bind(credit.receipt.to_string())
+    .bind(to_i64(credit.at)?)
+    .execute(&mut *tx)
+    .await?;
+    let updated = sqlx::query(
+        "UPDATE vouchers SET state = 'redeemed', redeemed_at_operator = ?, updated_at = ? \
+         WHERE id = ? AND state IN ('published', 'redeemed')",
+    )
+    .bind(&credit.operator_id)
+    .bind(to_i64(now)?)
+    .bind(credit.voucher_id)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(WalletError::Corrupt(format!(
+            "voucher {} changed state while its redemption was being recorded",
+            credit.voucher_id
+        )));
+    }
+    sqlx::query("DELETE FROM pending_envelopes WHERE voucher_id = ?")
+        .bind(credit.voucher_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn credits(pool: &SqlitePool) -> Result<Vec<CreditRecord>, WalletError> {
+    let rows = sqlx::query(
+        "SELECT voucher_id, operator_id, credited, receipt, at FROM credits ORDER BY voucher_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let receipt: String = r.try_get("receipt")?;
+            Ok(CreditRecord {
+                voucher_id: r.try_get("voucher_id")?,
+                operator_id: r.try_get("operator_id")?,
+                credited: smpx_core::Amount(to_u64(r.try_get("credited")?, "credited")?),
+                receipt: serde_json::from_str(&receipt)
+                    .map_err(|e| WalletError::Corrupt(format!("stored receipt: {e}")))?,
+                at: to_u64(r.try_get("at")?, "credit time")?,
+            })
+        })
+        .collect()
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, WalletError> {
+    u64::try_from(v).map_err(|_| WalletError::Corrupt(format!("negative {what}")))
+}
+
+/// SQLite integers are signed 64-bit; no wallet value comes near the limit.
+fn to_i64(v: u64) -> Result<i64, WalletError> {
+    i64::try_from(v)
+        .map_err(|_| WalletError::Corrupt(format!("value {v} does not fit the database")))
+}

@@ -1,0 +1,1074 @@
+//! [`Wallet`]: opening the file, and the voucher flows against the services.
+//!
+//! Every flow writes what it needs to finish or retry *before* the network call that depends
+//! on it (the reserved index, the blinding state, the sealed envelope), so a crash or a lost
+//! answer leaves the voucher in a state the same call can pick up again, never in one where
+//! a secret is reused or a payment is lost.
+
+use crate::db::{self, InitialMeta, NewPurchase, RecoveredVoucher, Transition};
+use crate::error::{Action, WalletError};
+use crate::model::{Balance, CreditRecord, Event, LocalState, VoucherRecord};
+use crate::vault::{self, aad, KdfParams, VaultKey};
+pub use smpx_core::api::Payment;
+use smpx_core::api::{
+    IssuerKeyInfo, IssuerServiceInfo, OperatorCreditReceipt, OperatorServiceInfo, ParamsResponse,
+    PublishReceipt, PublishRequest, PurchaseRequest, PurchaseResponse, RedeemRequest, VoucherState,
+    VoucherStatus,
+};
+use smpx_core::crypto::blind::{
+    BlindSignature, BlindedMessage, BlindingState, IssuerPublicKey, VoucherSignature,
+};
+use smpx_core::crypto::envelope::Envelope;
+use smpx_core::crypto::field::FieldBytes;
+use smpx_core::crypto::seed::WalletSeed;
+use smpx_core::crypto::voucher::{commitment, Commitment};
+use smpx_core::crypto::{b64, CryptoError};
+use smpx_core::issuance::voucher_message;
+use smpx_core::ledger::valid_id;
+use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
+use smpx_core::redemption::{seal_v1, PROTOCOL_V1};
+use smpx_core::{keys, ErrorCode};
+use smpx_http::{ApiClient, ClientError};
+use sqlx::sqlite::SqlitePool;
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// A community owner's wallet: one SQLite file holding the encrypted seed, the vouchers and
+/// the credits received for them. Cheap to share across tasks (`&self` everywhere).
+pub struct Wallet {
+    pool: SqlitePool,
+    key: VaultKey,
+    seed: WalletSeed,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Wallet {
+    // The key and seed must never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wallet")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wallet {
+    // ---------------------------------------------------------------------------------------
+    // The file
+
+    /// Creates a new wallet file at `path` with a fresh 24-word recovery phrase, which is
+    /// returned to be shown to the user once (the file keeps only the seed derived from it).
+    /// Refuses to touch an existing file.
+    pub async fn create(path: &Path, passphrase: &str) -> Result<(Wallet, String), WalletError> {
+        Self::create_with(path, passphrase, KdfParams::default()).await
+    }
+
+    /// [`Wallet::create`] with explicit key-derivation costs (see [`KdfParams`]).
+    pub async fn create_with(
+        path: &Path,
+        passphrase: &str,
+        kdf: KdfParams,
+    ) -> Result<(Wallet, String), WalletError> {
+        kdf.validate()?;
+        let phrase = WalletSeed::generate_mnemonic();
+        let seed = WalletSeed::from_mnemonic(&phrase)?;
+        let wallet = Self::init(path, passphrase, seed, kdf).await?;
+        Ok((wallet, phrase))
+    }
+
+    /// Creates a wallet file at `path` from an existing recovery phrase. The file starts
+    /// empty: call [`Wallet::recover`] to find the vouchers that were published.
+    pub async fn restore(
+        path: &Path,
+        passphrase: &str,
+        mnemonic: &str,
+    ) -> Result<Wallet, WalletError> {
+        Self::restore_with(path, passphrase, mnemonic, KdfParams::default()).await
+    }
+
+    /// [`Wallet::restore`] with explicit key-derivation costs.
+    pub async fn restore_with(
+        path: &Path,
+        passphrase: &str,
+        mnemonic: &str,
+        kdf: KdfParams,
+    ) -> Result<Wallet, WalletError> {
+        kdf.validate()?;
+        let seed = WalletSeed::from_mnemonic(mnemonic)?;
+        Self::init(path, passphrase, seed, kdf).await
+    }
+
+    async fn init(
+        path: &Path,
+        passphrase: &str,
+        seed: WalletSeed,
+        kdf: KdfParams,
+    ) -> Result<Wallet, WalletError> {
+        create_file(path)?;
+        match Self::init_file(path, passphrase, seed, kdf).await {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                // The file is ours and half made; leave nothing that would block a retry.
+                for p in [
+                    path.to_path_buf(),
+                    sidecar(path, "-wal"),
+                    sidecar(path, "-shm"),
+                ] {
+                    let _ = std::fs::remove_file(p);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn init_file(
+        path: &Path,
+        passphrase: &str,
+        seed: WalletSeed,
+        kdf: KdfParams,
+    ) -> Result<Wallet, WalletError> {
+        let salt = vault::new_salt();
+        let key = derive_key(passphrase, &salt, kdf).await?;
+        let kdf_json = serde_json::to_vec(&kdf)
+            .map_err(|e| WalletError::Corrupt(format!("encoding parameters: {e}")))?;
+        let seed_blob = key.seal(aad::SEED, seed.as_bytes())?;
+        let pool = db::connect(path).await?;
+        let meta = InitialMeta {
+            kdf: &kdf_json,
+            salt: &salt,
+            key_check: &key.key_check()?,
+            seed: &seed_blob,
+        };
+        if let Err(e) = db::initialize(&pool, &meta).await {
+            pool.close().await;
+            return Err(e);
+        }
+        tracing::info!(path = %path.display(), "wallet created");
+        Ok(Wallet {
+            pool,
+            key,
+            seed,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing wallet. A passphrase that does not unlock it is
+    /// [`WalletError::WrongPassphrase`].
+    pub async fn open(path: &Path, passphrase: &str) -> Result<Wallet, WalletError> {
+        if !path.is_file() {
+            return Err(WalletError::NoWallet(path.to_path_buf()));
+        }
+        let not_a_wallet = |reason: String| WalletError::NotAWallet {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let pool = db::connect(path)
+            .await
+            .map_err(|e| not_a_wallet(e.to_string()))?;
+        let result = Self::unlock(&pool, passphrase, &not_a_wallet).await;
+        match result {
+            Ok((key, seed)) => Ok(Wallet {
+                pool,
+                key,
+                seed,
+                path: path.to_path_buf(),
+            }),
+            Err(e) => {
+                pool.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn unlock(
+        pool: &SqlitePool,
+        passphrase: &str,
+        not_a_wallet: &(dyn Fn(String) -> WalletError + Sync),
+    ) -> Result<(VaultKey, WalletSeed), WalletError> {
+        let meta = |name: &'static str| async move {
+            match db::meta(pool, name).await {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => Err(not_a_wallet(format!("its {name} record is missing"))),
+                Err(e) => Err(not_a_wallet(e.to_string())),
+            }
+        };
+        if meta("format").await? != db::FORMAT {
+            return Err(not_a_wallet(
+                "it was written by an unknown version of the wallet".into(),
+            ));
+        }
+        let kdf: KdfParams = serde_json::from_slice(&meta("kdf").await?)
+            .map_err(|e| WalletError::Corrupt(format!("key-derivation parameters: {e}")))?;
+        let salt = meta("salt").await?;
+        let key = derive_key(passphrase, &salt, kdf).await?;
+        if !key.matches_key_check(&meta("key_check").await?)? {
+            return Err(WalletError::WrongPassphrase);
+        }
+        let seed_bytes = key.open_known(aad::SEED, &meta("seed").await?)?;
+        let seed: [u8; 64] = seed_bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| WalletError::Corrupt("the stored seed has the wrong length".into()))?;
+        Ok((key, WalletSeed::from_bytes(seed)))
+    }
+
+    /// Closes the file cleanly (folds the write-ahead log back into it).
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// Where the wallet file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Listing
+
+    pub async fn vouchers(&self) -> Result<Vec<VoucherRecord>, WalletError> {
+        Ok(db::vouchers(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| r.record)
+            .collect())
+    }
+
+    pub async fn voucher(&self, id: i64) -> Result<VoucherRecord, WalletError> {
+        Ok(db::voucher(&self.pool, id).await?.record)
+    }
+
+    pub async fn credits(&self) -> Result<Vec<CreditRecord>, WalletError> {
+        db::credits(&self.pool).await
+    }
+
+    /// Count and value of vouchers per state, and credits per operator.
+    pub async fn balance(&self) -> Result<Balance, WalletError> {
+        Ok(Balance::from_records(
+            &self.vouchers().await?,
+            &self.credits().await?,
+        ))
+    }
+
+    /// The next derivation index a purchase will reserve.
+    pub async fn next_index(&self) -> Result<u64, WalletError> {
+        db::next_index(&self.pool).await
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Buying
+
+    /// Buys one voucher of `denomination` from the issuer at `issuer`, paying with `payment`.
+    ///
+    /// The issuer's key is taken from the coordinator's registry, never from the issuer: an
+    /// issuer that handed this buyer a key of its own could recognise the voucher when it is
+    /// published. If the issuer call fails the voucher stays [`LocalState::Buying`] and the
+    /// error is returned; [`Wallet::resume_buy`] retries it.
+    pub async fn buy(
+        &self,
+        coordinator: &str,
+        issuer: &str,
+        denomination: u64,
+        payment: Payment,
+    ) -> Result<VoucherRecord, WalletError> {
+        let issuer_api = ApiClient::new(issuer);
+        let info: IssuerServiceInfo = issuer_api.get("/v1/info").await?;
+        if !valid_id(&info.issuer_id) {
+            return Err(WalletError::Verification(format!(
+                "the issuer's id {:?} is not a valid id",
+                info.issuer_id
+            )));
+        }
+        if !info.denominations.contains(&denomination) {
+            return Err(WalletError::UnsupportedDenomination {
+                denomination,
+                available: info.denominations,
+            });
+        }
+        let coord = ApiClient::new(coordinator);
+        let p: ParamsResponse = coord.get("/v1/params").await?;
+        if !p.params.is_denomination(denomination) {
+            return Err(WalletError::UnsupportedDenomination {
+                denomination,
+                available: p.params.denominations,
+            });
+        }
+        let listed: Vec<IssuerKeyInfo> = coord
+            .get(&format!(
+                "/v1/issuer-keys?issuer={}&denomination={denomination}",
+                info.issuer_id
+            ))
+            .await?;
+        let key = current_key(&p, &info.issuer_id, denomination, listed)?;
+        let id = self
+            .begin_purchase(&info.issuer_id, denomination, &key, p.now)
+            .await?;
+        self.send_purchase(&issuer_api, id, payment).await
+    }
+
+    /// Retries the purchase of a voucher left in [`LocalState::Buying`], re-sending the same
+    /// blinded message. With the same top-up code the issuer answers with the same signature
+    /// instead of charging again.
+    pub async fn resume_buy(
+        &self,
+        issuer: &str,
+        id: i64,
+        payment: Payment,
+    ) -> Result<VoucherRecord, WalletError> {
+        let row = db::voucher(&self.pool, id).await?;
+        require(&row.record, &[LocalState::Buying], Action::ResumeBuy)?;
+        let issuer_api = ApiClient::new(issuer);
+        let info: IssuerServiceInfo = issuer_api.get("/v1/info").await?;
+        if info.issuer_id != row.record.issuer_id {
+            return Err(WalletError::Verification(format!(
+                "{issuer} is issuer {:?}, but voucher {id} is being bought from {:?}",
+                info.issuer_id, row.record.issuer_id
+            )));
+        }
+        self.send_purchase(&issuer_api, id, payment).await
+    }
+
+    /// Deletes a voucher stuck in [`LocalState::Buying`] (e.g. its payment was refused), so it
+    /// no longer shows in listings and balances. Its index stays spent. If the issuer did sign
+    /// it and only the answer was lost, that purchase is given up too: try
+    /// [`Wallet::resume_buy`] with the same payment first.
+    pub async fn abandon_buy(&self, id: i64) -> Result<VoucherRecord, WalletError> {
+        let row = db::voucher(&self.pool, id).await?;
+        require(&row.record, &[LocalState::Buying], Action::AbandonBuy)?;
+        if !db::delete_buying(&self.pool, id).await? {
+            let now = db::voucher(&self.pool, id).await?;
+            return Err(WalletError::InvalidState {
+                id,
+                state: now.record.state,
+                action: Action::AbandonBuy,
+            });
+        }
+        tracing::info!(voucher = id, "purchase abandoned");
+        Ok(row.record)
+    }
+
+    /// Reserves an index, derives the voucher, blinds it for `key` and stores it as Buying.
+    pub(crate) async fn begin_purchase(
+        &self,
+        issuer_id: &str,
+        denomination: u64,
+        key: &ChosenKey,
+        now: u64,
+    ) -> Result<i64, WalletError> {
+        // Durable before s is derived: a crash after this point burns the index, never reuses it.
+        let index = db::reserve_index(&self.pool).await?;
+        let s = self.seed.voucher_secret(index);
+        let c = commitment(&s, denomination);
+        let (blinded, state) = key.public.blind(&voucher_message(&c))?;
+        let state_json = Zeroizing::new(
+            serde_json::to_vec(&state)
+                .map_err(|e| WalletError::Corrupt(format!("encoding the blinding state: {e}")))?,
+        );
+        let blinding_enc = self.key.seal(&aad::blinding(index), &state_json)?;
+        let id = db::insert_purchase(
+            &self.pool,
+            &NewPurchase {
+                index,
+                denomination,
+                issuer_id,
+                key_id: &key.info.key_id,
+                commitment: &c.0.to_hex(),
+                issuer_key: &key.spki,
+                publish_deadline: key.info.publish_deadline,
+                blinded_message: &blinded.0,
+                blinding_enc: &blinding_enc,
+                now: now.max(unix_now()),
+            },
+        )
+        .await?;
+        tracing::info!(
+            voucher = id,
+            denomination,
+            issuer = issuer_id,
+            "purchase started"
+        );
+        Ok(id)
+    }
+
+    async fn send_purchase(
+        &self,
+        issuer_api: &ApiClient,
+        id: i64,
+        payment: Payment,
+    ) -> Result<VoucherRecord, WalletError> {
+        let row = db::voucher(&self.pool, id).await?;
+        let blinded = row
+            .blinded_message
+            .clone()
+            .ok_or_else(|| WalletError::Corrupt(format!("voucher {id} has no blinded message")))?;
+        let req = PurchaseRequest {
+            denomination: row.record.denomination,
+            key_id: row.record.key_id.clone(),
+            blinded_message: BlindedMessage(blinded),
+            payment,
+        };
+        let resp: PurchaseResponse = match issuer_api.post("/v1/purchases", &req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(voucher = id, error = %e, "purchase not completed; it can be resumed");
+                return Err(e.into());
+            }
+        };
+        if resp.key_id != row.record.key_id || resp.denomination != row.record.denomination {
+            return Err(WalletError::Verification(format!(
+                "the issuer answered for key {} / denomination {}, not the key {} / denomination {} that was asked for",
+                resp.key_id, resp.denomination, row.record.key_id, row.record.denomination
+            )));
+        }
+        tracing::info!(voucher = id, method = %resp.payment.method, note = %resp.payment.note, "issuer signed");
+        self.finish_purchase(id, &resp.blind_signature).await
+    }
+
+    /// Unblinds and verifies the issuer's signature, stores it, Buying → Bought.
+    pub(crate) async fn finish_purchase(
+        &self,
+        id: i64,
+        blind_signature: &BlindSignature,
+    ) -> Result<VoucherRecord, WalletError> {
+        let row = db::voucher(&self.pool, id).await?;
+        if row.record.state.apply(Event::Signed).is_none() {
+            return Err(WalletError::InvalidState {
+                id,
+                state: row.record.state,
+                action: Action::ResumeBuy,
+            });
+        }
+        let index = row.record.index;
+        let spki = row
+            .issuer_key
+            .as_deref()
+            .ok_or_else(|| WalletError::Corrupt(format!("voucher {id} has no issuer key")))?;
+        let public = IssuerPublicKey::from_spki(spki)?;
+        let state_blob = row
+            .blinding_enc
+            .as_deref()
+            .ok_or_else(|| WalletError::Corrupt(format!("voucher {id} has no blinding state")))?;
+        let state_json = self.key.open_known(&aad::blinding(index), state_blob)?;
+        let state: BlindingState = serde_json::from_slice(&state_json)
+            .map_err(|e| WalletError::Corrupt(format!("stored blinding state: {e}")))?;
+        let c = parse_commitment(&row.record.commitment)?;
+        // finalize verifies the unblinded signature: a wrong or tagged signature stops here.
+        let sig = public
+            .finalize(blind_signature, &state, &voucher_message(&c))
+            .map_err(|e| {
+                WalletError::Verification(format!(
+                    "the issuer's blind signature does not give a valid signature under key {} ({e})",
+                    row.record.key_id
+                ))
+            })?;
+        let sig_json = Zeroizing::new(
+            serde_json::to_vec(&sig)
+                .map_err(|e| WalletError::Corrupt(format!("encoding the signature: {e}")))?,
+        );
+        let sig_blob = self.key.seal(&aad::signature(index), &sig_json)?;
+        if !db::mark_bought(&self.pool, id, &sig_blob, unix_now()).await? {
+            // Finished concurrently by another call; report what is stored now.
+            let now = db::voucher(&self.pool, id).await?;
+            require(&now.record, &[LocalState::Bought], Action::ResumeBuy)?;
+            return Ok(now.record);
+        }
+        tracing::info!(voucher = id, "voucher bought");
+        self.voucher(id).await
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Publishing
+
+    /// Publishes a bought voucher at the coordinator after sleeping `delay` (pick it at random:
+    /// publishing right after buying would let the issuer and coordinator match the two by
+    /// time). Verifies the coordinator's signed receipt.
+    pub async fn publish(
+        &self,
+        coordinator: &str,
+        id: i64,
+        delay: Duration,
+    ) -> Result<VoucherRecord, WalletError> {
+        let row = db::voucher(&self.pool, id).await?;
+        require(&row.record, &[LocalState::Bought], Action::Publish)?;
+        tokio::time::sleep(delay).await;
+        // Another process may have published it while we slept.
+        let row = db::voucher(&self.pool, id).await?;
+        require(&row.record, &[LocalState::Bought], Action::Publish)?;
+
+        let coord = ApiClient::new(coordinator);
+        let p: ParamsResponse = coord.get("/v1/params").await?;
+        let r = &row.record;
+        let c = parse_commitment(&r.commitment)?;
+        let sig_blob = row
+            .signature_enc
+            .as_deref()
+            .ok_or_else(|| WalletError::Corrupt(format!("voucher {id} has no signature")))?;
+        let sig_json = self.key.open_known(&aad::signature(r.index), sig_blob)?;
+        let signature: VoucherSignature = serde_json::from_slice(&sig_json)
+            .map_err(|e| WalletError::Corrupt(format!("stored signature: {e}")))?;
+        let req = PublishRequest {
+            commitment: c,
+            denomination: r.denomination,
+            key_id: r.key_id.clone(),
+            signature,
+        };
+        match coord
+            .post::<_, Signed<PublishReceipt>>("/v1/vouchers", &req)
+            .await
+        {
+            Ok(receipt) => {
+                receipt
+                    .verify(PUBLISH_DOMAIN, &p.receipt_key)
+                    .map_err(|e| {
+                        WalletError::Verification(format!("publish receipt: {}", e.message))
+                    })?;
+                let b = &receipt.body;
+                if b.commitment != c || b.denomination != r.denomination || b.key_id != r.key_id {
+                    return Err(WalletError::Verification(
+                        "the publish receipt is for another voucher".into(),
+                    ));
+                }
+                let receipt_json = serde_json::to_string(&receipt)
+                    .map_err(|e| WalletError::Corrupt(format!("encoding the receipt: {e}")))?;
+                self.move_to(
+                    r,
+                    Event::Published,
+                    Some((b.published_at, b.expires_at)),
+                    Some(&receipt_json),
+                )
+                .await?;
+                tracing::info!(voucher = id, "voucher published");
+                self.voucher(id).await
+            }
+            Err(e) if e.code() == Some(ErrorCode::AlreadyPublished) => {
+                // Most likely our own earlier publish whose answer was lost: confirm.
+                let status = fetch_status(&coord, &c).await?.ok_or_else(|| {
+                    WalletError::Verification(
+                        "the coordinator says the voucher is already published but does not know it".into(),
+                    )
+                })?;
+                self.apply_status(r, &status).await
+            }
+            Err(e) => {
+                if e.code() == Some(ErrorCode::KeyNotValid)
+                    && r.publish_deadline.is_some_and(|d| p.now >= d)
+                {
+                    self.move_to(r, Event::PublishWindowMissed, None, None)
+                        .await?;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Redeeming
+
+    /// Redeems a published voucher at the operator at `operator`: seals `(C, s, d, operator)`
+    /// to the coordinator, hands it to the operator, and verifies the operator's receipt and
+    /// the coordinator's receipt inside it.
+    ///
+    /// The envelope is stored (encrypted) before it is sent, and a retry re-sends the same
+    /// one, which the services answer with the receipt they stored. So after a lost answer,
+    /// call this again with the same operator, even if the voucher shows as redeemed.
+    pub async fn redeem(
+        &self,
+        coordinator: &str,
+        operator: &str,
+        id: i64,
+    ) -> Result<CreditRecord, WalletError> {
+        let row = db::voucher(&self.pool, id).await?;
+        let r = &row.record;
+        let retry_only = match r.state {
+            LocalState::Published => false,
+            LocalState::Redeemed if !row.has_credit => true,
+            _ => {
+                return Err(WalletError::InvalidState {
+                    id,
+                    state: r.state,
+                    action: Action::Redeem,
+                })
+            }
+        };
+        let op_api = ApiClient::new(operator);
+        let op: OperatorServiceInfo = op_api.get("/v1/info").await?;
+        if !valid_id(&op.operator_id) {
+            return Err(WalletError::Verification(format!(
+                "the operator's id {:?} is not a valid id",
+                op.operator_id
+            )));
+        }
+        let coord = ApiClient::new(coordinator);
+        let p: ParamsResponse = coord.get("/v1/params").await?;
+        let envelope_key = hex::encode(p.envelope_key.0);
+        let envelope_aad = aad::envelope(r.index, &op.operator_id, &envelope_key);
+
+        let stored = db::envelope(&self.pool, id, &op.operator_id, &envelope_key).await?;
+        let blob = match stored {
+            Some(b) => b,
+            // Redeemed elsewhere (another copy of the wallet, or another operator): there is
+            // nothing of ours to retry here.
+            None if retry_only => {
+                return Err(WalletError::InvalidState {
+                    id,
+                    state: r.state,
+                    action: Action::Redeem,
+                })
+            }
+            None => {
+                let s = self.seed.voucher_secret(r.index);
+                if commitment(&s, r.denomination).0.to_hex() != r.commitment {
+                    return Err(WalletError::Corrupt(format!(
+                        "voucher {id}'s commitment is not derived from this wallet's seed"
+                    )));
+                }
+                let env =
+                    seal_v1(&p.envelope_key, &s, r.denomination, &op.operator_id).map_err(|e| {
+                        WalletError::Verification(format!(
+                            "cannot seal to the coordinator's envelope key: {}",
+                            e.message
+                        ))
+                    })?;
+                let env_json =
+                    Zeroizing::new(serde_json::to_vec(&env).map_err(|e| {
+                        WalletError::Corrupt(format!("encoding the envelope: {e}"))
+                    })?);
+                let blob = self.key.seal(&envelope_aad, &env_json)?;
+                db::put_envelope(
+                    &self.pool,
+                    id,
+                    &op.operator_id,
+                    &envelope_key,
+                    &blob,
+                    unix_now(),
+                )
+                .await?
+            }
+        };
+        let env_json = self.key.open_known(&envelope_aad, &blob)?;
+        let envelope: Envelope = serde_json::from_slice(&env_json)
+            .map_err(|e| WalletError::Corrupt(format!("stored envelope: {e}")))?;
+
+        let req = RedeemRequest {
+            version: PROTOCOL_V1,
+            envelope: envelope.clone(),
+        };
+        let receipt: Signed<OperatorCreditReceipt> = match op_api.post("/v1/redeem", &req).await {
+            Ok(receipt) => receipt,
+            Err(e) => {
+                let event = match e.code() {
+                    Some(ErrorCode::AlreadyRedeemed) => Some(Event::Redeemed),
+                    Some(ErrorCode::VoucherExpired) => Some(Event::Released),
+                    _ => None,
+                };
+                if let Some(event) = event {
+                    if r.state.apply(event).is_some() {
+                        self.move_to(r, event, None, None).await?;
+                    }
+                }
+                return Err(e.into());
+            }
+        };
+        verify_credit(&receipt, &op, &p, r.denomination, &envelope)?;
+        let credit = CreditRecord {
+            voucher_id: id,
+            operator_id: op.operator_id.clone(),
+            credited: receipt.body.credited,
+            receipt: serde_json::to_value(&receipt)
+                .map_err(|e| WalletError::Corrupt(format!("encoding the receipt: {e}")))?,
+            at: receipt.body.issued_at,
+        };
+        db::record_credit(&self.pool, &credit, unix_now()).await?;
+        tracing::info!(voucher = id, operator = %op.operator_id, credited = %credit.credited, "voucher redeemed");
+        Ok(credit)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Following the coordinator
+
+    /// Asks the coordinator about every bought or published voucher and updates its state:
+    /// published (a publish whose answer was lost), redeemed, released at expiry (→ expired),
+    /// or never published within its key's window (→ expired). Returns the vouchers that
+    /// changed.
+    ///
+    /// Privacy: the coordinator sees all of this wallet's commitments asked for together,
+    /// from one address, and can link them; run it as rarely as is useful.
+    pub async fn refresh(&self, coordinator: &str) -> Result<Vec<VoucherRecord>, WalletError> {
+        let coord = ApiClient::new(coordinator);
+        let p: ParamsResponse = coord.get("/v1/params").await?;
+        let mut changed = Vec::new();
+        for row in db::vouchers(&self.pool).await? {
+            let r = &row.record;
+            if !matches!(r.state, LocalState::Bought | LocalState::Published) {
+                continue;
+            }
+            let c = parse_commitment(&r.commitment)?;
+            match fetch_status(&coord, &c).await? {
+                Some(status) => {
+                    let after = self.apply_status(r, &status).await?;
+                    if after.state != r.state {
+                        changed.push(after);
+                    }
+                }
+                None => {
+                    if r.state == LocalState::Bought
+                        && r.publish_deadline.is_some_and(|d| p.now >= d)
+                    {
+                        self.move_to(r, Event::PublishWindowMissed, None, None)
+                            .await?;
+                        changed.push(self.voucher(r.id).await?);
+                    } else if r.state == LocalState::Published {
+                        tracing::warn!(
+                            voucher = r.id,
+                            "the coordinator does not know a voucher it published"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// After [`Wallet::restore`]: finds this seed's published vouchers at the coordinator.
+    ///
+    /// For `i = 0, 1, …` derives `s_i` and, for each of the network's denominations, looks up
+    /// `C = commitment(s_i, d)`. Stops after `gap_limit` consecutive indices where nothing is
+    /// found (indices burned by failed purchases leave gaps, so keep it well above 1). Adds
+    /// what it finds and moves `next_index` past the last index in use, so new purchases never
+    /// reuse a recovered secret. Calls `progress(i)` before scanning index `i`.
+    ///
+    /// Vouchers that were bought but never published cannot be recovered: only the issuer
+    /// ever saw them, blinded. Privacy: like [`Wallet::refresh`], the lookups let the
+    /// coordinator link these commitments to one another.
+    pub async fn recover(
+        &self,
+        coordinator: &str,
+        gap_limit: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<VoucherRecord>, WalletError> {
+        let coord = ApiClient::new(coordinator);
+        let p: ParamsResponse = coord.get("/v1/params").await?;
+        let local = db::vouchers(&self.pool).await?;
+        let known: HashSet<String> = local.iter().map(|r| r.record.commitment.clone()).collect();
+        let local_indices: HashSet<u64> = local.iter().map(|r| r.record.index).collect();
+
+        let mut found = Vec::new();
+        let mut last_used: Option<u64> = None;
+        let mut gap = 0u64;
+        let mut index = 0u64;
+        while gap < gap_limit {
+            progress(index);
+            let s = self.seed.voucher_secret(index);
+            let mut used = local_indices.contains(&index);
+            for &d in &p.params.denominations {
+                let c = commitment(&s, d);
+                let hex_c = c.0.to_hex();
+                if known.contains(&hex_c) {
+                    used = true;
+                    continue;
+                }
+                let Some(status) = fetch_status(&coord, &c).await? else {
+                    continue;
+                };
+                if status.denomination != d {
+                    return Err(WalletError::Verification(format!(
+                        "the coordinator lists commitment {hex_c} with denomination {}, but it commits to {d}",
+                        status.denomination
+                    )));
+                }
+                used = true;
+                let state = match status.state {
+                    VoucherState::Live => LocalState::Published,
+                    VoucherState::Redeemed => LocalState::Redeemed,
+                    VoucherState::Released => LocalState::Expired,
+                };
+                let inserted = db::insert_recovered(
+                    &self.pool,
+                    &RecoveredVoucher {
+                        index,
+                        denomination: d,
+                        state,
+                        commitment: &hex_c,
+                        issuer_id: &status.issuer_id,
+                        key_id: &status.key_id,
+                        published_at: status.published_at,
+                        expires_at: status.expires_at,
+                        now: unix_now(),
+                    },
+                )
+                .await?;
+                if let Some(id) = inserted {
+                    tracing::info!(voucher = id, index, denomination = d, %state, "voucher recovered");
+                    found.push(self.voucher(id).await?);
+                }
+            }
+            if used {
+                last_used = Some(index);
+                gap = 0;
+            } else {
+                gap += 1;
+            }
+            index = index.saturating_add(1);
+        }
+        if let Some(last) = last_used {
+            db::raise_next_index(&self.pool, last.saturating_add(1)).await?;
+        }
+        Ok(found)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Helpers
+
+    /// Applies what the coordinator says about a voucher, if it moves the local state.
+    async fn apply_status(
+        &self,
+        r: &VoucherRecord,
+        status: &VoucherStatus,
+    ) -> Result<VoucherRecord, WalletError> {
+        if status.commitment.0.to_hex() != r.commitment || status.denomination != r.denomination {
+            return Err(WalletError::Verification(format!(
+                "the coordinator's status for voucher {} names another commitment or denomination",
+                r.id
+            )));
+        }
+        let event = match status.state {
+            VoucherState::Live => Event::Published,
+            VoucherState::Redeemed => Event::Redeemed,
+            VoucherState::Released => Event::Released,
+        };
+        if r.state.apply(event).is_some() {
+            self.move_to(
+                r,
+                event,
+                Some((status.published_at, status.expires_at)),
+                None,
+            )
+            .await?;
+        }
+        self.voucher(r.id).await
+    }
+
+    /// One state-machine step, compare-and-set on the state `r` was read in.
+    async fn move_to(
+        &self,
+        r: &VoucherRecord,
+        event: Event,
+        times: Option<(u64, u64)>,
+        publish_receipt: Option<&str>,
+    ) -> Result<(), WalletError> {
+        let to = r.state.apply(event).ok_or(WalletError::InvalidState {
+            id: r.id,
+            state: r.state,
+            action: match event {
+                Event::Signed => Action::ResumeBuy,
+                Event::Published | Event::PublishWindowMissed => Action::Publish,
+                Event::Redeemed | Event::Released => Action::Redeem,
+            },
+        })?;
+        let moved = db::transition(
+            &self.pool,
+            &Transition {
+                id: r.id,
+                from: r.state,
+                to,
+                published_at: times.map(|t| t.0),
+                expires_at: times.map(|t| t.1),
+                publish_receipt,
+                now: unix_now(),
+            },
+        )
+        .await?;
+        if moved {
+            tracing::info!(voucher = r.id, from = %r.state, %to, "voucher state changed");
+        } else {
+            tracing::debug!(
+                voucher = r.id,
+                "voucher changed concurrently; transition skipped"
+            );
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    #[cfg(test)]
+    pub(crate) fn vault_key(&self) -> &VaultKey {
+        &self.key
+    }
+
+    #[cfg(test)]
+    pub(crate) fn seed(&self) -> &WalletSeed {
+        &self.seed
+    }
+}
+
+/// The issuer key to blind for: the coordinator's registered key of this issuer and
+/// denomination for the current period.
+pub(crate) struct ChosenKey {
+    pub info: IssuerKeyInfo,
+    pub public: IssuerPublicKey,
+    pub spki: Vec<u8>,
+}
+
+pub(crate) fn current_key(
+    p: &ParamsResponse,
+    issuer_id: &str,
+    denomination: u64,
+    listed: Vec<IssuerKeyInfo>,
+) -> Result<ChosenKey, WalletError> {
+    let period = keys::period_at(&p.params, p.now);
+    let mut current: Vec<IssuerKeyInfo> = listed
+        .into_iter()
+        .filter(|k| {
+            k.issuer_id == issuer_id && k.denomination == denomination && k.period == period
+        })
+        .collect();
+    let info = match current.len() {
+        0 => {
+            return Err(WalletError::NoIssuerKey {
+                issuer: issuer_id.to_owned(),
+                denomination,
+            })
+        }
+        1 => current.remove(0),
+        // One key per issuer, denomination and period is what keeps buyers in one crowd.
+        _ => {
+            return Err(WalletError::Verification(format!(
+                "the coordinator lists {} keys of issuer {issuer_id:?} for denomination {denomination} in one period",
+                current.len()
+            )))
+        }
+    };
+    let spki = b64::decode(&info.public_key)?;
+    let public = IssuerPublicKey::from_spki(&spki)?;
+    if hex::encode(public.key_id()?) != info.key_id {
+        return Err(WalletError::Verification(format!(
+            "issuer key {} does not hash to its id",
+            info.key_id
+        )));
+    }
+    Ok(ChosenKey { info, public, spki })
+}
+
+/// Checks an operator's credit receipt against what was sent and who was asked.
+fn verify_credit(
+    receipt: &Signed<OperatorCreditReceipt>,
+    op: &OperatorServiceInfo,
+    p: &ParamsResponse,
+    denomination: u64,
+    envelope: &Envelope,
+) -> Result<(), WalletError> {
+    let v = |what: &str| WalletError::Verification(what.to_owned());
+    receipt
+        .verify(OPERATOR_DOMAIN, &op.receipt_key)
+        .map_err(|e| v(&format!("operator receipt: {}", e.message)))?;
+    let b = &receipt.body;
+    if b.operator_id != op.operator_id || b.denomination != denomination {
+        return Err(v(
+            "the operator's receipt names another operator or denomination",
+        ));
+    }
+    b.coordinator_receipt
+        .verify(REDEMPTION_DOMAIN, &p.receipt_key)
+        .map_err(|e| v(&format!("coordinator's redemption receipt: {}", e.message)))?;
+    let cr = &b.coordinator_receipt.body;
+    if cr.operator_id != op.operator_id || cr.denomination != denomination {
+        return Err(v(
+            "the coordinator's receipt names another operator or denomination",
+        ));
+    }
+    // The digest ties the coordinator's receipt to this very envelope, not some other
+    // redemption the operator could show us.
+    if cr.envelope_digest != envelope.digest() {
+        return Err(v("the coordinator's receipt is for another redemption"));
+    }
+    Ok(())
+}
+
+/// `GET /v1/vouchers/{C}`; `None` if the coordinator does not know it.
+async fn fetch_status(
+    coord: &ApiClient,
+    c: &Commitment,
+) -> Result<Option<VoucherStatus>, WalletError> {
+    match coord
+        .get::<VoucherStatus>(&format!("/v1/vouchers/{c}"))
+        .await
+    {
+        Ok(s) if s.commitment == *c => Ok(Some(s)),
+        Ok(_) => Err(WalletError::Verification(
+            "the coordinator answered about another commitment".into(),
+        )),
+        Err(ClientError::Api {
+            code: ErrorCode::UnknownVoucher,
+            ..
+        }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn require(r: &VoucherRecord, allowed: &[LocalState], action: Action) -> Result<(), WalletError> {
+    if allowed.contains(&r.state) {
+        Ok(())
+    } else {
+        Err(WalletError::InvalidState {
+            id: r.id,
+            state: r.state,
+            action,
+        })
+    }
+}
+
+fn parse_commitment(hex_c: &str) -> Result<Commitment, WalletError> {
+    FieldBytes::from_hex(hex_c)
+        .map(Commitment)
+        .map_err(|_: CryptoError| WalletError::Corrupt(format!("stored commitment {hex_c:?}")))
+}
+
+/// Argon2 takes tens of milliseconds of CPU by design; keep it off the async workers.
+async fn derive_key(
+    passphrase: &str,
+    salt: &[u8],
+    kdf: KdfParams,
+) -> Result<VaultKey, WalletError> {
+    let passphrase = Zeroizing::new(passphrase.to_owned());
+    let salt = salt.to_vec();
+    tokio::task::spawn_blocking(move || VaultKey::derive(&passphrase, &salt, &kdf))
+        .await
+        .map_err(|e| WalletError::Corrupt(format!("key derivation task failed: {e}")))?
+}
+
+/// Creates the wallet file, failing if anything exists at `path` (atomically: two `create`s
+/// racing for one path cannot both succeed). Owner-only permissions where the OS has them.
+fn create_file(path: &Path) -> Result<(), WalletError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(WalletError::AlreadyExists(path.to_path_buf()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,728 @@
+//! The wallet's flows against small in-process stand-ins for the coordinator, an issuer and an
+//! operator (axum on loopback). The stand-ins implement the `/v1` wire contract with the real
+//! core crypto, plus switches to lose an answer or misbehave, so the retry and verification
+//! paths are exercised. End-to-end runs against the real services live with those services.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use smpx_core::api::*;
+use smpx_core::crypto::b64;
+use smpx_core::crypto::blind::IssuerSecretKey;
+use smpx_core::crypto::envelope::HpkeSecretKey;
+use smpx_core::crypto::sign::SigningKey;
+use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
+use smpx_core::redemption::open_v1;
+use smpx_core::{keys, Amount, ErrorCode, NetworkParams};
+use smpx_http::ApiError;
+use smpx_wallet::{KdfParams, LocalState, Wallet, WalletError};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const PASS: &str = "pw";
+const OPERATOR: &str = "op-1";
+const ISSUER: &str = "iss-1";
+
+fn issuer_sk() -> &'static IssuerSecretKey {
+    static KEY: OnceLock<IssuerSecretKey> = OnceLock::new();
+    KEY.get_or_init(|| IssuerSecretKey::generate(2048).unwrap())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[derive(Default)]
+struct Switches {
+    fail_next_purchase: bool,
+    lose_next_purchase_answer: bool,
+    lose_next_publish_answer: bool,
+    lose_next_redeem_answer: bool,
+    publish_receipt_wrong_key: bool,
+    coordinator_receipt_wrong_digest: bool,
+    list_no_key: bool,
+}
+
+#[derive(Default)]
+struct Books {
+    vouchers: HashMap<String, VoucherStatus>,
+    /// top-up code → (blinded message, blind signature)
+    purchases: HashMap<String, (Vec<u8>, Vec<u8>)>,
+    redemptions: HashMap<[u8; 32], Signed<OperatorCreditReceipt>>,
+    envelopes_seen: Vec<[u8; 32]>,
+    lookups: u64,
+}
+
+struct Mock {
+    params: NetworkParams,
+    coord_key: SigningKey,
+    envelope_sk: HpkeSecretKey,
+    op_key: SigningKey,
+    key_info: IssuerKeyInfo,
+    sw: Mutex<Switches>,
+    books: Mutex<Books>,
+}
+
+type S = State<Arc<Mock>>;
+
+async fn params_handler(State(m): S) -> Json<ParamsResponse> {
+    Json(ParamsResponse {
+        params: m.params.clone(),
+        receipt_key: m.coord_key.verifying_key(),
+        envelope_key: m.envelope_sk.public_key(),
+        now: now(),
+    })
+}
+
+async fn issuer_keys(State(m): S, Query(q): Query<IssuerKeysQuery>) -> Json<Vec<IssuerKeyInfo>> {
+    if m.sw.lock().unwrap().list_no_key {
+        return Json(vec![]);
+    }
+    let k = &m.key_info;
+    let hit = q.issuer.as_deref().is_none_or(|i| i == k.issuer_id)
+        && q.denomination.is_none_or(|d| d == k.denomination);
+    Json(if hit { vec![k.clone()] } else { vec![] })
+}
+
+async fn publish(
+    State(m): S,
+    Json(req): Json<PublishRequest>,
+) -> Result<Json<Signed<PublishReceipt>>, ApiError> {
+    if req.key_id != m.key_info.key_id || req.denomination != m.key_info.denomination {
+        return Err(ApiError::new(ErrorCode::UnknownKey, "no such key"));
+    }
+    let pk = issuer_sk().public_key().unwrap();
+    pk.verify(
+        &req.signature,
+        &smpx_core::issuance::voucher_message(&req.commitment),
+    )
+    .map_err(|_| ApiError::new(ErrorCode::BadSignature, "bad signature"))?;
+    let c = req.commitment.0.to_hex();
+    let t = now();
+    let status = VoucherStatus {
+        commitment: req.commitment,
+        denomination: req.denomination,
+        state: VoucherState::Live,
+        issuer_id: ISSUER.into(),
+        key_id: req.key_id.clone(),
+        published_at: t,
+        expires_at: t + m.params.voucher_expiry_secs,
+    };
+    {
+        let mut b = m.books.lock().unwrap();
+        if b.vouchers.contains_key(&c) {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyPublished,
+                "already published",
+            ));
+        }
+        b.vouchers.insert(c, status.clone());
+    }
+    let mut sw = m.sw.lock().unwrap();
+    if std::mem::take(&mut sw.lose_next_publish_answer) {
+        return Err(ApiError::new(ErrorCode::Internal, "answer lost"));
+    }
+    let signer = if sw.publish_receipt_wrong_key {
+        SigningKey::generate()
+    } else {
+        m.coord_key.clone()
+    };
+    let body = PublishReceipt {
+        commitment: req.commitment,
+        denomination: req.denomination,
+        value: Amount::from_credits(req.denomination).unwrap(),
+        issuer_id: ISSUER.into(),
+        key_id: req.key_id,
+        published_at: status.published_at,
+        expires_at: status.expires_at,
+    };
+    Ok(Json(Signed::sign(&signer, PUBLISH_DOMAIN, body).unwrap()))
+}
+
+async fn voucher(State(m): S, Path(c): Path<String>) -> Result<Json<VoucherStatus>, ApiError> {
+    let mut b = m.books.lock().unwrap();
+    b.lookups += 1;
+    b.vouchers
+        .get(&c)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownVoucher, "unknown"))
+}
+
+async fn issuer_info() -> Json<IssuerServiceInfo> {
+    Json(IssuerServiceInfo {
+        issuer_id: ISSUER.into(),
+        coordinator_url: String::new(),
+        denominations: vec![10],
+        payment_methods: vec!["topup_code".into(), "devnet".into()],
+    })
+}
+
+async fn purchase(
+    State(m): S,
+    Json(req): Json<PurchaseRequest>,
+) -> Result<Json<PurchaseResponse>, ApiError> {
+    if std::mem::take(&mut m.sw.lock().unwrap().fail_next_purchase) {
+        return Err(ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            "payment backend down",
+        ));
+    }
+    if req.key_id != m.key_info.key_id {
+        return Err(ApiError::new(ErrorCode::UnknownKey, "not our current key"));
+    }
+    let code = match &req.payment {
+        Payment::TopupCode { code } => code.clone(),
+        Payment::Devnet => format!("devnet-{}", hex::encode(&req.blinded_message.0[..8])),
+    };
+    let sig = {
+        let mut b = m.books.lock().unwrap();
+        match b.purchases.get(&code) {
+            Some((blinded, sig)) if *blinded == req.blinded_message.0 => sig.clone(),
+            Some(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::PaymentRejected,
+                    "code already used",
+                ))
+            }
+            None => {
+                let sig = issuer_sk().blind_sign(&req.blinded_message).unwrap().0;
+                b.purchases
+                    .insert(code, (req.blinded_message.0.clone(), sig.clone()));
+                sig
+            }
+        }
+    };
+    if std::mem::take(&mut m.sw.lock().unwrap().lose_next_purchase_answer) {
+        return Err(ApiError::new(ErrorCode::Internal, "answer lost"));
+    }
+    Ok(Json(PurchaseResponse {
+        key_id: req.key_id,
+        denomination: req.denomination,
+        blind_signature: smpx_core::crypto::blind::BlindSignature(sig),
+        payment: PaymentReceipt {
+            method: "topup_code".into(),
+            note: "test".into(),
+        },
+    }))
+}
+
+async fn operator_info(State(m): S) -> Json<OperatorServiceInfo> {
+    Json(OperatorServiceInfo {
+        operator_id: OPERATOR.into(),
+        receipt_key: m.op_key.verifying_key(),
+        coordinator_url: String::new(),
+    })
+}
+
+async fn redeem(
+    State(m): S,
+    Json(req): Json<RedeemRequest>,
+) -> Result<Json<Signed<OperatorCreditReceipt>>, ApiError> {
+    let payload = open_v1(&m.envelope_sk, &req.envelope)?;
+    if payload.operator_id != OPERATOR {
+        return Err(ApiError::new(ErrorCode::OperatorMismatch, "other operator"));
+    }
+    let digest = req.envelope.digest();
+    let receipt = {
+        let mut b = m.books.lock().unwrap();
+        b.envelopes_seen.push(digest);
+        if let Some(r) = b.redemptions.get(&digest) {
+            r.clone()
+        } else {
+            let c = payload.commitment.0.to_hex();
+            let v = b
+                .vouchers
+                .get_mut(&c)
+                .ok_or_else(|| ApiError::new(ErrorCode::UnknownVoucher, "unknown"))?;
+            match v.state {
+                VoucherState::Live => v.state = VoucherState::Redeemed,
+                VoucherState::Redeemed => {
+                    return Err(ApiError::new(ErrorCode::AlreadyRedeemed, "redeemed"))
+                }
+                VoucherState::Released => {
+                    return Err(ApiError::new(ErrorCode::VoucherExpired, "expired"))
+                }
+            }
+            let value = Amount::from_credits(payload.denomination).unwrap();
+            let share = Amount(value.0 * 7 / 10);
+            let wrong_digest = m.sw.lock().unwrap().coordinator_receipt_wrong_digest;
+            let coordinator_receipt = Signed::sign(
+                &m.coord_key,
+                REDEMPTION_DOMAIN,
+                RedemptionReceipt {
+                    operator_id: OPERATOR.into(),
+                    denomination: payload.denomination,
+                    value,
+                    operator_amount: share,
+                    fund_amount: Amount(value.0 - share.0),
+                    share_bps: 7000,
+                    envelope_digest: if wrong_digest { [7; 32] } else { digest },
+                    redeemed_at: now(),
+                },
+            )
+            .unwrap();
+            let r = Signed::sign(
+                &m.op_key,
+                OPERATOR_DOMAIN,
+                OperatorCreditReceipt {
+                    operator_id: OPERATOR.into(),
+                    denomination: payload.denomination,
+                    credited: value,
+                    coordinator_receipt,
+                    issued_at: now(),
+                },
+            )
+            .unwrap();
+            b.redemptions.insert(digest, r.clone());
+            r
+        }
+    };
+    if std::mem::take(&mut m.sw.lock().unwrap().lose_next_redeem_answer) {
+        return Err(ApiError::new(ErrorCode::Internal, "answer lost"));
+    }
+    Ok(Json(receipt))
+}
+
+struct Net {
+    mock: Arc<Mock>,
+    coordinator: String,
+    issuer: String,
+    operator: String,
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn network() -> Net {
+    let t = now();
+    let params = NetworkParams {
+        epoch: t - 10 * 86_400,
+        ..NetworkParams::default()
+    };
+    let pk = issuer_sk().public_key().unwrap();
+    let period = keys::period_at(&params, t);
+    let key_info = IssuerKeyInfo {
+        key_id: hex::encode(pk.key_id().unwrap()),
+        issuer_id: ISSUER.into(),
+        denomination: 10,
+        period,
+        valid_from: keys::period_start(&params, period),
+        publish_deadline: keys::publish_deadline(&params, period),
+        public_key: b64::encode(&pk.to_spki().unwrap()),
+    };
+    let mock = Arc::new(Mock {
+        params,
+        coord_key: SigningKey::generate(),
+        envelope_sk: HpkeSecretKey::generate(),
+        op_key: SigningKey::generate(),
+        key_info,
+        sw: Mutex::new(Switches::default()),
+        books: Mutex::new(Books::default()),
+    });
+    let coordinator = serve(
+        Router::new()
+            .route("/v1/params", get(params_handler))
+            .route("/v1/issuer-keys", get(issuer_keys))
+            .route("/v1/vouchers", post(publish))
+            .route("/v1/vouchers/{c}", get(voucher))
+            .with_state(mock.clone()),
+    )
+    .await;
+    let issuer = serve(
+        Router::new()
+            .route("/v1/info", get(issuer_info))
+            .route("/v1/purchases", post(purchase))
+            .with_state(mock.clone()),
+    )
+    .await;
+    let operator = serve(
+        Router::new()
+            .route("/v1/info", get(operator_info))
+            .route("/v1/redeem", post(redeem))
+            .with_state(mock.clone()),
+    )
+    .await;
+    Net {
+        mock,
+        coordinator,
+        issuer,
+        operator,
+    }
+}
+
+fn code(c: &str) -> Payment {
+    Payment::TopupCode { code: c.into() }
+}
+
+async fn new_wallet(dir: &tempfile::TempDir, name: &str) -> (Wallet, String) {
+    Wallet::create_with(
+        &dir.path().join(name),
+        PASS,
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn buy_publish_redeem_refresh() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = new_wallet(&dir, "w.db").await;
+
+    let v = w
+        .buy(&net.coordinator, &net.issuer, 10, code("CODE-1"))
+        .await
+        .unwrap();
+    assert_eq!(v.state, LocalState::Bought);
+    assert_eq!((v.index, v.denomination), (0, 10));
+    assert_eq!(v.issuer_id, ISSUER);
+    assert_eq!(v.key_id, net.mock.key_info.key_id);
+    assert_eq!(v.publish_deadline, Some(net.mock.key_info.publish_deadline));
+
+    // Redeeming before publishing is refused.
+    let e = w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
+
+    let v = w
+        .publish(&net.coordinator, v.id, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(v.state, LocalState::Published);
+    assert!(v.published_at.is_some() && v.expires_at > v.published_at);
+    let e = w
+        .publish(&net.coordinator, v.id, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
+
+    let credit = w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .unwrap();
+    assert_eq!(credit.operator_id, OPERATOR);
+    assert_eq!(credit.credited, Amount::from_credits(10).unwrap());
+    assert_eq!(credit.receipt["body"]["operator_id"], OPERATOR);
+    let v = w.voucher(v.id).await.unwrap();
+    assert_eq!(v.state, LocalState::Redeemed);
+    assert_eq!(v.redeemed_at_operator.as_deref(), Some(OPERATOR));
+    assert_eq!(w.credits().await.unwrap(), vec![credit.clone()]);
+
+    // A second voucher, published, then released by the coordinator at expiry.
+    let v2 = w
+        .buy(&net.coordinator, &net.issuer, 10, Payment::Devnet)
+        .await
+        .unwrap();
+    assert_eq!(v2.index, 1);
+    w.publish(&net.coordinator, v2.id, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(w.refresh(&net.coordinator).await.unwrap().is_empty());
+    net.mock
+        .books
+        .lock()
+        .unwrap()
+        .vouchers
+        .get_mut(&v2.commitment)
+        .unwrap()
+        .state = VoucherState::Released;
+    let changed = w.refresh(&net.coordinator).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        (changed[0].id, changed[0].state),
+        (v2.id, LocalState::Expired)
+    );
+
+    let b = w.balance().await.unwrap();
+    assert_eq!(b.redeemed.count, 1);
+    assert_eq!(b.expired.count, 1);
+    assert_eq!(b.published.count, 0);
+    assert_eq!(b.credits[OPERATOR], Amount::from_credits(10).unwrap());
+    let json = serde_json::to_value(&b).unwrap();
+    assert_eq!(json["redeemed"]["value"], 10_000_000);
+}
+
+#[tokio::test]
+async fn failed_purchase_stays_buying_and_resumes_without_paying_twice() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = new_wallet(&dir, "w.db").await;
+
+    // The issuer refuses before signing.
+    net.mock.sw.lock().unwrap().fail_next_purchase = true;
+    let e = w
+        .buy(&net.coordinator, &net.issuer, 10, code("C-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UpstreamUnavailable));
+    let v = w.vouchers().await.unwrap().remove(0);
+    assert_eq!(v.state, LocalState::Buying);
+    let v = w.resume_buy(&net.issuer, v.id, code("C-1")).await.unwrap();
+    assert_eq!(v.state, LocalState::Bought);
+
+    // The issuer signs but the answer is lost: the retry gets the same signature for the
+    // same code and blinded message, and the code is not spent twice.
+    net.mock.sw.lock().unwrap().lose_next_purchase_answer = true;
+    assert!(w
+        .buy(&net.coordinator, &net.issuer, 10, code("C-2"))
+        .await
+        .is_err());
+    let pending = w
+        .vouchers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.state == LocalState::Buying)
+        .unwrap();
+    assert_eq!(pending.index, 1);
+    let v = w
+        .resume_buy(&net.issuer, pending.id, code("C-2"))
+        .await
+        .unwrap();
+    assert_eq!(v.state, LocalState::Bought);
+    assert_eq!(net.mock.books.lock().unwrap().purchases.len(), 2);
+    // A resumed voucher is a real one: it publishes.
+    let v = w
+        .publish(&net.coordinator, v.id, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(v.state, LocalState::Published);
+
+    // Denominations the issuer does not sell are refused before anything is reserved.
+    let next = w.next_index().await.unwrap();
+    let e = w
+        .buy(&net.coordinator, &net.issuer, 100, code("C-3"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, WalletError::UnsupportedDenomination { .. }),
+        "{e}"
+    );
+    // No current key at the coordinator: refused, nothing reserved.
+    net.mock.sw.lock().unwrap().list_no_key = true;
+    let e = w
+        .buy(&net.coordinator, &net.issuer, 10, code("C-3"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::NoIssuerKey { .. }), "{e}");
+    assert_eq!(w.next_index().await.unwrap(), next);
+}
+
+#[tokio::test]
+async fn lost_publish_answer_is_confirmed_on_retry_and_by_refresh() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = new_wallet(&dir, "w.db").await;
+    let a = w
+        .buy(&net.coordinator, &net.issuer, 10, code("A"))
+        .await
+        .unwrap();
+    let b = w
+        .buy(&net.coordinator, &net.issuer, 10, code("B"))
+        .await
+        .unwrap();
+
+    net.mock.sw.lock().unwrap().lose_next_publish_answer = true;
+    assert!(w
+        .publish(&net.coordinator, a.id, Duration::ZERO)
+        .await
+        .is_err());
+    assert_eq!(w.voucher(a.id).await.unwrap().state, LocalState::Bought);
+    // Retry: the coordinator says already_published, the wallet confirms and records it.
+    let a = w
+        .publish(&net.coordinator, a.id, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(a.state, LocalState::Published);
+    assert!(a.expires_at.is_some());
+
+    net.mock.sw.lock().unwrap().lose_next_publish_answer = true;
+    assert!(w
+        .publish(&net.coordinator, b.id, Duration::ZERO)
+        .await
+        .is_err());
+    let changed = w.refresh(&net.coordinator).await.unwrap();
+    assert_eq!(
+        changed.iter().map(|v| (v.id, v.state)).collect::<Vec<_>>(),
+        vec![(b.id, LocalState::Published)]
+    );
+}
+
+#[tokio::test]
+async fn lost_redeem_answer_resends_the_same_envelope() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = new_wallet(&dir, "w.db").await;
+    let v = w
+        .buy(&net.coordinator, &net.issuer, 10, code("R"))
+        .await
+        .unwrap();
+    w.publish(&net.coordinator, v.id, Duration::ZERO)
+        .await
+        .unwrap();
+
+    net.mock.sw.lock().unwrap().lose_next_redeem_answer = true;
+    assert!(w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .is_err());
+    assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Published);
+    // The coordinator already counts it redeemed; refresh says so, and the retry still gets
+    // the receipt because it re-sends the identical envelope.
+    let changed = w.refresh(&net.coordinator).await.unwrap();
+    assert_eq!(changed[0].state, LocalState::Redeemed);
+    let credit = w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .unwrap();
+    assert_eq!(credit.credited, Amount::from_credits(10).unwrap());
+    let seen = net.mock.books.lock().unwrap().envelopes_seen.clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], seen[1], "the retry must re-send the same envelope");
+    // Now it is done for good.
+    let e = w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
+    assert_eq!(w.credits().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn receipts_that_do_not_verify_are_refused() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = new_wallet(&dir, "w.db").await;
+    let v = w
+        .buy(&net.coordinator, &net.issuer, 10, code("X"))
+        .await
+        .unwrap();
+
+    net.mock.sw.lock().unwrap().publish_receipt_wrong_key = true;
+    let e = w
+        .publish(&net.coordinator, v.id, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::Verification(_)), "{e}");
+    assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Bought);
+    net.mock.sw.lock().unwrap().publish_receipt_wrong_key = false;
+    // (The coordinator did record it; the retry confirms through the status.)
+    w.publish(&net.coordinator, v.id, Duration::ZERO)
+        .await
+        .unwrap();
+
+    net.mock.sw.lock().unwrap().coordinator_receipt_wrong_digest = true;
+    let e = w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::Verification(_)), "{e}");
+    assert!(e.to_string().contains("another redemption"), "{e}");
+    assert!(w.credits().await.unwrap().is_empty());
+    assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Published);
+}
+
+#[tokio::test]
+async fn restore_and_recover_finds_published_vouchers() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, phrase) = new_wallet(&dir, "a.db").await;
+    // index 0: published; 1: bought only; 2: redeemed; 3: published.
+    let v0 = w
+        .buy(&net.coordinator, &net.issuer, 10, code("0"))
+        .await
+        .unwrap();
+    w.publish(&net.coordinator, v0.id, Duration::ZERO)
+        .await
+        .unwrap();
+    let _v1 = w
+        .buy(&net.coordinator, &net.issuer, 10, code("1"))
+        .await
+        .unwrap();
+    let v2 = w
+        .buy(&net.coordinator, &net.issuer, 10, code("2"))
+        .await
+        .unwrap();
+    w.publish(&net.coordinator, v2.id, Duration::ZERO)
+        .await
+        .unwrap();
+    w.redeem(&net.coordinator, &net.operator, v2.id)
+        .await
+        .unwrap();
+    let v3 = w
+        .buy(&net.coordinator, &net.issuer, 10, code("3"))
+        .await
+        .unwrap();
+    w.publish(&net.coordinator, v3.id, Duration::ZERO)
+        .await
+        .unwrap();
+
+    let r = Wallet::restore_with(
+        &dir.path().join("b.db"),
+        "new pass",
+        &phrase,
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+    assert!(r.vouchers().await.unwrap().is_empty());
+    let scanned = Mutex::new(Vec::new());
+    let found = r
+        .recover(&net.coordinator, 3, &|i| scanned.lock().unwrap().push(i))
+        .await
+        .unwrap();
+    let got: HashSet<(u64, String, LocalState)> = found
+        .iter()
+        .map(|v| (v.index, v.commitment.clone(), v.state))
+        .collect();
+    let want: HashSet<(u64, String, LocalState)> = [
+        (0, v0.commitment.clone(), LocalState::Published),
+        (2, v2.commitment.clone(), LocalState::Redeemed),
+        (3, v3.commitment.clone(), LocalState::Published),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want);
+    // Index 1 (never published) was a gap; the scan went 3 past the last find.
+    assert_eq!(*scanned.lock().unwrap(), vec![0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(r.next_index().await.unwrap(), 4);
+    // The recovered vouchers are usable: redeem one.
+    let rv0 = found.iter().find(|v| v.index == 0).unwrap();
+    assert_eq!(
+        rv0.issuer_id, ISSUER,
+        "recovered vouchers name their issuer"
+    );
+    assert_eq!(rv0.key_id, v0.key_id);
+    r.redeem(&net.coordinator, &net.operator, rv0.id)
+        .await
+        .unwrap();
+    // A new purchase does not reuse a recovered index.
+    let nv = r
+        .buy(&net.coordinator, &net.issuer, 10, code("new"))
+        .await
+        .unwrap();
+    assert_eq!(nv.index, 4);
+    // Recovering again adds nothing and keeps next_index.
+    assert!(r
+        .recover(&net.coordinator, 2, &|_| {})
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(r.next_index().await.unwrap(), 5);
+    // gap_limit 3 at 3 denominations: 3 lookups per index beyond the local ones.
+    assert!(net.mock.books.lock().unwrap().lookups > 0);
+}
