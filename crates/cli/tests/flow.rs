@@ -207,3 +207,60 @@ fn demo_command_runs_the_lifecycle_and_exits_zero() {
     assert!(stdout.contains("conservation holds"), "{stdout}");
     assert!(stdout.contains("every step succeeded"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_and_operator_publish_openapi_and_type_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = devnet(Which::Sqlite, &dir.path().join("net")).await;
+    for (url, path) in [
+        (&net.issuer_url, "/v1/purchases"),
+        (&net.operator_url, "/v1/redeem"),
+    ] {
+        let doc: serde_json::Value = ApiClient::new(url).get("/openapi.json").await.unwrap();
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from {url}/openapi.json"
+        );
+    }
+    let http = reqwest::Client::new();
+    for (url, path) in [
+        (&net.issuer_url, "/v1/purchases"),
+        (&net.operator_url, "/v1/redeem"),
+    ] {
+        let r = http
+            .post(format!("{url}{path}"))
+            .header("content-type", "application/json")
+            .body(r#"{"version": 1, "unexpected": true}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let b: ErrorBody = r.json().await.unwrap();
+        assert_eq!(b.error.code, ErrorCode::InvalidRequest);
+    }
+    // Minting codes needs the issuer's admin token.
+    let anon = ApiClient::new(&net.issuer_url)
+        .post::<_, MintCodesResponse>(
+            "/v1/admin/topup-codes",
+            &MintCodesRequest {
+                denomination: 1,
+                count: 1,
+            },
+        )
+        .await;
+    assert_eq!(anon.unwrap_err().code(), Some(ErrorCode::Unauthorized));
+    // A purchase under a key id the issuer does not have.
+    let bad = ApiClient::new(&net.issuer_url)
+        .post::<_, PurchaseResponse>(
+            "/v1/purchases",
+            &PurchaseRequest {
+                denomination: 10,
+                key_id: "00".repeat(32),
+                blinded_message: smpx_core::crypto::blind::BlindedMessage(vec![1; 256]),
+                payment: Payment::Devnet,
+            },
+        )
+        .await;
+    assert_eq!(bad.unwrap_err().code(), Some(ErrorCode::UnknownKey));
+    net.stop().await.unwrap();
+}
