@@ -264,3 +264,106 @@ async fn issuer_and_operator_publish_openapi_and_type_their_errors() {
     assert_eq!(bad.unwrap_err().code(), Some(ErrorCode::UnknownKey));
     net.stop().await.unwrap();
 }
+
+/// The `smpx wallet` commands as a user types them, against a running devnet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallet_commands_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = devnet(Which::Sqlite, &dir.path().join("net")).await;
+    let wallet = dir.path().join("home/.smpx/wallet.db");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpx"))
+            .arg("wallet")
+            .arg("--wallet")
+            .arg(&wallet)
+            .args(["--coordinator", &net.coordinator_url])
+            .args(args)
+            .env("SMPX_WALLET_PASSPHRASE", "correct horse")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let (ok, out, err) = run(&a);
+        assert!(ok, "smpx wallet {args:?} failed: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    };
+    let init = json(&["init"]);
+    assert_eq!(
+        init["mnemonic"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .count(),
+        24
+    );
+    let (ok, _, err) = run(&["init"]);
+    assert!(
+        !ok && err.contains("exists"),
+        "init twice must refuse: {err}"
+    );
+
+    let bought = json(&[
+        "buy",
+        "--issuer",
+        &net.issuer_url,
+        "--denomination",
+        "10",
+        "--devnet-payment",
+    ]);
+    let id = bought["id"].as_i64().unwrap().to_string();
+    assert_eq!(bought["state"], "bought");
+    let (ok, _, err) = run(&["redeem", &id, "--operator", &net.operator_url]);
+    assert!(
+        !ok && err.contains("publish"),
+        "redeem before publish must say why: {err}"
+    );
+    let published = json(&["publish", &id]);
+    assert_eq!(published["state"], "published");
+    let credit = json(&["redeem", &id, "--operator", &net.operator_url]);
+    assert_eq!(credit["credited"], 10_000_000);
+    let list = json(&["list"]);
+    assert_eq!(list[0]["state"], "redeemed");
+    let balance = json(&["balance"]);
+    assert_eq!(
+        balance["credits"][smpx_cli::devnet::OPERATOR_ID],
+        10_000_000
+    );
+
+    // Human output too, and a clear error for bad input.
+    let (ok, out, _) = run(&["list"]);
+    assert!(ok && out.contains("redeemed"));
+    let (ok, _, err) = run(&[
+        "buy",
+        "--issuer",
+        &net.issuer_url,
+        "--denomination",
+        "7",
+        "--devnet-payment",
+    ]);
+    assert!(!ok && err.contains("denomination"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpx"))
+        .args(["wallet", "--wallet"])
+        .arg(&wallet)
+        .arg("list")
+        .env("SMPX_WALLET_PASSPHRASE", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase"));
+
+    // The ledger command replays the public log.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpx"))
+        .args(["ledger", "--coordinator", &net.coordinator_url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("holds"));
+    net.stop().await.unwrap();
+}
