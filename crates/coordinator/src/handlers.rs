@@ -17,6 +17,7 @@ use smpx_core::ledger::{self, valid_id};
 use smpx_core::receipt::{Signed, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
 use smpx_core::redemption::{open_v1, PROTOCOL_V1};
 use smpx_core::{keys, Amount, ErrorCode};
+use smpx_http::common::require_admin;
 use smpx_http::{bearer_token, split_credential, token_matches, ApiError, ApiResult, Json, Query};
 use smpx_store::coordinator::{KeyRow, NewRedemption, NewVoucher, PublishOutcome, RedeemOutcome};
 use smpx_store::StoreError;
@@ -27,7 +28,7 @@ type AppState = State<Arc<Coordinator>>;
 pub(crate) fn router(state: Arc<Coordinator>) -> Router {
     let r = Router::new()
         .route("/openapi.json", get(openapi))
-        .route("/v1/health", get(health))
+        .route("/v1/health", get(smpx_http::common::health))
         .route("/v1/params", get(params))
         .route("/v1/issuers", get(issuers))
         .route("/v1/issuers/{id}", get(issuer))
@@ -54,11 +55,6 @@ fn store_err(e: StoreError) -> ApiError {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
-}
-
-#[utoipa::path(get, path = "/v1/health", responses((status = 200, description = "The service is up")))]
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
 }
 
 #[utoipa::path(get, path = "/v1/params", responses((status = 200, body = ParamsResponse)))]
@@ -481,16 +477,6 @@ pub(crate) async fn entries(
 
 // ---- admin --------------------------------------------------------------------------------
 
-fn require_admin(c: &Coordinator, headers: &HeaderMap) -> ApiResult<()> {
-    match bearer_token(headers) {
-        Some(t) if token_matches(t, &c.admin_token_hash) => Ok(()),
-        _ => Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "admin token required",
-        )),
-    }
-}
-
 fn check_id(id: &str) -> ApiResult<()> {
     if valid_id(id) {
         Ok(())
@@ -516,7 +502,7 @@ pub(crate) async fn add_issuer(
     headers: HeaderMap,
     Json(req): Json<AddIssuerRequest>,
 ) -> ApiResult<Json<CredentialResponse>> {
-    require_admin(&c, &headers)?;
+    require_admin(&headers, &c.admin_token_hash)?;
     check_id(&req.id)?;
     let limit = credits(req.limit_credits)?;
     let token = format!("{}:{}", req.id, smpx_http::Token::generate().as_str());
@@ -547,7 +533,7 @@ pub(crate) async fn set_limit(
     Path(id): Path<String>,
     Json(req): Json<SetLimitRequest>,
 ) -> ApiResult<Json<IssuerInfo>> {
-    require_admin(&c, &headers)?;
+    require_admin(&headers, &c.admin_token_hash)?;
     if !c
         .store
         .set_issuer_limit(&id, credits(req.limit_credits)?)
@@ -577,7 +563,7 @@ pub(crate) async fn set_active(
     Path(id): Path<String>,
     Json(req): Json<SetActiveRequest>,
 ) -> ApiResult<Json<IssuerInfo>> {
-    require_admin(&c, &headers)?;
+    require_admin(&headers, &c.admin_token_hash)?;
     if !c
         .store
         .set_issuer_active(&id, req.active)
@@ -614,7 +600,7 @@ pub(crate) async fn add_operator(
     headers: HeaderMap,
     Json(req): Json<AddOperatorRequest>,
 ) -> ApiResult<Json<CredentialResponse>> {
-    require_admin(&c, &headers)?;
+    require_admin(&headers, &c.admin_token_hash)?;
     check_id(&req.id)?;
     check_share(&c, req.share_bps)?;
     let token = format!("{}:{}", req.id, smpx_http::Token::generate().as_str());
@@ -650,7 +636,7 @@ pub(crate) async fn set_share(
     Path(id): Path<String>,
     Json(req): Json<SetShareRequest>,
 ) -> ApiResult<Json<OperatorInfo>> {
-    require_admin(&c, &headers)?;
+    require_admin(&headers, &c.admin_token_hash)?;
     check_share(&c, req.share_bps)?;
     if !c
         .store
@@ -676,7 +662,7 @@ pub(crate) async fn expire(
     State(c): AppState,
     headers: HeaderMap,
 ) -> ApiResult<Json<ExpireResponse>> {
-    require_admin(&c, &headers)?;
+    require_admin(&headers, &c.admin_token_hash)?;
     let (n, v) = c.release_expired().await.map_err(store_err)?;
     Ok(Json(ExpireResponse {
         released_count: n,

@@ -10,6 +10,7 @@
 
 mod client;
 mod clock;
+pub mod common;
 pub mod files;
 mod server;
 mod token;

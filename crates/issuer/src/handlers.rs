@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use smpx_core::api::*;
 use smpx_core::keys::{check_publishable, is_signing_period};
 use smpx_core::ErrorCode;
-use smpx_http::{bearer_token, token_matches, ApiError, ApiResult, ClientError, Json};
+use smpx_http::common::require_admin;
+use smpx_http::{ApiError, ApiResult, ClientError, Json};
 use smpx_store::issuer::{NewSale, SaleOutcome, SalePayment};
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ type AppState = State<Arc<Issuer>>;
 pub(crate) fn router(state: Arc<Issuer>) -> Router {
     let r = Router::new()
         .route("/openapi.json", get(openapi))
-        .route("/v1/health", get(health))
+        .route("/v1/health", get(smpx_http::common::health))
         .route("/v1/info", get(info))
         .route("/v1/purchases", post(purchase))
         .route("/v1/admin/topup-codes", post(mint_codes))
@@ -30,11 +31,6 @@ pub(crate) fn router(state: Arc<Issuer>) -> Router {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
-}
-
-#[utoipa::path(get, path = "/v1/health", responses((status = 200, description = "The service is up")))]
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
 }
 
 #[utoipa::path(get, path = "/v1/info", responses((status = 200, body = IssuerServiceInfo)))]
@@ -195,16 +191,6 @@ fn sign_blinded(
     })
 }
 
-fn require_admin(i: &Issuer, headers: &HeaderMap) -> ApiResult<()> {
-    match bearer_token(headers) {
-        Some(t) if token_matches(t, &i.admin_token_hash) => Ok(()),
-        _ => Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "admin token required",
-        )),
-    }
-}
-
 #[utoipa::path(post, path = "/v1/admin/topup-codes", request_body = MintCodesRequest,
     security(("bearer" = [])),
     responses((status = 200, body = MintCodesResponse), (status = 400, body = ErrorBody)))]
@@ -213,7 +199,7 @@ pub(crate) async fn mint_codes(
     headers: HeaderMap,
     Json(req): Json<MintCodesRequest>,
 ) -> ApiResult<Json<MintCodesResponse>> {
-    require_admin(&i, &headers)?;
+    require_admin(&headers, &i.admin_token_hash)?;
     if !i.params.is_denomination(req.denomination) {
         return Err(ApiError::new(
             ErrorCode::UnsupportedDenomination,
@@ -254,7 +240,7 @@ pub struct IssuerStats {
 #[utoipa::path(get, path = "/v1/admin/stats", security(("bearer" = [])),
     responses((status = 200, body = IssuerStats)))]
 pub(crate) async fn stats(State(i): AppState, headers: HeaderMap) -> ApiResult<Json<IssuerStats>> {
-    require_admin(&i, &headers)?;
+    require_admin(&headers, &i.admin_token_hash)?;
     let sold = i.store.sold().await.map_err(ApiError::internal)?;
     let (unused_codes, used_codes) = i.store.code_counts().await.map_err(ApiError::internal)?;
     Ok(Json(IssuerStats {

@@ -17,7 +17,7 @@ type AppState = State<Arc<Operator>>;
 pub(crate) fn router(state: Arc<Operator>) -> Router {
     let r = Router::new()
         .route("/openapi.json", get(openapi))
-        .route("/v1/health", get(health))
+        .route("/v1/health", get(smpx_http::common::health))
         .route("/v1/info", get(info))
         .route("/v1/redeem", post(redeem))
         .route("/v1/stats", get(stats))
@@ -27,11 +27,6 @@ pub(crate) fn router(state: Arc<Operator>) -> Router {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
-}
-
-#[utoipa::path(get, path = "/v1/health", responses((status = 200, description = "The service is up")))]
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
 }
 
 #[utoipa::path(get, path = "/v1/info", responses((status = 200, body = OperatorServiceInfo)))]
