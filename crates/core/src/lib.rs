@@ -12,14 +12,17 @@
 
 pub mod amount;
 pub mod api;
+pub mod credits;
 pub mod crypto;
 pub mod error;
 pub mod issuance;
 pub mod keys;
 pub mod ledger;
+pub mod mmr;
 pub mod params;
 pub mod receipt;
 pub mod redemption;
+pub mod rotation;
 
 pub use amount::Amount;
 pub use error::{ErrorCode, ProtocolError};

@@ -23,6 +23,21 @@ pub struct NetworkParams {
     pub max_operator_share_bps: u32,
     /// Redemption protocol versions the coordinator accepts.
     pub protocol_versions: Vec<u32>,
+    /// `T`: a new MMR of published commitments starts every `T` seconds and takes appends for
+    /// `2T` (v0.2).
+    #[serde(default = "default_mmr_period")]
+    pub mmr_period_secs: u64,
+    /// MMR levels `L`: capacity `4^L − 1` leaves (16 ≈ 2^32), see `smpx_core::mmr`.
+    #[serde(default = "default_mmr_levels")]
+    pub mmr_levels: u32,
+}
+
+fn default_mmr_period() -> u64 {
+    30 * DAY
+}
+
+fn default_mmr_levels() -> u32 {
+    16
 }
 
 impl Default for NetworkParams {
@@ -36,6 +51,8 @@ impl Default for NetworkParams {
             voucher_expiry_secs: 365 * DAY,
             max_operator_share_bps: 7000,
             protocol_versions: vec![1],
+            mmr_period_secs: default_mmr_period(),
+            mmr_levels: default_mmr_levels(),
         }
     }
 }
@@ -61,6 +78,12 @@ impl NetworkParams {
         }
         if self.voucher_expiry_secs == 0 {
             return Err("voucher_expiry_secs must be positive".into());
+        }
+        if self.mmr_period_secs == 0 {
+            return Err("mmr_period_secs must be positive".into());
+        }
+        if !(1..=31).contains(&self.mmr_levels) {
+            return Err("mmr_levels must be between 1 and 31".into());
         }
         if self.max_operator_share_bps > 10_000 {
             return Err("max_operator_share_bps is at most 10000".into());
