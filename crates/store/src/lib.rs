@@ -14,6 +14,7 @@
 //! [`operator`]. The same test suite runs against both backends (`tests/`).
 
 pub mod coordinator;
+pub mod credits;
 pub mod db;
 pub mod issuer;
 pub mod operator;
