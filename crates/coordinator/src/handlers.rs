@@ -488,6 +488,24 @@ fn check_id(id: &str) -> ApiResult<()> {
     }
 }
 
+/// A fresh `<id>:<secret>` credential for an issuer or operator; only its digest is stored.
+fn new_credential(id: &str) -> String {
+    format!("{id}:{}", smpx_http::Token::generate().as_str())
+}
+
+/// The store's answer to adding an issuer or operator: an id already taken is the caller's
+/// mistake, anything else ours.
+fn added(r: Result<(), StoreError>, kind: &str, id: &str) -> ApiResult<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_duplicate() => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{kind} {id:?} already exists"),
+        )),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
 fn credits(limit_credits: u64) -> ApiResult<Amount> {
     Amount::from_credits(limit_credits)
         .filter(|a| i64::try_from(a.0).is_ok())
@@ -505,21 +523,14 @@ pub(crate) async fn add_issuer(
     require_admin(&headers, &c.admin_token_hash)?;
     check_id(&req.id)?;
     let limit = credits(req.limit_credits)?;
-    let token = format!("{}:{}", req.id, smpx_http::Token::generate().as_str());
-    match c
-        .store
-        .add_issuer(&req.id, &smpx_http::token_digest(&token), limit, c.now())
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if e.is_duplicate() => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("issuer {:?} already exists", req.id),
-            ))
-        }
-        Err(e) => return Err(store_err(e)),
-    }
+    let token = new_credential(&req.id);
+    added(
+        c.store
+            .add_issuer(&req.id, &smpx_http::token_digest(&token), limit, c.now())
+            .await,
+        "issuer",
+        &req.id,
+    )?;
     tracing::info!(issuer = %req.id, limit = %limit, "issuer whitelisted");
     Ok(Json(CredentialResponse { id: req.id, token }))
 }
@@ -603,26 +614,19 @@ pub(crate) async fn add_operator(
     require_admin(&headers, &c.admin_token_hash)?;
     check_id(&req.id)?;
     check_share(&c, req.share_bps)?;
-    let token = format!("{}:{}", req.id, smpx_http::Token::generate().as_str());
-    match c
-        .store
-        .add_operator(
-            &req.id,
-            &smpx_http::token_digest(&token),
-            req.share_bps,
-            c.now(),
-        )
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if e.is_duplicate() => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("operator {:?} already exists", req.id),
-            ))
-        }
-        Err(e) => return Err(store_err(e)),
-    }
+    let token = new_credential(&req.id);
+    added(
+        c.store
+            .add_operator(
+                &req.id,
+                &smpx_http::token_digest(&token),
+                req.share_bps,
+                c.now(),
+            )
+            .await,
+        "operator",
+        &req.id,
+    )?;
     tracing::info!(operator = %req.id, share_bps = req.share_bps, "operator registered");
     Ok(Json(CredentialResponse { id: req.id, token }))
 }

@@ -739,6 +739,40 @@ async fn key_registration_rules() {
         code(reg(100, 2, spki(1)).await),
         (ErrorCode::KeyRegistrationRejected, 409)
     );
+    // Adding an issuer or operator whose id is taken.
+    let dup = net
+        .admin
+        .post::<_, CredentialResponse>(
+            "/v1/admin/issuers",
+            &AddIssuerRequest {
+                id: "iss".into(),
+                limit_credits: 1,
+            },
+        )
+        .await;
+    assert_eq!(code(dup), (ErrorCode::InvalidRequest, 400));
+    let dup = net
+        .admin
+        .post::<_, CredentialResponse>(
+            "/v1/admin/operators",
+            &AddOperatorRequest {
+                id: "op-1".into(),
+                share_bps: 1,
+            },
+        )
+        .await;
+    assert_eq!(code(dup), (ErrorCode::InvalidRequest, 400));
+    let too_high = net
+        .admin
+        .post::<_, CredentialResponse>(
+            "/v1/admin/operators",
+            &AddOperatorRequest {
+                id: "op-9".into(),
+                share_bps: 7001,
+            },
+        )
+        .await;
+    assert_eq!(code(too_high), (ErrorCode::ShareTooHigh, 400));
     // Not an RSA key.
     assert_eq!(
         code(reg(100, 0, b64::encode(b"garbage")).await).0,
