@@ -5,7 +5,6 @@
 use crate::devnet::{Devnet, DevnetOptions};
 use anyhow::{bail, ensure, Context, Result};
 use smpx_core::api::{LedgerTotalsResponse, MintCodesRequest, MintCodesResponse, Payment};
-use smpx_core::ledger::Totals;
 use smpx_core::ErrorCode;
 use smpx_http::ApiClient;
 use smpx_wallet::{LocalState, Wallet, WalletError};
@@ -159,20 +158,7 @@ async fn lifecycle(
 
     // Anyone can check the books from the public endpoints.
     let public = ApiClient::new(&net.coordinator_url);
-    let totals: LedgerTotalsResponse = public.get("/v1/ledger/totals").await?;
-    let mut entries = Vec::new();
-    let mut after = 0;
-    loop {
-        let page: smpx_core::api::EntriesPage = public
-            .get(&format!("/v1/ledger/entries?after={after}"))
-            .await?;
-        entries.extend(page.entries);
-        match page.next_after {
-            Some(n) => after = n,
-            None => break,
-        }
-    }
-    let replayed = Totals::replay(&entries).context("the public ledger does not replay")?;
+    let (totals, replayed, _) = crate::audit::replay_ledger(&public).await?;
     ensure!(
         replayed == totals.totals,
         "replayed totals differ from the published ones"

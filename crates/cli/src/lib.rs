@@ -5,5 +5,6 @@
 //! keys published. `smpx devnet` runs it until Ctrl-C; `smpx demo` runs the whole voucher
 //! lifecycle against a fresh one; the integration tests drive it directly.
 
+pub mod audit;
 pub mod demo;
 pub mod devnet;

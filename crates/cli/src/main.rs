@@ -5,7 +5,6 @@ use clap::{Args, Parser, Subcommand};
 use smpx_cli::devnet::{Databases, Devnet, DevnetOptions};
 use smpx_coordinator::{Coordinator, CoordinatorHome};
 use smpx_core::api::*;
-use smpx_core::ledger::Totals;
 use smpx_core::NetworkParams;
 use smpx_http::{ApiClient, SystemClock};
 use smpx_issuer::{Issuer, IssuerConfig, IssuerHome};
@@ -337,6 +336,15 @@ async fn shutdown() {
     ctrl_c().await
 }
 
+/// Binds a service's listener and says where it listens (tests and scripts read this line).
+async fn listen_on(name: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!("{name} listening on http://{}", l.local_addr()?);
+    Ok(l)
+}
+
 fn read_secret_arg(v: &str) -> Result<String> {
     match v.strip_prefix('@') {
         Some(path) => Ok(std::fs::read_to_string(path)
@@ -437,10 +445,7 @@ async fn coordinator(cmd: CoordinatorCmd) -> Result<()> {
             let store =
                 smpx_store::coordinator::CoordinatorStore::open(Db::connect(&url).await?).await?;
             let state = Coordinator::new(store, home, Arc::new(SystemClock));
-            let l = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            eprintln!("coordinator listening on http://{}", l.local_addr()?);
+            let l = listen_on("coordinator", listen).await?;
             smpx_coordinator::run(
                 state,
                 l,
@@ -484,10 +489,7 @@ async fn issuer(cmd: IssuerCmd) -> Result<()> {
             let url = database_url.unwrap_or_else(|| home.default_database_url());
             let store = smpx_store::issuer::IssuerStore::open(Db::connect(&url).await?).await?;
             let state = Issuer::start(store, home, Arc::new(SystemClock)).await?;
-            let l = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            eprintln!("issuer listening on http://{}", l.local_addr()?);
+            let l = listen_on("issuer", listen).await?;
             smpx_issuer::run(state, l, Duration::from_secs(3600), shutdown()).await?;
             Ok(())
         }
@@ -543,10 +545,7 @@ async fn operator(cmd: OperatorCmd) -> Result<()> {
             let url = database_url.unwrap_or_else(|| home.default_database_url());
             let store = smpx_store::operator::OperatorStore::open(Db::connect(&url).await?).await?;
             let state = Operator::start(store, home, Arc::new(SystemClock)).await?;
-            let l = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            eprintln!("operator listening on http://{}", l.local_addr()?);
+            let l = listen_on("operator", listen).await?;
             smpx_operator::run(state, l, shutdown()).await?;
             Ok(())
         }
@@ -612,19 +611,8 @@ async fn admin(a: AdminArgs) -> Result<()> {
 }
 
 async fn ledger(coordinator: &str, json: bool) -> Result<()> {
-    let c = ApiClient::new(coordinator);
-    let totals: LedgerTotalsResponse = c.get("/v1/ledger/totals").await?;
-    let mut entries = Vec::new();
-    let mut after = 0;
-    loop {
-        let page: EntriesPage = c.get(&format!("/v1/ledger/entries?after={after}")).await?;
-        entries.extend(page.entries);
-        match page.next_after {
-            Some(n) => after = n,
-            None => break,
-        }
-    }
-    let replayed = Totals::replay(&entries).context("the public ledger log does not replay")?;
+    let (totals, replayed, entries) =
+        smpx_cli::audit::replay_ledger(&ApiClient::new(coordinator)).await?;
     let agrees = replayed == totals.totals;
     if json {
         print_json(&serde_json::json!({
@@ -632,7 +620,7 @@ async fn ledger(coordinator: &str, json: bool) -> Result<()> {
         }))?;
     } else {
         let t = &replayed;
-        println!("entries             {}", entries.len());
+        println!("entries             {entries}");
         println!("published           {}", t.published);
         println!("redeemed            {}", t.redeemed);
         println!("live                {}", t.live);
