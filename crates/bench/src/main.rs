@@ -6,6 +6,9 @@
 //!   that forwards them) confined to ONE core: each service runs on a single-threaded tokio
 //!   runtime, the load generator on its own thread;
 //!
+//! * v0.2 redemptions/s: proofs made up front (proving is the wallet's cost), then sent to the
+//!   coordinator with many in flight, so its verifier batches them;
+//!
 //! and each figure as a ratio to the primitives it cannot avoid (shared/BASELINES.md), which
 //! is what stays comparable across these noisy machines. Run with `--release`.
 
@@ -37,6 +40,14 @@ struct Args {
     /// Use this PostgreSQL server instead of SQLite (a scratch database is created on it).
     #[arg(long)]
     postgres: bool,
+    /// v0.2 redemptions to prove and send (0 skips the v0.2 part).
+    #[arg(long, default_value_t = 512)]
+    zk_count: usize,
+    /// MMR levels (capacity 4^L − 1 must hold every voucher of the run). Verification costs
+    /// the same at any size (four public inputs); a small circuit keeps the up-front proving
+    /// short.
+    #[arg(long, default_value_t = 7)]
+    zk_levels: u32,
 }
 
 /// Baseline primitive costs on this kind of machine, µs (shared/BASELINES.md).
@@ -49,6 +60,7 @@ mod base {
     pub const ED25519_SIGN: f64 = 13.6;
     pub const ED25519_VERIFY: f64 = 28.5;
     pub const SQLITE_TX: f64 = 11.0;
+    pub const GROTH16_VERIFY: f64 = 920.0;
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -82,7 +94,7 @@ where
 fn main() -> Result<()> {
     let args = Args::parse();
     println!(
-        "smpx-bench v0.1 — count {}, concurrency {}, store {}",
+        "smpx-bench — count {}, concurrency {}, store {}",
         args.count,
         args.concurrency,
         if args.postgres {
@@ -140,9 +152,34 @@ fn main() -> Result<()> {
     }
 
     // ---- services over HTTP, one core each ----------------------------------------------
+    let needed = (args.count * 2 + args.zk_count) as u64;
+    anyhow::ensure!(
+        smpx_core::mmr::capacity(args.zk_levels).is_ok_and(|c| c >= needed),
+        "an MMR of {} levels cannot hold the run's {needed} vouchers; raise --zk-levels",
+        args.zk_levels
+    );
     let dir = tempfile::tempdir()?;
     let cdir = dir.path().join("coordinator");
-    let home = CoordinatorHome::open(&cdir, None)?;
+    let home = CoordinatorHome::open(
+        &cdir,
+        Some(smpx_core::NetworkParams {
+            mmr_levels: args.zk_levels,
+            protocol_versions: vec![1, 2],
+            ..smpx_core::NetworkParams::default()
+        }),
+    )?;
+    eprintln!("ceremony keys for {} MMR levels (cached)…", args.zk_levels);
+    let ceremony = smpx_zk::devnet::cached_local_ceremony(
+        args.zk_levels,
+        3,
+        &smpx_zk::devnet::default_cache_dir(),
+        &smpx_ceremony::Silent,
+    )?;
+    let zk_keys = smpx_coordinator::ZkKeys::from_verified(
+        ceremony.transcript.clone(),
+        &ceremony.verifying_key,
+    )?
+    .with_workers(1);
     let admin_token = home.admin_token.clone();
     let db_url = if args.postgres {
         let rt = tokio::runtime::Runtime::new()?;
@@ -157,7 +194,7 @@ fn main() -> Result<()> {
             let store =
                 smpx_store::coordinator::CoordinatorStore::open(Db::connect(&db_for_server).await?)
                     .await?;
-            let state = Coordinator::new(store, home, Arc::new(SystemClock));
+            let state = Coordinator::with_zk(store, home, Arc::new(SystemClock), Some(zk_keys));
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             url_tx.send(format!("http://{}", l.local_addr()?))?;
             smpx_coordinator::run(state, l, Duration::from_secs(3600), std::future::pending())
@@ -275,7 +312,8 @@ fn main() -> Result<()> {
                 let c = ApiClient::new(&cl_url).with_token(op_token.clone());
                 let body = ForwardRedemptionRequest {
                     version: 1,
-                    envelope: e.clone(),
+                    envelope: Some(e.clone()),
+                    zk: None,
                 };
                 async move {
                     c.post::<_, serde_json::Value>("/v1/redemptions", &body)
@@ -293,7 +331,8 @@ fn main() -> Result<()> {
                 let c = ApiClient::new(&op_url);
                 let body = RedeemRequest {
                     version: 1,
-                    envelope: e.clone(),
+                    envelope: Some(e.clone()),
+                    zk: None,
                 };
                 async move {
                     c.post::<_, serde_json::Value>("/v1/redeem", &body)
@@ -304,11 +343,24 @@ fn main() -> Result<()> {
             .collect(),
     ))?;
 
+    let redeem_zk = if args.zk_count > 0 {
+        Some(client_rt.block_on(zk_redemptions(
+            &args,
+            &cl_url,
+            &op_token,
+            &sk,
+            &key_id,
+            &ceremony.proving_key,
+        ))?)
+    } else {
+        None
+    };
+
     let totals: LedgerTotalsResponse =
         client_rt.block_on(ApiClient::new(&cl_url).get("/v1/ledger/totals"))?;
     anyhow::ensure!(totals.conserved, "ledger not conserved after the run");
     anyhow::ensure!(
-        totals.totals.redeemed.0 == (args.count as u64 * 2) * 10_000_000,
+        totals.totals.redeemed.0 == (args.count as u64 * 2 + args.zk_count as u64) * 10_000_000,
         "not every redemption landed"
     );
 
@@ -340,7 +392,132 @@ fn main() -> Result<()> {
             per / floor
         );
     }
+    if let Some(rate) = redeem_zk {
+        // Floor: one Groth16 verification (batching makes it cheaper than this baseline),
+        // the receipt signature and one transaction.
+        let floor = base::GROTH16_VERIFY + base::ED25519_SIGN + base::SQLITE_TX;
+        let per = 1e6 / rate;
+        println!(
+            "| v0.2 redeem (operator → coordinator, proofs batch-verified on one core) | {rate:.0} | {per:.0} | {floor:.0} (single verify) | {:.2}× |",
+            per / floor
+        );
+    }
     Ok(())
+}
+
+/// Publishes `zk_count` vouchers, proves a redemption of each against the MMR's latest root
+/// (on every core, before the clock starts), then sends them all; returns redemptions/s.
+async fn zk_redemptions(
+    args: &Args,
+    cl_url: &str,
+    op_token: &str,
+    sk: &IssuerSecretKey,
+    key_id: &str,
+    pk: &smpx_zk::ProvingKey,
+) -> Result<f64> {
+    use smpx_core::crypto::{nullifier, FieldBytes};
+    use smpx_core::mmr::{Mmr, MmrParams};
+    let public = ApiClient::new(cl_url);
+    let mut vouchers = Vec::with_capacity(args.zk_count);
+    let mut mmr_id = 0;
+    for _ in 0..args.zk_count {
+        let (s, req) = issue_locally(sk, key_id, 10)?;
+        let r: smpx_core::receipt::Signed<PublishReceipt> =
+            public.post("/v1/vouchers", &req).await?;
+        let path = r.body.paths.first().context("no MMR path")?;
+        mmr_id = path.mmr.id;
+        vouchers.push((s, r.body.paths.clone()));
+    }
+    let mut leaves = Vec::new();
+    loop {
+        let page: LeavesPage = public
+            .get(&format!("/v1/mmrs/{mmr_id}/leaves?from={}", leaves.len()))
+            .await?;
+        if page.leaves.is_empty() {
+            break;
+        }
+        leaves.extend(
+            page.leaves
+                .iter()
+                .map(FieldBytes::to_fr)
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
+    let mmr = Mmr::from_leaves(MmrParams::new(mmr_id, args.zk_levels)?, leaves)?;
+    let root = FieldBytes::from_fr(&mmr.root());
+    eprintln!(
+        "proving {} redemptions (the wallets' work, not timed)…",
+        vouchers.len()
+    );
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = vouchers.len().div_ceil(threads).max(1);
+    let bodies: Vec<ForwardRedemptionRequest> = std::thread::scope(|scope| {
+        let handles: Vec<_> = vouchers
+            .chunks(chunk)
+            .map(|part| {
+                let mmr = &mmr;
+                scope.spawn(move || -> Result<Vec<ForwardRedemptionRequest>> {
+                    part.iter()
+                        .map(|(s, paths)| {
+                            let index = paths
+                                .iter()
+                                .find(|p| p.mmr.id == mmr_id)
+                                .context("not in the MMR")?
+                                .leaf_index;
+                            let n = nullifier(s).0;
+                            let public = smpx_zk::RedeemPublic {
+                                root: mmr.root(),
+                                nullifier: n.to_fr()?,
+                                denomination: 10,
+                                binding: smpx_zk::binding_hash("op", 0),
+                            };
+                            let witness = smpx_zk::RedeemWitness {
+                                secret: s.clone(),
+                                path: mmr.proof(index)?.circuit_path()?,
+                            };
+                            let proof =
+                                smpx_zk::prove(pk, &public, &witness, &mut rand::rngs::OsRng)?;
+                            Ok(ForwardRedemptionRequest {
+                                version: 2,
+                                envelope: None,
+                                zk: Some(ZkRedemption {
+                                    mmr_id,
+                                    root,
+                                    nullifier: n,
+                                    denomination: 10,
+                                    fee: smpx_core::Amount::ZERO,
+                                    proof: proof.to_bytes().to_vec(),
+                                }),
+                            })
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a proving thread panicked"))?
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(|v| v.into_iter().flatten().collect())
+    })?;
+    load(
+        args.concurrency,
+        bodies
+            .into_iter()
+            .map(|body| {
+                let c = ApiClient::new(cl_url).with_token(op_token.to_owned());
+                async move {
+                    c.post::<_, serde_json::Value>("/v1/redemptions", &body)
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .collect(),
+    )
+    .await
 }
 
 /// Runs the futures with at most `concurrency` in flight; returns completed ops per second.

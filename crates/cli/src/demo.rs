@@ -4,10 +4,10 @@
 
 use crate::devnet::{Devnet, DevnetOptions};
 use anyhow::{bail, ensure, Context, Result};
-use smpx_core::api::{LedgerTotalsResponse, MintCodesRequest, MintCodesResponse, Payment};
+use smpx_core::api::{LedgerTotalsResponse, MintCodesRequest, MintCodesResponse, MmrInfo, Payment};
 use smpx_core::ErrorCode;
 use smpx_http::ApiClient;
-use smpx_wallet::{LocalState, Wallet, WalletError};
+use smpx_wallet::{LocalState, RedeemOptions, RedeemProgress, Wallet, WalletError};
 use std::time::Duration;
 
 /// Where the demo prints.
@@ -25,11 +25,18 @@ impl Out for Stdout {
     }
 }
 
-/// Runs the demo in `dir` (which should be empty).
-pub async fn run(dir: &std::path::Path, out: &mut dyn Out) -> Result<LedgerTotalsResponse> {
-    let devnet = Devnet::start(DevnetOptions::new(&dir.join("devnet")))
-        .await
-        .context("starting the devnet")?;
+/// Runs the demo in `dir` (which should be empty) on a devnet with MMRs of `mmr_levels`.
+pub async fn run(
+    dir: &std::path::Path,
+    mmr_levels: u32,
+    out: &mut dyn Out,
+) -> Result<LedgerTotalsResponse> {
+    let mut opts = DevnetOptions::new(&dir.join("devnet"));
+    opts.params = Some(smpx_core::NetworkParams {
+        mmr_levels,
+        ..DevnetOptions::default_params()
+    });
+    let devnet = Devnet::start(opts).await.context("starting the devnet")?;
     let result = lifecycle(&devnet, dir, out).await;
     devnet.stop().await?;
     result
@@ -130,15 +137,65 @@ async fn lifecycle(
         ));
     }
 
-    for v in [&v10, &v1] {
-        let c = wallet
-            .redeem(&net.coordinator_url, &net.operator_url, v.id)
-            .await?;
-        out.step(&format!(
-            "redeemed voucher #{} at {}: credited {} credits, receipt signed by operator and coordinator",
-            v.id, c.operator_id, c.credited
-        ));
-    }
+    // v0.2, the default: a zero-knowledge proof against the MMR's latest root.
+    let stages = std::sync::Mutex::new(Vec::<String>::new());
+    let note = |p: RedeemProgress| {
+        let name = match p {
+            RedeemProgress::FetchingKeys => "keys",
+            RedeemProgress::DownloadingTranscript { .. } => "transcript",
+            RedeemProgress::VerifyingTranscript { .. } => "verify ceremony",
+            RedeemProgress::DownloadingLeaves { .. } => "download MMR",
+            RedeemProgress::Proving => "prove",
+            RedeemProgress::Submitting => "submit",
+            _ => "other",
+        };
+        if let Ok(mut s) = stages.lock() {
+            if s.last().map(String::as_str) != Some(name) {
+                s.push(name.to_owned());
+            }
+        }
+    };
+    let c = wallet
+        .redeem_with(
+            &net.coordinator_url,
+            &net.operator_url,
+            v10.id,
+            &RedeemOptions::default(),
+            &note,
+        )
+        .await?;
+    ensure!(c.protocol == 2, "the default redemption should be v0.2");
+    let receipt: smpx_core::receipt::Signed<smpx_core::api::OperatorCreditReceipt> =
+        serde_json::from_value(c.receipt.clone())?;
+    let mmr_id = receipt
+        .body
+        .coordinator_receipt
+        .body
+        .mmr_id
+        .context("a v0.2 receipt names its MMR")?;
+    let mmr: MmrInfo = ApiClient::new(&net.coordinator_url)
+        .get(&format!("/v1/mmrs/{mmr_id}"))
+        .await?;
+    let steps = stages.lock().map(|s| s.join(" → ")).unwrap_or_default();
+    out.step(&format!(
+        "redeemed voucher #{} at {} with a zero-knowledge proof ({steps}): credited {} credits; \
+         the coordinator saw a nullifier and MMR {mmr_id}, not which of its {} vouchers",
+        v10.id, c.operator_id, c.credited, mmr.size
+    ));
+    // v0.1, still selectable: the coordinator opens an envelope and sees the voucher.
+    let c = wallet
+        .redeem_with(
+            &net.coordinator_url,
+            &net.operator_url,
+            v1.id,
+            &RedeemOptions::v1(),
+            &|_| {},
+        )
+        .await?;
+    out.step(&format!(
+        "redeemed voucher #{} at {} with v0.1 (HPKE envelope; the coordinator sees which voucher): credited {} credits",
+        v1.id, c.operator_id, c.credited
+    ));
 
     match wallet
         .redeem(&net.coordinator_url, &net.operator_url, v10.id)

@@ -28,6 +28,11 @@ pub const OPERATOR_ID: &str = "operator-1";
 pub const ISSUER_LIMIT_CREDITS: u64 = 1_000_000;
 /// Devnet operator revenue share (60%).
 pub const OPERATOR_SHARE_BPS: u32 = 6000;
+/// MMR levels of a devnet: capacity 1,023 vouchers per MMR, a circuit that proves in well
+/// under a second and a ceremony of about a minute (the network default, 16, takes several).
+pub const DEVNET_MMR_LEVELS: u32 = 5;
+/// Contributors per phase of the devnet's local ceremony.
+pub const DEVNET_CONTRIBUTORS: usize = 3;
 
 /// Where each service keeps its data.
 #[derive(Clone, Debug, Default)]
@@ -48,6 +53,11 @@ pub struct DevnetOptions {
     pub clock: Arc<dyn Clock>,
     /// RSA modulus size for the issuer's keys.
     pub key_bits: usize,
+    /// Where the finalised local ceremony transcript is cached between devnets (see
+    /// `smpx_zk::devnet`); it is verified whenever it is used.
+    pub ceremony_cache: PathBuf,
+    /// Report ceremony progress on stderr.
+    pub progress: bool,
 }
 
 impl DevnetOptions {
@@ -59,8 +69,54 @@ impl DevnetOptions {
             params: None,
             clock: Arc::new(SystemClock),
             key_bits: 2048,
+            ceremony_cache: smpx_zk::devnet::default_cache_dir(),
+            progress: true,
         }
     }
+
+    /// The parameters a new devnet gets: the network defaults with a small MMR.
+    pub fn default_params() -> NetworkParams {
+        NetworkParams {
+            mmr_levels: DEVNET_MMR_LEVELS,
+            ..NetworkParams::default()
+        }
+    }
+}
+
+/// The devnet coordinator's v0.2 keys: its transcript if it has one, else the local
+/// ceremony's (from the cache or run now, `contributors` per phase), installed in its
+/// directory. Verified either way.
+fn devnet_zk_keys(
+    home: &CoordinatorHome,
+    opts: &DevnetOptions,
+) -> Result<smpx_coordinator::ZkKeys> {
+    let quiet = smpx_ceremony::Silent;
+    let loud = crate::ceremony::StderrProgress::new();
+    let progress: &dyn smpx_ceremony::Progress = if opts.progress { &loud } else { &quiet };
+    let levels = home.params.mmr_levels;
+    let path = home.dir.join(smpx_coordinator::zk::TRANSCRIPT_FILE);
+    if path.exists() {
+        return smpx_coordinator::ZkKeys::load(&home.dir, levels, progress)?
+            .context("the ceremony transcript disappeared");
+    }
+    if opts.progress {
+        eprintln!(
+            "devnet: local ceremony for the redemption circuit ({levels} MMR levels, \
+             {DEVNET_CONTRIBUTORS} contributors per phase; cached in {})",
+            opts.ceremony_cache.display()
+        );
+    }
+    let keys = smpx_zk::devnet::cached_local_ceremony(
+        levels,
+        DEVNET_CONTRIBUTORS,
+        &opts.ceremony_cache,
+        progress,
+    )?;
+    smpx_http::files::write_private(&path, &keys.transcript)?;
+    Ok(smpx_coordinator::ZkKeys::from_verified(
+        keys.transcript,
+        &keys.verifying_key,
+    )?)
 }
 
 /// A running devnet.
@@ -112,7 +168,23 @@ impl Devnet {
         let mut tasks = Vec::new();
 
         // Coordinator.
-        let home = CoordinatorHome::open(&dir.join("coordinator"), opts.params.clone())?;
+        let home = CoordinatorHome::open(
+            &dir.join("coordinator"),
+            Some(
+                opts.params
+                    .clone()
+                    .unwrap_or_else(DevnetOptions::default_params),
+            ),
+        )?;
+        let zk = if home
+            .params
+            .protocol_versions
+            .contains(&smpx_core::redemption::PROTOCOL_V2)
+        {
+            Some(devnet_zk_keys(&home, &opts)?)
+        } else {
+            None
+        };
         let admin_token = home.admin_token.clone();
         let url = opts
             .databases
@@ -120,7 +192,7 @@ impl Devnet {
             .clone()
             .unwrap_or_else(|| home.default_database_url());
         let store = CoordinatorStore::open(Db::connect(&url).await?).await?;
-        let coordinator = Coordinator::new(store, home, opts.clock.clone());
+        let coordinator = Coordinator::with_zk(store, home, opts.clock.clone(), zk);
         let (l, coordinator_url) = bind(opts.ports[0]).await?;
         tasks.push(tokio::spawn(smpx_coordinator::run(
             coordinator.clone(),

@@ -3,8 +3,10 @@
 //! [`devnet`] starts a coordinator, an issuer and an operator on loopback with embedded
 //! storage (or PostgreSQL), wired together: the issuer whitelisted, the operator registered,
 //! keys published. `smpx devnet` runs it until Ctrl-C; `smpx demo` runs the whole voucher
-//! lifecycle against a fresh one; the integration tests drive it directly.
+//! lifecycle against a fresh one; the integration tests drive it directly. [`ceremony`] is
+//! `smpx ceremony …`, the multi-party setup of the v0.2 redemption circuit's keys.
 
 pub mod audit;
+pub mod ceremony;
 pub mod demo;
 pub mod devnet;

@@ -10,7 +10,7 @@ use smpx_http::{ApiClient, SystemClock};
 use smpx_issuer::{Issuer, IssuerConfig, IssuerHome};
 use smpx_operator::{Operator, OperatorConfig, OperatorHome};
 use smpx_store::Db;
-use smpx_wallet::Wallet;
+use smpx_wallet::{MmrChoice, Protocol, RedeemOptions, RedeemProgress, Wallet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +38,9 @@ enum Command {
         /// Keep the devnet data in this directory instead of a temporary one.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// MMR levels of the demo's devnet (see `smpx devnet --help`).
+        #[arg(long, default_value_t = smpx_cli::devnet::DEVNET_MMR_LEVELS)]
+        mmr_levels: u32,
     },
     /// Run coordinator, issuer and operator on loopback with embedded storage until Ctrl-C.
     Devnet {
@@ -47,6 +50,10 @@ enum Command {
         /// Coordinator port; the issuer and operator take the next two. 0 picks free ports.
         #[arg(long, default_value_t = 7400)]
         port: u16,
+        /// MMR levels of a new devnet (capacity 4^L − 1 vouchers per MMR; the ceremony and
+        /// proving grow with L).
+        #[arg(long, default_value_t = smpx_cli::devnet::DEVNET_MMR_LEVELS)]
+        mmr_levels: u32,
     },
     /// The coordination layer (CL).
     #[command(subcommand)]
@@ -72,6 +79,9 @@ enum Command {
     },
     /// The community owner's wallet.
     Wallet(WalletArgs),
+    /// The multi-party trusted setup of the v0.2 redemption circuit's Groth16 keys.
+    #[command(subcommand)]
+    Ceremony(CeremonyCmd),
 }
 
 #[derive(Subcommand)]
@@ -83,6 +93,10 @@ enum CoordinatorCmd {
         /// Network parameters as JSON (default: the built-in defaults).
         #[arg(long)]
         params: Option<PathBuf>,
+        /// A finalised ceremony transcript (`smpx ceremony`) to enable v0.2 redemption; it
+        /// is verified, then copied into the data directory.
+        #[arg(long)]
+        transcript: Option<PathBuf>,
     },
     /// Serve the coordinator.
     Run {
@@ -278,11 +292,100 @@ enum WalletCmd {
         id: i64,
         #[arg(long, env = "SMPX_OPERATOR", default_value = "http://127.0.0.1:7402")]
         operator: String,
+        /// 2: zero-knowledge proof (the coordinator does not learn which voucher);
+        /// 1: the v0.1 sealed envelope (it does).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+        protocol: u32,
+        /// Protocol 2: prove against the older MMR (larger anonymity set, the default) or
+        /// the newer one (accepted for longer).
+        #[arg(long, value_enum, default_value_t = MmrArg::Older)]
+        mmr: MmrArg,
+        /// Protocol 2: prove against the root in the publish receipt instead of the latest
+        /// one. Nothing is downloaded, but the anonymity set shrinks to the vouchers
+        /// published before this one, and the coordinator learns roughly when it was
+        /// published.
+        #[arg(long)]
+        no_update: bool,
     },
     /// Vouchers by state and credits by operator.
     Balance,
     /// Update voucher states from the coordinator (e.g. expired).
     Refresh,
+}
+
+#[derive(Subcommand)]
+enum CeremonyCmd {
+    /// Start a ceremony sized for the redemption circuit of --levels.
+    Start {
+        /// MMR levels of the circuit the ceremony is for.
+        #[arg(long, default_value_t = NetworkParams::default().mmr_levels)]
+        levels: u32,
+        /// Transcript file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add your contribution (fresh secrets from the OS) to the open phase; prints its hash.
+    Contribute {
+        /// Transcript file to read.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Transcript file to write (may be the input).
+        #[arg(long)]
+        out: PathBuf,
+        /// Name or handle to record with the contribution (public).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Verify phase 1 and prepare phase 2 for the circuit of --levels (the slow step).
+    BeginPhase2 {
+        /// MMR levels of the circuit the ceremony is for.
+        #[arg(long, default_value_t = NetworkParams::default().mmr_levels)]
+        levels: u32,
+        /// Transcript file to read.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Transcript file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Close the open phase with a public random beacon (closing phase 2 finalises).
+    Finalize {
+        /// The beacon value in hex (e.g. a block hash announced in advance).
+        #[arg(long)]
+        beacon: String,
+        /// The beacon hash is iterated 2^N times (N at most 48).
+        #[arg(long, value_name = "N")]
+        iterations: u8,
+        /// Transcript file to read.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Transcript file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Recheck every contribution of a finalised ceremony; print them and the key's SHA-256.
+    Verify {
+        /// MMR levels of the circuit the ceremony is for.
+        #[arg(long, default_value_t = NetworkParams::default().mmr_levels)]
+        levels: u32,
+        /// Transcript file.
+        file: PathBuf,
+        /// Write the verifying key (smpx-zk encoding) to this file.
+        #[arg(long)]
+        verifying_key_out: Option<PathBuf>,
+    },
+    /// Show a transcript's state, size and contributions (without verifying them).
+    Info {
+        /// Transcript file.
+        file: PathBuf,
+    },
+}
+
+/// `smpx wallet redeem --mmr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum MmrArg {
+    Older,
+    Newer,
 }
 
 fn default_wallet() -> PathBuf {
@@ -369,7 +472,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 
 async fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Demo { keep } => {
+        Command::Demo { keep, mmr_levels } => {
             let tmp;
             let dir = match keep {
                 Some(d) => d,
@@ -378,14 +481,25 @@ async fn dispatch(cmd: Command) -> Result<()> {
                     tmp.path().to_owned()
                 }
             };
-            println!("smpx demo — vouchers v0.1 end to end, in {}", dir.display());
+            println!(
+                "smpx demo — vouchers end to end (v0.2 zero-knowledge redemption), in {}",
+                dir.display()
+            );
             let mut out = smpx_cli::demo::Stdout(0);
-            smpx_cli::demo::run(&dir, &mut out).await?;
+            smpx_cli::demo::run(&dir, mmr_levels, &mut out).await?;
             println!("demo finished: every step succeeded");
             Ok(())
         }
-        Command::Devnet { data_dir, port } => {
+        Command::Devnet {
+            data_dir,
+            port,
+            mmr_levels,
+        } => {
             let mut opts = DevnetOptions::new(&data_dir);
+            opts.params = Some(NetworkParams {
+                mmr_levels,
+                ..DevnetOptions::default_params()
+            });
             if port != 0 {
                 opts.ports = [port, port.saturating_add(1), port.saturating_add(2)];
             }
@@ -419,17 +533,59 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Admin(a) => admin(a).await,
         Command::Ledger { coordinator, json } => ledger(&coordinator, json).await,
         Command::Wallet(w) => wallet(w).await,
+        Command::Ceremony(c) => ceremony(c),
+    }
+}
+
+fn ceremony(cmd: CeremonyCmd) -> Result<()> {
+    use smpx_cli::ceremony as c;
+    match cmd {
+        CeremonyCmd::Start { levels, out } => c::start(levels, &out),
+        CeremonyCmd::Contribute { input, out, name } => c::contribute(&input, &out, &name),
+        CeremonyCmd::BeginPhase2 { levels, input, out } => c::begin_phase2(levels, &input, &out),
+        CeremonyCmd::Finalize {
+            beacon,
+            iterations,
+            input,
+            out,
+        } => c::finalize(&beacon, iterations, &input, &out),
+        CeremonyCmd::Verify {
+            levels,
+            file,
+            verifying_key_out,
+        } => c::verify(levels, &file, verifying_key_out.as_deref()),
+        CeremonyCmd::Info { file } => c::info(&file),
     }
 }
 
 async fn coordinator(cmd: CoordinatorCmd) -> Result<()> {
     match cmd {
-        CoordinatorCmd::Init { data_dir, params } => {
+        CoordinatorCmd::Init {
+            data_dir,
+            params,
+            transcript,
+        } => {
             let params: Option<NetworkParams> = match params {
                 Some(p) => Some(smpx_http::files::load(&p)?),
                 None => None,
             };
             let home = CoordinatorHome::open(&data_dir, params)?;
+            if let Some(t) = transcript {
+                let bytes =
+                    std::fs::read(&t).with_context(|| format!("reading {}", t.display()))?;
+                eprintln!("verifying the ceremony transcript {} ...", t.display());
+                smpx_coordinator::ZkKeys::from_transcript(
+                    bytes.clone(),
+                    home.params.mmr_levels,
+                    &smpx_cli::ceremony::StderrProgress::new(),
+                )
+                .with_context(|| format!("{} is not acceptable", t.display()))?;
+                smpx_http::files::write_private(
+                    &home.dir.join(smpx_coordinator::zk::TRANSCRIPT_FILE),
+                    &bytes,
+                )?;
+                println!("ceremony transcript verified and installed: v0.2 redemption enabled");
+            }
             println!("coordinator data directory ready: {}", home.dir.display());
             println!("admin token: {}", home.dir.join("admin-token").display());
             Ok(())
@@ -444,7 +600,8 @@ async fn coordinator(cmd: CoordinatorCmd) -> Result<()> {
             let url = database_url.unwrap_or_else(|| home.default_database_url());
             let store =
                 smpx_store::coordinator::CoordinatorStore::open(Db::connect(&url).await?).await?;
-            let state = Coordinator::new(store, home, Arc::new(SystemClock));
+            let zk = load_zk_keys(&home)?;
+            let state = Coordinator::with_zk(store, home, Arc::new(SystemClock), zk);
             let l = listen_on("coordinator", listen).await?;
             smpx_coordinator::run(
                 state,
@@ -456,6 +613,34 @@ async fn coordinator(cmd: CoordinatorCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The coordinator's v0.2 keys from `<dir>/ceremony.transcript`, verified in full; a
+/// transcript that does not verify is an error (the coordinator does not start).
+fn load_zk_keys(home: &CoordinatorHome) -> Result<Option<smpx_coordinator::ZkKeys>> {
+    let wants_v2 = home
+        .params
+        .protocol_versions
+        .contains(&smpx_core::redemption::PROTOCOL_V2);
+    let path = home.dir.join(smpx_coordinator::zk::TRANSCRIPT_FILE);
+    if !path.exists() {
+        if wants_v2 {
+            eprintln!(
+                "warning: no ceremony transcript at {}: serving v0.1 redemption only \
+                 (create one with `smpx ceremony`, see `smpx ceremony --help`)",
+                path.display()
+            );
+        }
+        return Ok(None);
+    }
+    eprintln!("verifying the ceremony transcript {} ...", path.display());
+    let keys = smpx_coordinator::ZkKeys::load(
+        &home.dir,
+        home.params.mmr_levels,
+        &smpx_cli::ceremony::StderrProgress::new(),
+    )?;
+    eprintln!("ceremony transcript verified: v0.2 redemption enabled");
+    Ok(keys)
 }
 
 async fn issuer(cmd: IssuerCmd) -> Result<()> {
@@ -779,14 +964,55 @@ async fn wallet(args: WalletArgs) -> Result<()> {
                 }
             }
         }
-        WalletCmd::Redeem { id, operator } => {
-            let c = w.redeem(&args.coordinator, &operator, id).await?;
+        WalletCmd::Redeem {
+            id,
+            operator,
+            protocol,
+            mmr,
+            no_update,
+        } => {
+            let options = RedeemOptions {
+                protocol: Protocol::from_version(protocol)
+                    .with_context(|| format!("unknown protocol {protocol}"))?,
+                mmr: match mmr {
+                    MmrArg::Older => MmrChoice::Older,
+                    MmrArg::Newer => MmrChoice::Newer,
+                },
+                update_path: !no_update,
+            };
+            // Progress on stderr; counters rewrite their line.
+            let open_line = std::sync::atomic::AtomicBool::new(false);
+            let progress = |p: RedeemProgress| {
+                use std::sync::atomic::Ordering::Relaxed;
+                let counter = matches!(
+                    p,
+                    RedeemProgress::DownloadingTranscript { .. }
+                        | RedeemProgress::VerifyingTranscript { .. }
+                        | RedeemProgress::DownloadingLeaves { .. }
+                );
+                if counter {
+                    eprint!("\r{:<79}", p.to_string());
+                    open_line.store(true, Relaxed);
+                } else {
+                    if open_line.swap(false, Relaxed) {
+                        eprintln!();
+                    }
+                    eprintln!("{p}…");
+                }
+            };
+            let result = w
+                .redeem_with(&args.coordinator, &operator, id, &options, &progress)
+                .await;
+            if open_line.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!();
+            }
+            let c = result?;
             if json {
                 print_json(&c)?;
             } else {
                 println!(
-                    "redeemed voucher #{id} at {}: {} credits",
-                    c.operator_id, c.credited
+                    "redeemed voucher #{id} at {} (protocol {}): {} credits",
+                    c.operator_id, c.protocol, c.credited
                 );
             }
         }

@@ -13,8 +13,20 @@ use smpx_store::scratch::{self, Which};
 use smpx_wallet::{LocalState, Wallet, WalletError};
 use std::time::Duration;
 
+/// Where the tests keep the devnet ceremony between runs (shared with the coordinator's tests).
+fn cache_home() -> std::path::PathBuf {
+    std::env::temp_dir().join("smpx-test-cache")
+}
+
 async fn devnet(which: Which, dir: &std::path::Path) -> Devnet {
     let mut opts = DevnetOptions::new(dir);
+    // A small circuit: these tests are about the flow, not the MMR's size.
+    opts.params = Some(smpx_core::NetworkParams {
+        mmr_levels: 3,
+        ..DevnetOptions::default_params()
+    });
+    opts.ceremony_cache = cache_home().join("smpx");
+    opts.progress = false;
     if which == Which::Postgres {
         opts.databases = Databases {
             coordinator: Some(scratch::postgres().await.unwrap()),
@@ -139,7 +151,8 @@ async fn buy_publish_redeem_end_to_end(which: Which) {
         .unwrap();
     assert_eq!(stats["earned"], 6_000_000);
 
-    // Restoring from the phrase alone finds both vouchers with their states.
+    // Restoring from the phrase alone finds both vouchers. The one redeemed with a proof
+    // still looks published: the coordinator cannot tell which voucher a proof redeemed.
     let restored = Wallet::restore(&dir.path().join("r.db"), "other", &mnemonic)
         .await
         .unwrap();
@@ -151,8 +164,17 @@ async fn buy_publish_redeem_end_to_end(which: Which) {
     states.sort_by_key(|s| s.0);
     assert_eq!(
         states,
-        vec![(10, LocalState::Redeemed), (100, LocalState::Published)]
+        vec![(10, LocalState::Published), (100, LocalState::Published)]
     );
+    // Redeeming it again is refused by its nullifier, and nothing moves.
+    let spent = found.iter().find(|v| v.denomination == 10).unwrap();
+    match restored
+        .redeem(&net.coordinator_url, &net.operator_url, spent.id)
+        .await
+    {
+        Err(WalletError::Service(e)) => assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed)),
+        other => panic!("expected already_redeemed, got {other:?}"),
+    }
     // And the restored wallet can redeem the live one.
     let live = found.iter().find(|v| v.denomination == 100).unwrap();
     restored
@@ -195,7 +217,8 @@ async fn devnet_restart_keeps_everything() {
 #[test]
 fn demo_command_runs_the_lifecycle_and_exits_zero() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpx"))
-        .arg("demo")
+        .args(["demo", "--mmr-levels", "3"])
+        .env("XDG_CACHE_HOME", cache_home())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -173,7 +173,8 @@ async fn redemptions_racing_across_processes_on_postgres_exactly_one_wins() {
                     "/v1/redemptions",
                     &ForwardRedemptionRequest {
                         version: 1,
-                        envelope: env,
+                        envelope: Some(env),
+                        zk: None,
                     },
                 )
                 .await
@@ -244,9 +245,176 @@ async fn sigkill_after_acknowledgement_loses_nothing() {
             "/v1/redemptions",
             &ForwardRedemptionRequest {
                 version: 1,
-                envelope: env,
+                envelope: Some(env),
+                zk: None,
             },
         )
         .await
         .unwrap();
+}
+
+/// A coordinator directory for v0.2 at a small MMR (levels 3): parameters and a finalised
+/// local ceremony transcript, as an operator would place them before `coordinator run`.
+fn init_v2(dir: &Path) {
+    let params = smpx_core::NetworkParams {
+        mmr_levels: 3,
+        protocol_versions: vec![1, 2],
+        ..smpx_core::NetworkParams::default()
+    };
+    let params_file = dir.join("params-in.json");
+    std::fs::write(&params_file, serde_json::to_vec(&params).unwrap()).unwrap();
+    let out = smpx()
+        .args(["coordinator", "init", "--data-dir"])
+        .arg(dir)
+        .arg("--params")
+        .arg(&params_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = smpx_zk::ceremony::local_ceremony(3, 1, &smpx_ceremony::Silent).unwrap();
+    std::fs::write(
+        dir.join(smpx_coordinator::zk::TRANSCRIPT_FILE),
+        t.to_bytes().unwrap(),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zk_appends_and_nullifiers_across_processes_on_postgres() {
+    use smpx_core::crypto::{nullifier, FieldBytes};
+    use smpx_core::mmr::{Mmr, MmrParams};
+    use smpx_core::receipt::{Signed, CHECKPOINT_DOMAIN, PUBLISH_DOMAIN};
+
+    let db = smpx_store::scratch::postgres().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    init_v2(dir.path());
+    let a = coordinator(dir.path(), &db);
+    let b = coordinator(dir.path(), &db);
+    let s = setup(&a.url, dir.path()).await;
+    let p: ParamsResponse = ApiClient::new(&a.url).get("/v1/params").await.unwrap();
+    assert!(
+        p.params.protocol_versions.contains(&2),
+        "the transcript verified"
+    );
+
+    // Publishes alternate between the processes: one MMR, gapless, whichever process appends.
+    let mut vouchers = Vec::new();
+    let mut id = 0;
+    for i in 0..6u64 {
+        let url = if i % 2 == 0 { &a.url } else { &b.url };
+        let (secret, req) = issue_locally(&s.issuer_key, &s.key_id, 10).unwrap();
+        let r: Signed<PublishReceipt> = ApiClient::new(url)
+            .post("/v1/vouchers", &req)
+            .await
+            .unwrap();
+        r.verify(PUBLISH_DOMAIN, &p.receipt_key).unwrap();
+        assert_eq!(r.body.paths[0].leaf_index, i);
+        id = r.body.paths[0].mmr.id;
+        vouchers.push(secret);
+    }
+    let cp: Signed<Checkpoint> = ApiClient::new(&a.url)
+        .get(&format!("/v1/mmrs/{id}/checkpoint"))
+        .await
+        .unwrap();
+    cp.verify(CHECKPOINT_DOMAIN, &p.receipt_key).unwrap();
+    let page: LeavesPage = ApiClient::new(&b.url)
+        .get(&format!("/v1/mmrs/{id}/leaves"))
+        .await
+        .unwrap();
+    let mmr = Mmr::from_leaves(
+        MmrParams::new(id, 3).unwrap(),
+        page.leaves.iter().map(|l| l.to_fr().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        (cp.body.size, FieldBytes::from_fr(&mmr.root())),
+        (6, cp.body.root)
+    );
+
+    // Twelve proofs for one voucher (one nullifier), distinct requests, half to each process.
+    let (pk, _) = {
+        let t = smpx_ceremony::Transcript::from_bytes(
+            &std::fs::read(dir.path().join(smpx_coordinator::zk::TRANSCRIPT_FILE)).unwrap(),
+        )
+        .unwrap();
+        smpx_zk::ceremony::verified_keys(3, &t, &smpx_ceremony::Silent).unwrap()
+    };
+    let secret = &vouchers[3];
+    let public = smpx_zk::RedeemPublic {
+        root: mmr.root(),
+        nullifier: nullifier(secret).0.to_fr().unwrap(),
+        denomination: 10,
+        binding: smpx_zk::binding_hash("op-1", 0),
+    };
+    let witness = smpx_zk::RedeemWitness {
+        secret: secret.clone(),
+        path: mmr.proof(3).unwrap().circuit_path().unwrap(),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let proof = smpx_zk::prove(&pk, &public, &witness, &mut rand::rngs::OsRng).unwrap();
+        let zk = ZkRedemption {
+            mmr_id: id,
+            root: cp.body.root,
+            nullifier: nullifier(secret).0,
+            denomination: 10,
+            fee: smpx_core::Amount::ZERO,
+            proof: proof.to_bytes().to_vec(),
+        };
+        let url = if i % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
+        let token = s.operator_token.clone();
+        tasks.push(tokio::spawn(async move {
+            ApiClient::new(url)
+                .with_token(token)
+                .post::<_, serde_json::Value>(
+                    "/v1/redemptions",
+                    &ForwardRedemptionRequest {
+                        version: 2,
+                        envelope: None,
+                        zk: Some(zk),
+                    },
+                )
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.is_ok() {
+            wins += 1;
+        } else {
+            assert!(is_code(&r, ErrorCode::AlreadyRedeemed), "{r:?}");
+        }
+    }
+    assert_eq!(wins, 1, "exactly one redemption of the nullifier wins");
+    // The same voucher under v0.1 through the other process: refused too.
+    let env = seal_v1(&p.envelope_key, secret, 10, "op-1").unwrap();
+    let v1 = ApiClient::new(&b.url)
+        .with_token(s.operator_token.clone())
+        .post::<_, serde_json::Value>(
+            "/v1/redemptions",
+            &ForwardRedemptionRequest {
+                version: 1,
+                envelope: Some(env),
+                zk: None,
+            },
+        )
+        .await;
+    assert!(is_code(&v1, ErrorCode::AlreadyRedeemed), "{v1:?}");
+    for url in [&a.url, &b.url] {
+        let t: LedgerTotalsResponse = ApiClient::new(url).get("/v1/ledger/totals").await.unwrap();
+        assert_eq!(
+            (t.totals.redeemed.0, t.live_vouchers.0),
+            (10_000_000, 50_000_000)
+        );
+        assert!(t.conserved);
+    }
 }

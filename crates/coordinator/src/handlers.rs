@@ -12,14 +12,18 @@ use smpx_core::crypto::b64;
 use smpx_core::crypto::blind::IssuerPublicKey;
 use smpx_core::crypto::field::FieldBytes;
 use smpx_core::crypto::voucher::Commitment;
+use smpx_core::crypto::VoucherSecret;
 use smpx_core::error::err;
 use smpx_core::ledger::{self, valid_id};
 use smpx_core::receipt::{Signed, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
-use smpx_core::redemption::{open_v1, PROTOCOL_V1};
-use smpx_core::{keys, Amount, ErrorCode};
+use smpx_core::redemption::{open_v1, PROTOCOL_V1, PROTOCOL_V2};
+use smpx_core::{keys, rotation, Amount, ErrorCode};
 use smpx_http::common::require_admin;
 use smpx_http::{bearer_token, split_credential, token_matches, ApiError, ApiResult, Json, Query};
-use smpx_store::coordinator::{KeyRow, NewRedemption, NewVoucher, PublishOutcome, RedeemOutcome};
+use smpx_store::coordinator::{
+    KeyRow, NewRedemption, NewVoucher, NewZkRedemption, PublishOutcome, RedeemOutcome,
+    ZkRedeemOutcome,
+};
 use smpx_store::StoreError;
 use std::sync::Arc;
 
@@ -45,11 +49,24 @@ pub(crate) fn router(state: Arc<Coordinator>) -> Router {
         .route("/v1/admin/operators", post(add_operator))
         .route("/v1/admin/operators/{id}/share", post(set_share))
         .route("/v1/admin/expire", post(expire))
+        .route("/v1/mmrs", get(crate::accumulator::mmrs))
+        .route("/v1/mmrs/{id}", get(crate::accumulator::mmr))
+        .route("/v1/mmrs/{id}/leaves", get(crate::accumulator::leaves))
+        .route(
+            "/v1/mmrs/{id}/checkpoint",
+            get(crate::accumulator::checkpoint),
+        )
+        .route(
+            "/v1/mmrs/{id}/consistency",
+            get(crate::accumulator::consistency),
+        )
+        .route("/v1/zk", get(crate::accumulator::zk_info))
+        .route("/v1/zk/transcript", get(crate::accumulator::zk_transcript))
         .with_state(state);
     smpx_http::finish_router(r)
 }
 
-fn store_err(e: StoreError) -> ApiError {
+pub(crate) fn store_err(e: StoreError) -> ApiError {
     ApiError::internal(e)
 }
 
@@ -259,7 +276,11 @@ pub(crate) async fn publish(
             "the signature does not verify under this key",
         )
     })?;
-    let expires_at = keys::voucher_expires_at(&c.params, now);
+    // Appended to every open MMR; redeemable until its newest one (its group) expires.
+    let mmrs = rotation::open_mmrs(&c.params, now);
+    let group = mmrs.last().copied().unwrap_or(0);
+    let expires_at =
+        rotation::mmr_expires_at(&c.params, group).max(keys::voucher_expires_at(&c.params, now));
     let v = NewVoucher {
         commitment: req.commitment.0 .0,
         denomination: req.denomination,
@@ -268,9 +289,17 @@ pub(crate) async fn publish(
         key_id,
         published_at: now,
         expires_at,
+        mmrs,
+        levels: c.params.mmr_levels,
     };
-    match c.store.publish(&v).await.map_err(store_err)? {
-        PublishOutcome::Published => {}
+    let paths = match c.store.publish(&v).await.map_err(store_err)? {
+        PublishOutcome::Published(appended) => appended.into_iter().map(|a| a.proof).collect(),
+        PublishOutcome::MmrFull => {
+            return Err(ApiError::new(
+                ErrorCode::MmrFull,
+                "the open MMR is full; publishing resumes when the next one opens",
+            ))
+        }
         PublishOutcome::AlreadyPublished => {
             return Err(ApiError::new(
                 ErrorCode::AlreadyPublished,
@@ -289,7 +318,7 @@ pub(crate) async fn publish(
                 "the issuer has reached its issuing limit",
             ))
         }
-    }
+    };
     let body = PublishReceipt {
         commitment: req.commitment,
         denomination: req.denomination,
@@ -298,6 +327,7 @@ pub(crate) async fn publish(
         key_id: req.key_id,
         published_at: now,
         expires_at,
+        paths,
     };
     Ok(Json(Signed::sign(&c.receipt_key, PUBLISH_DOMAIN, body)?))
 }
@@ -368,17 +398,33 @@ pub(crate) async fn redeem(
     Json(req): Json<ForwardRedemptionRequest>,
 ) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
     let operator = authenticate_operator(&c, &headers).await?;
-    if req.version != PROTOCOL_V1 {
-        return Err(ApiError::new(
+    match (req.version, req.envelope, req.zk) {
+        (PROTOCOL_V1, Some(envelope), None) => redeem_v1(&c, operator, envelope).await,
+        (PROTOCOL_V2, None, Some(zk)) if c.params.protocol_versions.contains(&PROTOCOL_V2) => {
+            redeem_v2(&c, operator, zk).await
+        }
+        (PROTOCOL_V2, None, Some(_)) => Err(ApiError::new(
+            ErrorCode::ZkUnavailable,
+            "this coordinator has no ceremony keys: v0.2 redemption is not available",
+        )),
+        (PROTOCOL_V1 | PROTOCOL_V2, _, _) => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "version 1 carries `envelope` only, version 2 `zk` only",
+        )),
+        (v, _, _) => Err(ApiError::new(
             ErrorCode::UnsupportedVersion,
-            format!(
-                "redemption protocol version {} is not supported",
-                req.version
-            ),
-        ));
+            format!("redemption protocol version {v} is not supported"),
+        )),
     }
+}
+
+async fn redeem_v1(
+    c: &Coordinator,
+    operator: smpx_store::coordinator::OperatorRow,
+    envelope: smpx_core::crypto::envelope::Envelope,
+) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
     let now = c.now();
-    let payload = open_v1(&c.envelope_key, &req.envelope)?;
+    let payload = open_v1(&c.envelope_key, &envelope)?;
     if payload.operator_id != operator.id {
         return Err(ApiError::new(
             ErrorCode::OperatorMismatch,
@@ -396,7 +442,14 @@ pub(crate) async fn redeem(
         })?;
     let share = operator.share_bps.min(c.params.max_operator_share_bps);
     let (operator_amount, fund_amount) = ledger::redemption_split(value, share);
-    let digest = req.envelope.digest();
+    let digest = envelope.digest();
+    let secret = VoucherSecret::from_bytes(&payload.secret).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidEnvelope,
+            "the secret is not a field element",
+        )
+    })?;
+    let nullifier = smpx_core::crypto::nullifier(&secret).0 .0;
     let body = RedemptionReceipt {
         operator_id: operator.id.clone(),
         denomination: payload.denomination,
@@ -406,6 +459,8 @@ pub(crate) async fn redeem(
         share_bps: share,
         envelope_digest: digest,
         redeemed_at: now,
+        nullifier: None,
+        mmr_id: None,
     };
     let receipt = Signed::sign(&c.receipt_key, REDEMPTION_DOMAIN, body)?;
     let receipt_json = serde_json::to_string(&receipt).map_err(ApiError::internal)?;
@@ -413,7 +468,9 @@ pub(crate) async fn redeem(
         .store
         .redeem(&NewRedemption {
             commitment: payload.commitment.0 .0,
+            nullifier,
             denomination: payload.denomination,
+            value,
             operator_id: &operator.id,
             envelope_digest: digest,
             now,
@@ -438,6 +495,151 @@ pub(crate) async fn redeem(
         RedeemOutcome::Expired => Err(ApiError::new(
             ErrorCode::VoucherExpired,
             "this voucher has expired",
+        )),
+    }
+}
+
+/// A v0.2 redemption: the root must be a recorded root of the named MMR that still accepts
+/// redemptions, the proof must verify for this operator (the binding), the denomination and
+/// the nullifier, and the nullifier must be unspent. Checks that need no pairing come first.
+async fn redeem_v2(
+    c: &Coordinator,
+    operator: smpx_store::coordinator::OperatorRow,
+    zk: ZkRedemption,
+) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
+    let now = c.now();
+    let Some(state) = c.zk.as_ref() else {
+        return Err(ApiError::new(
+            ErrorCode::ZkUnavailable,
+            "v0.2 redemption is not available",
+        ));
+    };
+    let value = c.params.voucher_value(zk.denomination).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnsupportedDenomination,
+            "the network does not issue this denomination",
+        )
+    })?;
+    if zk.fee != Amount::ZERO {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "redemption fees are not supported by this version: fee must be 0",
+        ));
+    }
+    if zk.proof.len() != smpx_zk::PROOF_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::MalformedProof,
+            format!(
+                "a proof is {} bytes, got {}",
+                smpx_zk::PROOF_BYTES,
+                zk.proof.len()
+            ),
+        ));
+    }
+    let root = c
+        .store
+        .find_root(&zk.root)
+        .await
+        .map_err(store_err)?
+        .filter(|r| r.mmr_id == zk.mmr_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownRoot,
+                format!("this was never a root of MMR {}", zk.mmr_id),
+            )
+        })?;
+    if !rotation::mmr_accepts_redemptions(&c.params, root.mmr_id, now) {
+        return Err(ApiError::new(
+            ErrorCode::RetiredRoot,
+            format!(
+                "MMR {} no longer accepts redemptions (its vouchers have expired)",
+                root.mmr_id
+            ),
+        ));
+    }
+    let digest = zk.digest();
+    // A spent nullifier needs no pairing: answer a retry with its receipt, anything else no.
+    if let Some(outcome) = c
+        .store
+        .nullifier_outcome(&zk.nullifier.0, &operator.id, &digest)
+        .await
+        .map_err(store_err)?
+    {
+        return zk_outcome(outcome, None);
+    }
+    let field = |f: &smpx_core::crypto::FieldBytes| {
+        f.to_fr()
+            .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "not a field element"))
+    };
+    let public = smpx_zk::RedeemPublic {
+        root: field(&zk.root)?,
+        nullifier: field(&zk.nullifier)?,
+        denomination: zk.denomination,
+        binding: smpx_zk::binding_hash(&operator.id, zk.fee.0),
+    };
+    match state.verifier.verify(public, zk.proof.clone()).await {
+        Some(crate::zk::Verdict::Valid) => {}
+        Some(crate::zk::Verdict::Malformed(why)) => {
+            return Err(ApiError::new(
+                ErrorCode::MalformedProof,
+                format!("the proof is not well formed: {why}"),
+            ))
+        }
+        Some(crate::zk::Verdict::Invalid) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidProof,
+                "the proof does not verify for this operator, denomination, root and nullifier",
+            ))
+        }
+        None => return Err(ApiError::internal("the proof verifier stopped")),
+    }
+    let share = operator.share_bps.min(c.params.max_operator_share_bps);
+    let (operator_amount, fund_amount) = ledger::redemption_split(value, share);
+    let body = RedemptionReceipt {
+        operator_id: operator.id.clone(),
+        denomination: zk.denomination,
+        value,
+        operator_amount,
+        fund_amount,
+        share_bps: share,
+        envelope_digest: digest,
+        redeemed_at: now,
+        nullifier: Some(zk.nullifier),
+        mmr_id: Some(zk.mmr_id),
+    };
+    let receipt = Signed::sign(&c.receipt_key, REDEMPTION_DOMAIN, body)?;
+    let receipt_json = serde_json::to_string(&receipt).map_err(ApiError::internal)?;
+    let outcome = c
+        .store
+        .redeem_zk(&NewZkRedemption {
+            nullifier: zk.nullifier.0,
+            mmr_id: zk.mmr_id,
+            denomination: zk.denomination,
+            value,
+            operator_id: &operator.id,
+            request_digest: digest,
+            now,
+            postings: ledger::redeem(&operator.id, value, share),
+            receipt: receipt_json,
+        })
+        .await
+        .map_err(store_err)?;
+    zk_outcome(outcome, Some(receipt))
+}
+
+fn zk_outcome(
+    outcome: ZkRedeemOutcome,
+    fresh: Option<Signed<RedemptionReceipt>>,
+) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
+    match (outcome, fresh) {
+        (ZkRedeemOutcome::Redeemed, Some(receipt)) => Ok(Json(receipt)),
+        (ZkRedeemOutcome::Redeemed, None) => Err(ApiError::internal("redeemed without a receipt")),
+        (ZkRedeemOutcome::Replay(stored), _) => Ok(Json(
+            serde_json::from_str(&stored).map_err(ApiError::internal)?,
+        )),
+        (ZkRedeemOutcome::AlreadyRedeemed, _) => Err(ApiError::new(
+            ErrorCode::AlreadyRedeemed,
+            "this nullifier is spent: the voucher was already redeemed",
         )),
     }
 }

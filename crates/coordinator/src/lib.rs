@@ -8,11 +8,14 @@
 //! [`Coordinator`] holds keys, parameters and the store; [`router`] maps `/v1` endpoints onto
 //! it; [`run`] serves it and releases expired vouchers in the background.
 
+mod accumulator;
 mod handlers;
 mod home;
 pub mod openapi;
+pub mod zk;
 
 pub use home::{CoordinatorHome, HomeError};
+pub use zk::{ZkKeys, ZkKeysError};
 
 use smpx_core::crypto::blind::IssuerPublicKey;
 use smpx_core::crypto::envelope::HpkeSecretKey;
@@ -35,22 +38,58 @@ pub struct Coordinator {
     /// Parsed issuer keys by key id. Keys never change once registered, so a cache entry is
     /// never stale.
     key_cache: RwLock<HashMap<[u8; 32], Arc<IssuerPublicKey>>>,
+    /// v0.2 keys and the batch verifier; `None` serves v0.1 only.
+    pub(crate) zk: Option<ZkState>,
+}
+
+pub(crate) struct ZkState {
+    pub(crate) keys: ZkKeys,
+    pub(crate) verifier: zk::Verifier,
 }
 
 impl Coordinator {
+    /// A coordinator serving v0.1 only (no ceremony keys).
     pub fn new(
         store: CoordinatorStore,
         home: CoordinatorHome,
         clock: Arc<dyn Clock>,
     ) -> Arc<Coordinator> {
+        Self::with_zk(store, home, clock, None)
+    }
+
+    /// A coordinator with v0.2 keys, if given (see [`ZkKeys::load`]). The parameters it
+    /// publishes list protocol version 2 only when it has keys. Must be called inside a
+    /// tokio runtime (it starts the proof verifier's workers).
+    pub fn with_zk(
+        store: CoordinatorStore,
+        home: CoordinatorHome,
+        clock: Arc<dyn Clock>,
+        zk: Option<ZkKeys>,
+    ) -> Arc<Coordinator> {
+        let mut params = home.params;
+        let zk = zk.map(|keys| {
+            let workers = keys
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            ZkState {
+                verifier: zk::Verifier::start(keys.pvk.clone(), workers),
+                keys,
+            }
+        });
+        if zk.is_none() {
+            params
+                .protocol_versions
+                .retain(|v| *v != smpx_core::redemption::PROTOCOL_V2);
+        }
         Arc::new(Coordinator {
             store,
             admin_token_hash: smpx_http::token_digest(&home.admin_token),
-            params: home.params,
+            params,
             receipt_key: home.receipt_key,
             envelope_key: home.envelope_key,
             clock,
             key_cache: RwLock::new(HashMap::new()),
+            zk,
         })
     }
 
@@ -80,7 +119,9 @@ impl Coordinator {
     pub async fn release_expired(
         &self,
     ) -> Result<(u64, smpx_core::Amount), smpx_store::StoreError> {
-        let (n, v) = self.store.release_expired(self.now()).await?;
+        let now = self.now();
+        let through = smpx_core::rotation::last_expired_prefix(&self.params, now);
+        let (n, v) = self.store.release_expired(now, through).await?;
         if n > 0 {
             tracing::info!(count = n, value = %v, "released expired vouchers to the network fund");
         }

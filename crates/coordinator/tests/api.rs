@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rand::RngCore;
-use smpx_coordinator::{Coordinator, CoordinatorHome};
+use smpx_coordinator::{Coordinator, CoordinatorHome, ZkKeys};
 use smpx_core::api::*;
 use smpx_core::crypto::b64;
 use smpx_core::crypto::blind::{IssuerPublicKey, IssuerSecretKey};
@@ -32,6 +32,30 @@ fn rsa_key(slot: usize) -> IssuerSecretKey {
             .collect()
     });
     IssuerSecretKey::from_der(&ders[slot]).unwrap()
+}
+
+/// MMR levels of these tests: capacity 63, a circuit that proves in milliseconds.
+const LEVELS: u32 = 3;
+
+/// One local ceremony for these tests (cached across test runs, verified on every load), and
+/// the coordinator keys from it, verified once per test binary.
+fn ceremony() -> &'static (smpx_zk::devnet::CeremonyKeys, ZkKeys) {
+    static T: OnceLock<(smpx_zk::devnet::CeremonyKeys, ZkKeys)> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = std::env::temp_dir().join("smpx-test-ceremonies");
+        let keys = smpx_zk::devnet::cached_local_ceremony(LEVELS, 2, &dir, &smpx_ceremony::Silent)
+            .unwrap();
+        let zk = ZkKeys::from_verified(keys.transcript.clone(), &keys.verifying_key).unwrap();
+        (keys, zk)
+    })
+}
+
+fn transcript() -> &'static [u8] {
+    &ceremony().0.transcript
+}
+
+fn proving_key() -> &'static smpx_zk::ProvingKey {
+    &ceremony().0.proving_key
 }
 
 struct Net {
@@ -66,7 +90,15 @@ async fn serve(
     let store = CoordinatorStore::open(Db::connect(db_url).await.unwrap())
         .await
         .unwrap();
-    let state = Coordinator::new(store, home, Arc::new(clock.clone()));
+    std::fs::write(
+        dir.join(smpx_coordinator::zk::TRANSCRIPT_FILE),
+        transcript(),
+    )
+    .unwrap();
+    let zk = ZkKeys::load(dir, params.mmr_levels, &smpx_ceremony::Silent)
+        .unwrap()
+        .unwrap();
+    let state = Coordinator::with_zk(store, home, Arc::new(clock.clone()), Some(zk));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let (tx, rx) = oneshot::channel();
@@ -85,6 +117,9 @@ impl Net {
     async fn start(which: Which) -> Net {
         let params = NetworkParams {
             voucher_expiry_secs: 10 * DAY,
+            mmr_period_secs: 2 * DAY,
+            mmr_levels: LEVELS,
+            protocol_versions: vec![1, 2],
             ..NetworkParams::default()
         };
         let clock = ManualClock::new(params.epoch + 3600);
@@ -175,7 +210,8 @@ impl Net {
             "/v1/redemptions",
             &ForwardRedemptionRequest {
                 version: 1,
-                envelope: env.clone(),
+                envelope: Some(env.clone()),
+                zk: None,
             },
         )
         .await
@@ -232,6 +268,9 @@ both!(
     redemption_refusals,
     expiry_and_release,
     restart_loses_nothing,
+    zk_redemption_end_to_end,
+    zk_refusals_record_nothing,
+    zk_release_after_rotation,
 );
 
 async fn publish_and_redeem_with_receipts(which: Which) {
@@ -241,10 +280,15 @@ async fn publish_and_redeem_with_receipts(which: Which) {
     let receipt = net.publish(&req).await.unwrap();
     receipt.verify(PUBLISH_DOMAIN, &p.receipt_key).unwrap();
     assert_eq!(receipt.body.commitment, req.commitment);
+    // Redeemable until its MMR (0: the only one open in the first period) expires: at
+    // least the voucher expiry after publishing.
     assert_eq!(
         receipt.body.expires_at,
-        receipt.body.published_at + 10 * DAY
+        smpx_core::rotation::mmr_expires_at(&net.params, 0)
     );
+    assert!(receipt.body.expires_at >= receipt.body.published_at + 10 * DAY);
+    assert_eq!(receipt.body.paths.len(), 1);
+    assert_eq!(receipt.body.paths[0].leaf_index, 0);
     let status: VoucherStatus = net
         .public()
         .get(&format!("/v1/vouchers/{}", req.commitment.0.to_hex()))
@@ -450,18 +494,24 @@ async fn redemption_refusals(which: Which) {
         code(net.redeem(&net.op1, &unpublished).await),
         (ErrorCode::UnknownVoucher, 404)
     );
-    // Unsupported protocol version.
-    let v2 = net
-        .op1
-        .post::<_, Signed<RedemptionReceipt>>(
-            "/v1/redemptions",
-            &ForwardRedemptionRequest {
-                version: 2,
-                envelope: env.clone(),
-            },
-        )
-        .await;
-    assert_eq!(code(v2), (ErrorCode::UnsupportedVersion, 400));
+    // Unsupported protocol version, and a v0.1 envelope sent as version 2.
+    for (version, want) in [
+        (3, (ErrorCode::UnsupportedVersion, 400)),
+        (2, (ErrorCode::InvalidRequest, 400)),
+    ] {
+        let r = net
+            .op1
+            .post::<_, Signed<RedemptionReceipt>>(
+                "/v1/redemptions",
+                &ForwardRedemptionRequest {
+                    version,
+                    envelope: Some(env.clone()),
+                    zk: None,
+                },
+            )
+            .await;
+        assert_eq!(code(r), want);
+    }
     assert_eq!(
         net.totals().await.totals.redeemed.0,
         0,
@@ -485,7 +535,9 @@ async fn expiry_and_release(which: Which) {
     net.publish(&req).await.unwrap();
     let (_, req2) = net.voucher(10);
     net.publish(&req2).await.unwrap();
-    net.clock.advance(10 * DAY);
+    // Published in the first period, both are in MMR 0 only, which stops accepting
+    // redemptions 2T + expiry after the epoch: 14 days.
+    net.clock.advance(14 * DAY);
     let env = seal_v1(&p.envelope_key, &s, 10, "op-1").unwrap();
     assert_eq!(
         code(net.redeem(&net.op1, &env).await),
@@ -680,6 +732,13 @@ async fn openapi_documents_every_route() {
         "/v1/admin/operators",
         "/v1/admin/operators/{id}/share",
         "/v1/admin/expire",
+        "/v1/mmrs",
+        "/v1/mmrs/{id}",
+        "/v1/mmrs/{id}/leaves",
+        "/v1/mmrs/{id}/checkpoint",
+        "/v1/mmrs/{id}/consistency",
+        "/v1/zk",
+        "/v1/zk/transcript",
     ] {
         assert!(
             paths.contains_key(p),
@@ -792,4 +851,394 @@ async fn key_registration_rules() {
         .await;
     assert_eq!(code(anon), (ErrorCode::Unauthorized, 401));
     let _ = IssuerPublicKey::from_spki;
+}
+
+// ---- v0.2 ---------------------------------------------------------------------------------
+
+use smpx_core::crypto::{nullifier, FieldBytes};
+use smpx_core::mmr::{Mmr, MmrParams};
+use smpx_core::receipt::CHECKPOINT_DOMAIN;
+
+impl Net {
+    /// Everything a wallet downloads to prove against MMR `id`'s latest root: all leaves and
+    /// the signed checkpoint (verified), rebuilt into an MMR whose root matches.
+    async fn mmr(&self, id: u64) -> (Mmr, Checkpoint) {
+        let p = self.params().await;
+        let cp: Signed<Checkpoint> = self
+            .public()
+            .get(&format!("/v1/mmrs/{id}/checkpoint"))
+            .await
+            .unwrap();
+        cp.verify(CHECKPOINT_DOMAIN, &p.receipt_key).unwrap();
+        let mut leaves = Vec::new();
+        while (leaves.len() as u64) < cp.body.size {
+            let page: LeavesPage = self
+                .public()
+                .get(&format!(
+                    "/v1/mmrs/{id}/leaves?from={}&limit=2",
+                    leaves.len()
+                ))
+                .await
+                .unwrap();
+            assert!(!page.leaves.is_empty());
+            leaves.extend(page.leaves.iter().map(|l| l.to_fr().unwrap()));
+        }
+        leaves.truncate(cp.body.size as usize);
+        let mmr = Mmr::from_leaves(MmrParams::new(id, cp.body.levels).unwrap(), leaves).unwrap();
+        assert_eq!(
+            FieldBytes::from_fr(&mmr.root()),
+            cp.body.root,
+            "checkpoint matches leaves"
+        );
+        (mmr, cp.body)
+    }
+
+    /// A v0.2 redemption of `secret` (leaf `index` of MMR `id`) for `operator`.
+    async fn zk_request(
+        &self,
+        id: u64,
+        index: u64,
+        secret: &VoucherSecret,
+        denomination: u64,
+        operator: &str,
+    ) -> ZkRedemption {
+        let (mmr, cp) = self.mmr(id).await;
+        let path = mmr.proof(index).unwrap().circuit_path().unwrap();
+        let public = smpx_zk::RedeemPublic {
+            root: cp.root.to_fr().unwrap(),
+            nullifier: nullifier(secret).0.to_fr().unwrap(),
+            denomination,
+            binding: smpx_zk::binding_hash(operator, 0),
+        };
+        let witness = smpx_zk::RedeemWitness {
+            secret: secret.clone(),
+            path,
+        };
+        let proof =
+            smpx_zk::prove(proving_key(), &public, &witness, &mut rand::rngs::OsRng).unwrap();
+        ZkRedemption {
+            mmr_id: id,
+            root: cp.root,
+            nullifier: nullifier(secret).0,
+            denomination,
+            fee: smpx_core::Amount::ZERO,
+            proof: proof.to_bytes().to_vec(),
+        }
+    }
+
+    async fn redeem_zk(
+        &self,
+        via: &ApiClient,
+        zk: &ZkRedemption,
+    ) -> Result<Signed<RedemptionReceipt>, ClientError> {
+        via.post(
+            "/v1/redemptions",
+            &ForwardRedemptionRequest {
+                version: 2,
+                envelope: None,
+                zk: Some(zk.clone()),
+            },
+        )
+        .await
+    }
+}
+
+async fn zk_redemption_end_to_end(which: Which) {
+    let net = Net::start(which).await;
+    let p = net.params().await;
+    assert!(p.params.protocol_versions.contains(&2));
+    let info: ZkInfo = net.public().get("/v1/zk").await.unwrap();
+    assert_eq!(info.levels, LEVELS);
+    let bytes = reqwest::get(format!("{}/v1/zk/transcript", net.url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        &bytes[..],
+        transcript(),
+        "the transcript the keys came from"
+    );
+    let _: IssuerInfo = net
+        .admin
+        .post(
+            "/v1/admin/issuers/iss/limit",
+            &SetLimitRequest {
+                limit_credits: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    let mut secrets = Vec::new();
+    let mut checkpoints = Vec::new();
+    for _ in 0..3 {
+        let (s, req) = net.voucher(10);
+        let r = net.publish(&req).await.unwrap();
+        let path = &r.body.paths[0];
+        smpx_core::mmr::verify(
+            &path.root().unwrap(),
+            &req.commitment.0.to_fr().unwrap(),
+            path,
+        )
+        .unwrap();
+        secrets.push((s, path.leaf_index));
+        checkpoints.push(net.mmr(0).await.1);
+    }
+    // Consecutive checkpoints are consistent: no forked view.
+    let cp: smpx_core::mmr::ConsistencyProof = net
+        .public()
+        .get("/v1/mmrs/0/consistency?from=1&to=3")
+        .await
+        .unwrap();
+    cp.verify(
+        &checkpoints[0].root.to_fr().unwrap(),
+        &checkpoints[2].root.to_fr().unwrap(),
+    )
+    .unwrap();
+
+    let (s, index) = &secrets[1];
+    let zk = net.zk_request(0, *index, s, 10, "op-1").await;
+    let r = net.redeem_zk(&net.op1, &zk).await.unwrap();
+    r.verify(REDEMPTION_DOMAIN, &p.receipt_key).unwrap();
+    assert_eq!(r.body.nullifier, Some(zk.nullifier));
+    assert_eq!(
+        (r.body.operator_amount.0, r.body.mmr_id),
+        (6_000_000, Some(0))
+    );
+    // A retry of the identical request: the same receipt, nothing paid twice.
+    assert_eq!(net.redeem_zk(&net.op1, &zk).await.unwrap(), r);
+    // A fresh proof for the same voucher (another request, the same nullifier): refused,
+    // also through another operator and under v0.1.
+    let again = net.zk_request(0, *index, s, 10, "op-2").await;
+    assert_eq!(
+        code(net.redeem_zk(&net.op2, &again).await),
+        (ErrorCode::AlreadyRedeemed, 409)
+    );
+    let env = seal_v1(&p.envelope_key, s, 10, "op-1").unwrap();
+    assert_eq!(
+        code(net.redeem(&net.op1, &env).await),
+        (ErrorCode::AlreadyRedeemed, 409)
+    );
+    // And the other way round: redeemed under v0.1 first, then a proof is refused.
+    let (s0, index0) = &secrets[0];
+    let env0 = seal_v1(&p.envelope_key, s0, 10, "op-1").unwrap();
+    net.redeem(&net.op1, &env0).await.unwrap();
+    let late = net.zk_request(0, *index0, s0, 10, "op-1").await;
+    assert_eq!(
+        code(net.redeem_zk(&net.op1, &late).await),
+        (ErrorCode::AlreadyRedeemed, 409)
+    );
+
+    let t = net.totals().await;
+    assert_eq!(
+        (t.totals.redeemed.0, t.totals.live.0),
+        (20_000_000, 10_000_000)
+    );
+    assert_eq!(
+        t.live_vouchers.0, 10_000_000,
+        "the MMR books agree with the ledger"
+    );
+    let list: MmrListResponse = net.public().get("/v1/mmrs").await.unwrap();
+    assert_eq!(list.mmrs.len(), 1);
+    assert_eq!(
+        (
+            list.mmrs[0].size,
+            list.mmrs[0].group_value.0,
+            list.mmrs[0].redeemed_via.0
+        ),
+        (3, 30_000_000, 20_000_000)
+    );
+}
+
+async fn zk_refusals_record_nothing(which: Which) {
+    let net = Net::start(which).await;
+    let (s, req) = net.voucher(10);
+    let index = net.publish(&req).await.unwrap().body.paths[0].leaf_index;
+    let good = net.zk_request(0, index, &s, 10, "op-1").await;
+    let entries = net.totals().await.entries;
+    let refused = |zk: ZkRedemption, via: &'static str| {
+        let net = &net;
+        async move {
+            let client = if via == "op-1" { &net.op1 } else { &net.op2 };
+            code(net.redeem_zk(client, &zk).await)
+        }
+    };
+    // Made for op-1, forwarded by op-2: the binding does not match.
+    assert_eq!(
+        refused(good.clone(), "op-2").await,
+        (ErrorCode::InvalidProof, 400)
+    );
+    // Tampered public inputs: denomination, nullifier.
+    let other_denomination = ZkRedemption {
+        denomination: 100,
+        ..good.clone()
+    };
+    assert_eq!(
+        refused(other_denomination, "op-1").await,
+        (ErrorCode::InvalidProof, 400)
+    );
+    let (s2, _) = net.voucher(10);
+    let other_nullifier = ZkRedemption {
+        nullifier: nullifier(&s2).0,
+        ..good.clone()
+    };
+    assert_eq!(
+        refused(other_nullifier, "op-1").await,
+        (ErrorCode::InvalidProof, 400)
+    );
+    // A root that was never recorded, and MMR 0's root claimed for MMR 1.
+    let unknown = ZkRedemption {
+        root: FieldBytes::from_fr(&smpx_core::crypto::Fr::from(7u64)),
+        ..good.clone()
+    };
+    assert_eq!(
+        refused(unknown, "op-1").await,
+        (ErrorCode::UnknownRoot, 404)
+    );
+    let wrong_mmr = ZkRedemption {
+        mmr_id: 1,
+        ..good.clone()
+    };
+    assert_eq!(
+        refused(wrong_mmr, "op-1").await,
+        (ErrorCode::UnknownRoot, 404)
+    );
+    // Malformed and truncated proofs.
+    let truncated = ZkRedemption {
+        proof: good.proof[..100].to_vec(),
+        ..good.clone()
+    };
+    assert_eq!(
+        refused(truncated, "op-1").await,
+        (ErrorCode::MalformedProof, 400)
+    );
+    let garbage = ZkRedemption {
+        proof: vec![0xff; 128],
+        ..good.clone()
+    };
+    assert_eq!(
+        refused(garbage, "op-1").await,
+        (ErrorCode::MalformedProof, 400)
+    );
+    let mut flipped = good.clone();
+    flipped.proof[5] ^= 0x01;
+    let c = refused(flipped, "op-1").await;
+    assert!(
+        c == (ErrorCode::MalformedProof, 400) || c == (ErrorCode::InvalidProof, 400),
+        "{c:?}"
+    );
+    // Fees are not supported yet; unknown denominations; no credential.
+    let fee = ZkRedemption {
+        fee: smpx_core::Amount(1),
+        ..good.clone()
+    };
+    assert_eq!(refused(fee, "op-1").await, (ErrorCode::InvalidRequest, 400));
+    let odd = ZkRedemption {
+        denomination: 7,
+        ..good.clone()
+    };
+    assert_eq!(
+        refused(odd, "op-1").await,
+        (ErrorCode::UnsupportedDenomination, 400)
+    );
+    assert_eq!(
+        code(net.redeem_zk(&net.public(), &good).await),
+        (ErrorCode::Unauthorized, 401)
+    );
+    // Nothing of that was recorded: no ledger entry, the nullifier still unspent.
+    assert_eq!(net.totals().await.entries, entries);
+    net.redeem_zk(&net.op1, &good).await.unwrap();
+    assert_eq!(net.totals().await.totals.redeemed.0, 10_000_000);
+}
+
+async fn zk_release_after_rotation(which: Which) {
+    let net = Net::start(which).await;
+    let p = net.params().await;
+    // Period 0: voucher a in MMR 0. Period 1: b in MMRs 0 and 1 (group 1).
+    let (_, ra) = net.voucher(10);
+    net.publish(&ra).await.unwrap();
+    net.clock.advance(2 * DAY);
+    let (sb, rb) = net.voucher(10);
+    let pb = net.publish(&rb).await.unwrap();
+    let ids: Vec<u64> = pb.body.paths.iter().map(|x| x.mmr.id).collect();
+    assert_eq!(ids, vec![0, 1]);
+    assert_eq!(
+        pb.body.expires_at,
+        smpx_core::rotation::mmr_expires_at(&p.params, 1)
+    );
+    // b is redeemed through the older MMR (the larger anonymity set).
+    let zb = net
+        .zk_request(0, pb.body.paths[0].leaf_index, &sb, 10, "op-1")
+        .await;
+    net.redeem_zk(&net.op1, &zb).await.unwrap();
+    // MMR 0 expires: 10 in its group, 10 redeemed through it — nothing provably dead yet,
+    // although a is (the coordinator cannot tell which voucher was redeemed).
+    net.clock
+        .set(smpx_core::rotation::mmr_expires_at(&p.params, 0));
+    let r: ExpireResponse = net
+        .admin
+        .post("/v1/admin/expire", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.released.0, 0);
+    // A root of the expired MMR is refused as retired.
+    assert_eq!(
+        code(net.redeem_zk(&net.op1, &zb).await),
+        (ErrorCode::RetiredRoot, 410)
+    );
+    // MMR 1 expires too: 20 in groups 0 and 1, 10 redeemed: a's value is released.
+    net.clock
+        .set(smpx_core::rotation::mmr_expires_at(&p.params, 1));
+    let r: ExpireResponse = net
+        .admin
+        .post("/v1/admin/expire", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.released.0, 10_000_000);
+    let t = net.totals().await;
+    assert_eq!(
+        (
+            t.totals.published.0,
+            t.totals.redeemed.0,
+            t.totals.released.0,
+            t.totals.live.0
+        ),
+        (20_000_000, 10_000_000, 10_000_000, 0)
+    );
+    let list: MmrListResponse = net.public().get("/v1/mmrs").await.unwrap();
+    assert_eq!(
+        (list.released.0, list.expired_through),
+        (10_000_000, Some(1))
+    );
+}
+
+#[test]
+fn only_a_transcript_that_verifies_gives_keys() {
+    use smpx_coordinator::zk::TRANSCRIPT_FILE;
+    let dir = tempfile::tempdir().unwrap();
+    let silent = &smpx_ceremony::Silent;
+    // No transcript: no keys (the coordinator serves v0.1 only), not an error.
+    assert!(ZkKeys::load(dir.path(), LEVELS, silent).unwrap().is_none());
+    std::fs::write(dir.path().join(TRANSCRIPT_FILE), transcript()).unwrap();
+    let keys = ZkKeys::load(dir.path(), LEVELS, silent).unwrap().unwrap();
+    assert_eq!(keys.levels(), LEVELS);
+    // The same transcript for a circuit of other levels, a flipped byte, a truncated file.
+    assert!(matches!(
+        ZkKeys::load(dir.path(), LEVELS + 1, silent),
+        Err(smpx_coordinator::ZkKeysError::Rejected { .. })
+    ));
+    let mut bad = transcript().to_vec();
+    let n = bad.len();
+    bad[n - 40] ^= 0x20;
+    std::fs::write(dir.path().join(TRANSCRIPT_FILE), &bad).unwrap();
+    assert!(matches!(
+        ZkKeys::load(dir.path(), LEVELS, silent),
+        Err(smpx_coordinator::ZkKeysError::Rejected { .. })
+    ));
+    std::fs::write(dir.path().join(TRANSCRIPT_FILE), &transcript()[..n / 2]).unwrap();
+    assert!(matches!(
+        ZkKeys::load(dir.path(), LEVELS, silent),
+        Err(smpx_coordinator::ZkKeysError::Rejected { .. })
+    ));
 }

@@ -6,6 +6,7 @@ use crate::crypto::blind::{BlindSignature, BlindedMessage, VoucherSignature};
 use crate::crypto::envelope::{Envelope, HpkePublicKey};
 use crate::crypto::sign::VerifyingKey;
 use crate::crypto::voucher::Commitment;
+use crate::crypto::FieldBytes;
 use crate::error::ErrorCode;
 use crate::ledger::{Entry, Totals};
 use crate::receipt::Signed;
@@ -102,7 +103,14 @@ pub struct PublishReceipt {
     pub issuer_id: String,
     pub key_id: String,
     pub published_at: UnixTime,
+    /// When the voucher can no longer be redeemed: when the newest MMR it was appended to
+    /// stops accepting roots (at least `voucher_expiry_secs` after publishing).
     pub expires_at: UnixTime,
+    /// v0.2: the voucher's membership proof in each MMR it was appended to (one or two,
+    /// oldest first), at the size right after its append.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub paths: Vec<crate::mmr::Proof>,
 }
 
 /// State of a published voucher.
@@ -152,10 +160,55 @@ pub struct VoucherStatus {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardRedemptionRequest {
-    /// Redemption protocol version (1 = HPKE envelope).
+    /// Redemption protocol version: 1 = HPKE envelope (`envelope`), 2 = zero-knowledge
+    /// proof (`zk`).
     pub version: u32,
-    #[schema(value_type = Object)]
-    pub envelope: Envelope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub envelope: Option<Envelope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zk: Option<ZkRedemption>,
+}
+
+/// A v0.2 redemption: a Groth16 proof that the redeemer knows the secret of a voucher in the
+/// MMR with `root`, whose nullifier is `nullifier`, bound to the redeeming operator and `fee`.
+/// It names no voucher.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZkRedemption {
+    /// The MMR whose root the proof is against.
+    pub mmr_id: u64,
+    /// That MMR's root at some size (hex field element).
+    #[schema(value_type = String)]
+    pub root: FieldBytes,
+    /// `N = Poseidon(NULLIFIER_DOMAIN, s)` (hex field element).
+    #[schema(value_type = String)]
+    pub nullifier: FieldBytes,
+    pub denomination: u64,
+    /// Fee bound into the proof together with the operator; must be zero in this version.
+    #[serde(default)]
+    pub fee: Amount,
+    /// Compressed Groth16 proof, 128 bytes, base64url.
+    #[serde(with = "crate::crypto::b64::serde")]
+    #[schema(value_type = String)]
+    pub proof: Vec<u8>,
+}
+
+impl ZkRedemption {
+    /// SHA-256 over every field: identifies the request for idempotent retries.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"smpx/zk-redemption/v1");
+        h.update(self.mmr_id.to_be_bytes());
+        h.update(self.root.0);
+        h.update(self.nullifier.0);
+        h.update(self.denomination.to_be_bytes());
+        h.update(self.fee.0.to_be_bytes());
+        h.update((self.proof.len() as u64).to_be_bytes());
+        h.update(&self.proof);
+        h.finalize().into()
+    }
 }
 
 /// Body of the coordinator's signed redemption receipt (given to the operator).
@@ -171,11 +224,19 @@ pub struct RedemptionReceipt {
     /// Paid to the network fund.
     pub fund_amount: Amount,
     pub share_bps: u32,
-    /// SHA-256 digest of the envelope, hex.
+    /// SHA-256 digest of the request, hex: of the envelope (v1) or of the
+    /// [`ZkRedemption`] (v2).
     #[serde(with = "crate::crypto::hex_array::serde")]
     #[schema(value_type = String)]
     pub envelope_digest: [u8; 32],
     pub redeemed_at: UnixTime,
+    /// v0.2: the nullifier that is now spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub nullifier: Option<FieldBytes>,
+    /// v0.2: the MMR the proof was against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmr_id: Option<u64>,
 }
 
 /// `GET /v1/ledger/totals`.
@@ -370,9 +431,13 @@ pub struct OperatorServiceInfo {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemRequest {
+    /// 1 = HPKE envelope (`envelope`), 2 = zero-knowledge proof (`zk`).
     pub version: u32,
-    #[schema(value_type = Object)]
-    pub envelope: Envelope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub envelope: Option<Envelope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zk: Option<ZkRedemption>,
 }
 
 /// Body of the operator's signed receipt: what the wallet was credited.
@@ -387,4 +452,103 @@ pub struct OperatorCreditReceipt {
     #[schema(value_type = Object)]
     pub coordinator_receipt: Signed<RedemptionReceipt>,
     pub issued_at: UnixTime,
+}
+
+// ---------------------------------------------------------------------------------------------
+// v0.2 accumulators (MMRs), checkpoints and ceremony keys
+
+/// One MMR as `GET /v1/mmrs` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MmrInfo {
+    pub id: u64,
+    pub levels: u32,
+    pub size: u64,
+    /// Current root (hex field element).
+    #[schema(value_type = String)]
+    pub root: FieldBytes,
+    /// Appends are taken in `[starts_at, closes_at)`.
+    pub starts_at: UnixTime,
+    pub closes_at: UnixTime,
+    /// Roots are accepted until this time.
+    pub expires_at: UnixTime,
+    pub accepts_redemptions: bool,
+    /// Value of vouchers whose newest MMR is this one.
+    pub group_value: Amount,
+    /// Value redeemed through this MMR (v0.2 proofs against its roots, and v0.1 redemptions
+    /// of vouchers of its group).
+    pub redeemed_via: Amount,
+}
+
+/// `GET /v1/mmrs`: every MMR and the release accounting an auditor recomputes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MmrListResponse {
+    pub mmrs: Vec<MmrInfo>,
+    /// Value released to the network fund so far (the ledger's `release` entries).
+    pub released: Amount,
+    /// The highest MMR id such that every MMR up to it has expired, if any.
+    pub expired_through: Option<u64>,
+}
+
+/// `GET /v1/mmrs/{id}/leaves` query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LeavesQuery {
+    /// First leaf index (default 0).
+    pub from: Option<u64>,
+    /// At most this many leaves (default and maximum 4096).
+    pub limit: Option<u32>,
+}
+
+/// A page of an MMR's leaves (commitments, in append order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LeavesPage {
+    pub mmr_id: u64,
+    pub levels: u32,
+    /// The MMR's size when the page was read.
+    pub size: u64,
+    pub from: u64,
+    #[schema(value_type = Vec<String>)]
+    pub leaves: Vec<FieldBytes>,
+}
+
+/// `GET /v1/mmrs/{id}/checkpoint` query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointQuery {
+    /// The size to certify (default: the current size).
+    pub size: Option<u64>,
+}
+
+/// Body of a signed checkpoint: the coordinator states that MMR `mmr_id` had `root` at
+/// `size`, recorded at `at`. Two checkpoints of one MMR must be consistent
+/// (`GET /v1/mmrs/{id}/consistency`); an inconsistent pair is proof of a forked view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub mmr_id: u64,
+    pub levels: u32,
+    pub size: u64,
+    #[schema(value_type = String)]
+    pub root: FieldBytes,
+    pub at: UnixTime,
+}
+
+/// `GET /v1/mmrs/{id}/consistency` query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// `GET /v1/zk`: the v0.2 keys in use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ZkInfo {
+    /// MMR levels the circuit is for.
+    pub levels: u32,
+    /// Groth16 verifying key, base64url (arkworks compressed).
+    pub verifying_key: String,
+    /// SHA-256 of the ceremony transcript (`GET /v1/zk/transcript`), hex.
+    pub transcript_sha256: String,
+    pub transcript_bytes: u64,
 }

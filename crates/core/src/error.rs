@@ -97,6 +97,22 @@ error_codes! {
     /// The protocol version is not supported by this endpoint.
     UnsupportedVersion = ("unsupported_version", 400),
 
+    /// v0.2: the proof is not 128 well-formed bytes (bad encoding, point not on the curve).
+    MalformedProof = ("malformed_proof", 400),
+    /// v0.2: the proof does not verify for these public inputs (another operator, fee,
+    /// denomination, root or nullifier than it was made for).
+    InvalidProof = ("invalid_proof", 400),
+    /// v0.2: the root was never a root of the named MMR.
+    UnknownRoot = ("unknown_root", 404),
+    /// v0.2: the MMR's roots are no longer accepted (its vouchers have expired).
+    RetiredRoot = ("retired_root", 410),
+    /// v0.2: unknown MMR id.
+    UnknownMmr = ("unknown_mmr", 404),
+    /// v0.2: the open MMR reached its capacity.
+    MmrFull = ("mmr_full", 503),
+    /// v0.2 is not enabled on this coordinator (no verified ceremony keys).
+    ZkUnavailable = ("zk_unavailable", 503),
+
     // Payments at the issuer.
     /// The payment was refused (unknown, used or mismatched top-up code).
     PaymentRejected = ("payment_rejected", 402),

@@ -451,6 +451,16 @@ impl Mmr {
         Ok(index)
     }
 
+    /// Drops every leaf from `size` on (and the nodes built from them), returning the MMR to
+    /// what it was at `size`. For undoing appends whose storage was rolled back; does nothing
+    /// if `size` is not below the current size.
+    pub fn truncate(&mut self, size: u64) {
+        for (h, level) in self.nodes.iter_mut().enumerate() {
+            let keep = usize::try_from(count_at(size, h)).unwrap_or(usize::MAX);
+            level.truncate(keep);
+        }
+    }
+
     fn check_size(&self, size: u64) -> Result<(), MmrError> {
         if size > self.size() {
             return Err(MmrError::SizeOutOfRange {
@@ -1164,6 +1174,17 @@ mod tests {
                 verify(&m.root_at(next).unwrap(), &leaf(i), &p).unwrap();
                 size = next;
             }
+        }
+    }
+    #[test]
+    fn truncate_undoes_appends() {
+        let p = MmrParams::new(7, 4).unwrap();
+        let leaves: Vec<Fr> = (1..=40u64).map(Fr::from).collect();
+        let mut m = Mmr::from_leaves(p, leaves.clone()).unwrap();
+        for size in [40u64, 33, 16, 15, 4, 1, 0] {
+            m.truncate(size);
+            let fresh = Mmr::from_leaves(p, leaves[..size as usize].iter().copied()).unwrap();
+            assert_eq!(m, fresh, "truncate to {size}");
         }
     }
 }

@@ -21,7 +21,8 @@ pub struct NetworkParams {
     pub voucher_expiry_secs: u64,
     /// Upper bound on an operator's revenue share, in basis points (7000 = 70%).
     pub max_operator_share_bps: u32,
-    /// Redemption protocol versions the coordinator accepts.
+    /// Redemption protocol versions the coordinator accepts (1 = HPKE envelope, 2 = zero-
+    /// knowledge proof; 2 only while it has verified ceremony keys).
     pub protocol_versions: Vec<u32>,
     /// `T`: a new MMR of published commitments starts every `T` seconds and takes appends for
     /// `2T` (v0.2).
@@ -50,7 +51,7 @@ impl Default for NetworkParams {
             publish_window_secs: 2 * m,
             voucher_expiry_secs: 365 * DAY,
             max_operator_share_bps: 7000,
-            protocol_versions: vec![1],
+            protocol_versions: vec![1, 2],
             mmr_period_secs: default_mmr_period(),
             mmr_levels: default_mmr_levels(),
         }

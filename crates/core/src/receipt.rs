@@ -15,6 +15,8 @@ pub const PUBLISH_DOMAIN: &str = "smpx/receipt/publish/v1";
 pub const REDEMPTION_DOMAIN: &str = "smpx/receipt/redemption/v1";
 /// Domain of the operator's receipt for a redemption, handed to the wallet.
 pub const OPERATOR_DOMAIN: &str = "smpx/receipt/operator-credit/v1";
+/// Domain of the coordinator's signed MMR checkpoints.
+pub const CHECKPOINT_DOMAIN: &str = "smpx/checkpoint/mmr/v1";
 
 /// A body signed by `signer`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

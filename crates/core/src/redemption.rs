@@ -17,6 +17,8 @@ pub const ENVELOPE_INFO_V1: &[u8] = b"smpx/v0.1/redeem";
 
 /// Redemption protocol version 1 (Chaumian, the coordinator sees `C`).
 pub const PROTOCOL_V1: u32 = 1;
+/// v0.2: a Groth16 proof of membership with a nullifier (`smpx-zk`).
+pub const PROTOCOL_V2: u32 = 2;
 
 /// What the envelope carries. Secret: never logged, never stored by the coordinator.
 #[derive(Clone, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use smpx_core::api::*;
 use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, REDEMPTION_DOMAIN};
-use smpx_core::redemption::PROTOCOL_V1;
+use smpx_core::redemption::{PROTOCOL_V1, PROTOCOL_V2};
 use smpx_core::ErrorCode;
 use smpx_http::{ApiError, ApiResult, ClientError, Json};
 use smpx_store::operator::NewOperatorRedemption;
@@ -68,16 +68,25 @@ pub(crate) async fn redeem(
     State(o): AppState,
     Json(req): Json<RedeemRequest>,
 ) -> ApiResult<Json<Signed<OperatorCreditReceipt>>> {
-    if req.version != PROTOCOL_V1 {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedVersion,
-            format!(
-                "redemption protocol version {} is not supported",
-                req.version
-            ),
-        ));
-    }
-    let digest = req.envelope.digest();
+    // The operator cannot read either kind of request (an envelope sealed to the
+    // coordinator, or a proof it cannot link to a voucher); it checks the shape, forwards,
+    // and records by the request's digest.
+    let digest = match (req.version, &req.envelope, &req.zk) {
+        (PROTOCOL_V1, Some(envelope), None) => envelope.digest(),
+        (PROTOCOL_V2, None, Some(zk)) => zk.digest(),
+        (PROTOCOL_V1 | PROTOCOL_V2, _, _) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "version 1 carries `envelope` only, version 2 `zk` only",
+            ))
+        }
+        (v, _, _) => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("redemption protocol version {v} is not supported"),
+            ))
+        }
+    };
     if let Some(stored) = o.store.receipt(&digest).await.map_err(ApiError::internal)? {
         return Ok(Json(
             serde_json::from_str(&stored).map_err(ApiError::internal)?,
@@ -90,6 +99,7 @@ pub(crate) async fn redeem(
             &ForwardRedemptionRequest {
                 version: req.version,
                 envelope: req.envelope,
+                zk: req.zk,
             },
         )
         .await

@@ -1,13 +1,14 @@
 //! # smpx-operator — the accepting operator (AO)
 //!
 //! A relay operator is paid when a wallet redeems a voucher at it. The wallet hands the
-//! operator an envelope sealed to the coordinator; the operator cannot open it, only forward
-//! it with its own credential. The coordinator checks the envelope names this operator, pays
+//! operator either an envelope sealed to the coordinator (v0.1) or a zero-knowledge proof
+//! bound to this operator (v0.2); the operator can do neither more nor less than forward it
+//! with its own credential. The coordinator checks the request names this operator, pays
 //! the operator's revenue share from the pool and returns a signed receipt; the operator
 //! checks that receipt and gives the wallet its own signed receipt for the credited amount.
 //! (Blind-signed credits replace this receipt in a later version.)
 //!
-//! Redemptions are recorded by envelope digest, so a wallet retrying after a lost answer gets
+//! Redemptions are recorded by request digest, so a wallet retrying after a lost answer gets
 //! the same receipt and is never credited twice.
 
 mod handlers;

@@ -17,15 +17,20 @@ use smpx_core::Amount;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE issuers (
+mod accumulator;
+
+pub use accumulator::{Appended, MmrCache, MmrRow, NewZkRedemption, RootRow, ZkRedeemOutcome};
+
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE issuers (
         id TEXT PRIMARY KEY,
         token_hash {blob} NOT NULL,
         limit_units BIGINT NOT NULL CHECK (limit_units >= 0),
         published_units BIGINT NOT NULL DEFAULT 0 CHECK (published_units >= 0),
         active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
         created_at BIGINT NOT NULL)",
-    "CREATE TABLE issuer_keys (
+        "CREATE TABLE issuer_keys (
         key_id {blob} PRIMARY KEY,
         issuer_id TEXT NOT NULL REFERENCES issuers(id),
         denomination BIGINT NOT NULL,
@@ -33,12 +38,12 @@ const MIGRATIONS: &[&[&str]] = &[&[
         public_key {blob} NOT NULL,
         registered_at BIGINT NOT NULL,
         UNIQUE (issuer_id, denomination, period))",
-    "CREATE TABLE operators (
+        "CREATE TABLE operators (
         id TEXT PRIMARY KEY,
         token_hash {blob} NOT NULL,
         share_bps BIGINT NOT NULL CHECK (share_bps >= 0 AND share_bps <= 10000),
         created_at BIGINT NOT NULL)",
-    "CREATE TABLE vouchers (
+        "CREATE TABLE vouchers (
         commitment {blob} PRIMARY KEY,
         denomination BIGINT NOT NULL,
         value_units BIGINT NOT NULL CHECK (value_units > 0),
@@ -47,25 +52,27 @@ const MIGRATIONS: &[&[&str]] = &[&[
         published_at BIGINT NOT NULL,
         expires_at BIGINT NOT NULL,
         state TEXT NOT NULL CHECK (state IN ('live', 'redeemed', 'released')))",
-    "CREATE INDEX vouchers_state_expiry ON vouchers (state, expires_at)",
-    "CREATE TABLE redemptions (
+        "CREATE INDEX vouchers_state_expiry ON vouchers (state, expires_at)",
+        "CREATE TABLE redemptions (
         commitment {blob} PRIMARY KEY REFERENCES vouchers(commitment),
         operator_id TEXT NOT NULL REFERENCES operators(id),
         envelope_digest {blob} NOT NULL,
         redeemed_at BIGINT NOT NULL,
         receipt TEXT NOT NULL)",
-    "CREATE TABLE ledger_head (
+        "CREATE TABLE ledger_head (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         seq BIGINT NOT NULL)",
-    "INSERT INTO ledger_head (id, seq) VALUES (1, 0)",
-    "CREATE TABLE ledger (
+        "INSERT INTO ledger_head (id, seq) VALUES (1, 0)",
+        "CREATE TABLE ledger (
         seq BIGINT PRIMARY KEY,
         at BIGINT NOT NULL,
         kind TEXT NOT NULL CHECK (kind IN ('publish', 'redeem', 'release')),
         from_account TEXT NOT NULL,
         to_account TEXT NOT NULL,
         amount BIGINT NOT NULL CHECK (amount > 0))",
-]];
+    ],
+    accumulator::MIGRATION,
+];
 
 /// An issuer as stored, with its credential digest.
 #[derive(Clone, Debug)]
@@ -104,6 +111,11 @@ pub struct NewVoucher {
     pub key_id: [u8; 32],
     pub published_at: u64,
     pub expires_at: u64,
+    /// The MMRs open for appends (oldest first; the last is the voucher's group), each
+    /// created with `levels` if new. Empty only for data written before v0.2 (and tests of
+    /// it): such a voucher is in no MMR and expires on its own `expires_at`.
+    pub mmrs: Vec<u64>,
+    pub levels: u32,
 }
 
 /// A stored voucher.
@@ -121,7 +133,10 @@ pub struct VoucherRow {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublishOutcome {
-    Published,
+    /// Recorded; where it landed in each MMR.
+    Published(Vec<Appended>),
+    /// An open MMR is full (its capacity was reached); nothing recorded.
+    MmrFull,
     AlreadyPublished,
     IssuerInactive,
     LimitExceeded,
@@ -131,7 +146,10 @@ pub enum PublishOutcome {
 #[derive(Clone, Debug)]
 pub struct NewRedemption<'a> {
     pub commitment: [u8; 32],
+    /// The voucher's nullifier, spent here too so it cannot also be redeemed under v0.2.
+    pub nullifier: [u8; 32],
     pub denomination: u64,
+    pub value: Amount,
     pub operator_id: &'a str,
     pub envelope_digest: [u8; 32],
     pub now: u64,
@@ -155,13 +173,17 @@ pub enum RedeemOutcome {
 #[derive(Clone, Debug)]
 pub struct CoordinatorStore {
     db: Db,
+    mmr_cache: accumulator::SharedCache,
 }
 
 impl CoordinatorStore {
     /// Opens the store, creating or upgrading its tables.
     pub async fn open(db: Db) -> Result<Self, StoreError> {
         db.migrate("coordinator", MIGRATIONS).await?;
-        Ok(CoordinatorStore { db })
+        Ok(CoordinatorStore {
+            db,
+            mmr_cache: Default::default(),
+        })
     }
 
     pub fn db(&self) -> &Db {
@@ -362,12 +384,34 @@ impl CoordinatorStore {
 
     /// Records a published voucher, charges the issuer's limit and books issuer → pool,
     /// all or nothing.
+    ///
+    /// The voucher is appended to every MMR in `v.mmrs` in the same transaction; see
+    /// [`accumulator`](self) for how appends stay consistent across processes.
     pub async fn publish(&self, v: &NewVoucher) -> Result<PublishOutcome, StoreError> {
+        let mut cache = self.mmr_cache.lock().await;
+        let before: Vec<(u64, u64)> = v
+            .mmrs
+            .iter()
+            .map(|&id| (id, accumulator::cached_size(&cache, id).unwrap_or(0)))
+            .collect();
+        let r = self.publish_locked(v, &mut cache).await;
+        if !matches!(r, Ok(PublishOutcome::Published(_))) {
+            accumulator::roll_back(&mut cache, &before);
+        }
+        r
+    }
+
+    async fn publish_locked(
+        &self,
+        v: &NewVoucher,
+        cache: &mut MmrCache,
+    ) -> Result<PublishOutcome, StoreError> {
+        let group = v.mmrs.last().copied();
         let mut tx = self.db.pool.begin().await.map_err(q)?;
         let inserted = sqlx::query(
             "INSERT INTO vouchers (commitment, denomination, value_units, issuer_id, key_id,
-                                   published_at, expires_at, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'live')",
+                                   published_at, expires_at, state, grp)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'live', $8)",
         )
         .bind(&v.commitment[..])
         .bind(to_i64(v.denomination, "denomination")?)
@@ -376,6 +420,7 @@ impl CoordinatorStore {
         .bind(&v.key_id[..])
         .bind(to_i64(v.published_at, "time")?)
         .bind(to_i64(v.expires_at, "time")?)
+        .bind(group.map(|g| to_i64(g, "mmr id")).transpose()?)
         .execute(&mut *tx)
         .await
         .map_err(q);
@@ -406,6 +451,33 @@ impl CoordinatorStore {
                 _ => PublishOutcome::IssuerInactive,
             });
         }
+        let leaf = smpx_core::crypto::FieldBytes(v.commitment);
+        let mut appended = Vec::with_capacity(v.mmrs.len());
+        for &id in &v.mmrs {
+            let value = if Some(id) == group {
+                v.value
+            } else {
+                Amount::ZERO
+            };
+            match accumulator::append_leaf(
+                &mut tx,
+                cache,
+                id,
+                v.levels,
+                &leaf,
+                value,
+                v.published_at,
+            )
+            .await?
+            {
+                Ok(a) => appended.push(a),
+                Err(smpx_core::mmr::MmrError::Full { .. }) => {
+                    tx.rollback().await.map_err(q)?;
+                    return Ok(PublishOutcome::MmrFull);
+                }
+                Err(e) => return Err(StoreError::Corrupt(format!("MMR append: {e}"))),
+            }
+        }
         append(
             &mut tx,
             v.published_at,
@@ -413,7 +485,7 @@ impl CoordinatorStore {
         )
         .await?;
         tx.commit().await.map_err(q)?;
-        Ok(PublishOutcome::Published)
+        Ok(PublishOutcome::Published(appended))
     }
 
     pub async fn voucher(&self, commitment: &[u8; 32]) -> Result<Option<VoucherRow>, StoreError> {
@@ -435,17 +507,47 @@ impl CoordinatorStore {
         let mut tx = self.db.pool.begin().await.map_err(q)?;
         let marked = sqlx::query(
             "UPDATE vouchers SET state = 'redeemed'
-             WHERE commitment = $1 AND state = 'live' AND expires_at > $2 AND denomination = $3",
+             WHERE commitment = $1 AND state = 'live' AND expires_at > $2 AND denomination = $3
+             RETURNING grp",
         )
         .bind(&r.commitment[..])
         .bind(to_i64(r.now, "time")?)
         .bind(to_i64(r.denomination, "denomination")?)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(q)?;
-        if marked.rows_affected() != 1 {
+        let Some(marked) = marked else {
             tx.rollback().await.map_err(q)?;
             return self.classify_failed_redemption(r).await;
+        };
+        let group: Option<i64> = marked.try_get("grp").map_err(q)?;
+        // The nullifier too: a voucher redeemed under v0.1 cannot be redeemed again with a
+        // v0.2 proof, nor the other way round.
+        let spent = sqlx::query(
+            "INSERT INTO nullifiers (nullifier, version, mmr_id, operator_id, denomination,
+                                     request_digest, redeemed_at, receipt)
+             VALUES ($1, 1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&r.nullifier[..])
+        .bind(group)
+        .bind(r.operator_id)
+        .bind(to_i64(r.denomination, "denomination")?)
+        .bind(&r.envelope_digest[..])
+        .bind(to_i64(r.now, "time")?)
+        .bind(&r.receipt)
+        .execute(&mut *tx)
+        .await
+        .map_err(q);
+        match spent {
+            Ok(_) => {}
+            Err(e) if e.is_duplicate() => {
+                tx.rollback().await.map_err(q)?;
+                return Ok(RedeemOutcome::AlreadyRedeemed);
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(g) = group {
+            accumulator::book_redeemed(&mut tx, to_u64(g, "mmr id")?, r.value).await?;
         }
         sqlx::query(
             "INSERT INTO redemptions (commitment, operator_id, envelope_digest, redeemed_at, receipt)
@@ -499,11 +601,34 @@ impl CoordinatorStore {
 
     /// Releases every live voucher that expired by `now` to the network fund, in one
     /// transaction. Returns how many and their value.
-    pub async fn release_expired(&self, now: u64) -> Result<(u64, Amount), StoreError> {
+    ///
+    /// Vouchers published before v0.2 (no group) are released one by one at their own
+    /// expiry. Vouchers in MMRs are released by the books once every MMR up to
+    /// `expired_through` has expired: `smpx_core::rotation::releasable` of their group values
+    /// minus what was redeemed through them — never value that can still be redeemed. Their
+    /// rows are marked `released` for the status endpoint; the count includes them.
+    pub async fn release_expired(
+        &self,
+        now: u64,
+        expired_through: Option<u64>,
+    ) -> Result<(u64, Amount), StoreError> {
         let mut tx = self.db.pool.begin().await.map_err(q)?;
+        let mut by_books = Amount::ZERO;
+        let mut marked = 0u64;
+        if let Some(k) = expired_through {
+            by_books = accumulator::release_by_books(&mut tx, k).await?;
+            let r = sqlx::query(
+                "UPDATE vouchers SET state = 'released' WHERE grp <= $1 AND state = 'live'",
+            )
+            .bind(to_i64(k, "mmr id")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(q)?;
+            marked = r.rows_affected();
+        }
         let rows = sqlx::query(
             "UPDATE vouchers SET state = 'released'
-             WHERE state = 'live' AND expires_at <= $1
+             WHERE state = 'live' AND expires_at <= $1 AND grp IS NULL
              RETURNING value_units",
         )
         .bind(to_i64(now, "time")?)
@@ -517,13 +642,19 @@ impl CoordinatorStore {
                 .checked_add(to_u64(v, "value")?)
                 .ok_or_else(|| StoreError::Corrupt("released value overflows".into()))?;
         }
-        if rows.is_empty() {
+        let total = total
+            .checked_add(by_books.0)
+            .ok_or_else(|| StoreError::Corrupt("released value overflows".into()))?;
+        let count = rows.len() as u64 + marked;
+        if total == 0 && count == 0 {
             tx.rollback().await.map_err(q)?;
             return Ok((0, Amount::ZERO));
         }
-        append(&mut tx, now, &smpx_core::ledger::release(Amount(total))).await?;
+        if total > 0 {
+            append(&mut tx, now, &smpx_core::ledger::release(Amount(total))).await?;
+        }
         tx.commit().await.map_err(q)?;
-        Ok((rows.len() as u64, Amount(total)))
+        Ok((count, Amount(total)))
     }
 
     // ---- ledger -------------------------------------------------------------------------
@@ -578,10 +709,26 @@ impl CoordinatorStore {
         let pool_out =
             sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE from_account = 'pool'")
                 .await?;
-        let live_vouchers = sum(
-            "SELECT CAST(COALESCE(SUM(value_units), 0) AS BIGINT) FROM vouchers WHERE state = 'live'",
+        // Value not yet redeemed or released, from the voucher table and the MMR books
+        // (independent of the ledger): vouchers without a group one by one, grouped ones by
+        // their books.
+        let legacy_live = sum(
+            "SELECT CAST(COALESCE(SUM(value_units), 0) AS BIGINT) FROM vouchers
+             WHERE state = 'live' AND grp IS NULL",
         )
         .await?;
+        let groups = sum("SELECT CAST(COALESCE(SUM(group_units), 0) AS BIGINT) FROM mmrs").await?;
+        let redeemed_via =
+            sum("SELECT CAST(COALESCE(SUM(redeemed_units), 0) AS BIGINT) FROM mmrs").await?;
+        let released_books =
+            sum("SELECT CAST(released_units AS BIGINT) FROM release_head WHERE id = 1").await?;
+        let live_vouchers = groups
+            .0
+            .checked_sub(redeemed_via.0)
+            .and_then(|x| x.checked_sub(released_books.0))
+            .and_then(|x| x.checked_add(legacy_live.0))
+            .map(Amount)
+            .ok_or_else(|| StoreError::Corrupt("MMR books are negative".into()))?;
         let live_count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM vouchers WHERE state = 'live'")
                 .fetch_one(&self.db.pool)

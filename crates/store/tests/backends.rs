@@ -29,6 +29,11 @@ both!(
     migrations_are_idempotent,
     topup_code_sells_exactly_once,
     operator_records_are_idempotent,
+    appends_record_every_root_across_processes,
+    failed_appends_leave_no_trace,
+    nullifiers_spend_once_across_versions,
+    racing_zk_redemptions_exactly_one_wins,
+    release_by_books_is_conservative,
 );
 
 async fn db(which: Which) -> (Db, Option<tempfile::TempDir>) {
@@ -66,13 +71,26 @@ fn voucher(c: u8, published_at: u64, expires_at: u64) -> NewVoucher {
         key_id: [9; 32],
         published_at,
         expires_at,
+        mmrs: vec![],
+        levels: 3,
+    }
+}
+
+/// A voucher appended to `mmrs` (its group is the last).
+fn in_mmrs(c: u8, published_at: u64, mmrs: &[u64]) -> NewVoucher {
+    NewVoucher {
+        mmrs: mmrs.to_vec(),
+        expires_at: u64::MAX / 4,
+        ..voucher(c, published_at, 0)
     }
 }
 
 fn redemption(c: u8, op: &str, digest: u8, now: u64) -> NewRedemption<'_> {
     NewRedemption {
         commitment: [c; 32],
+        nullifier: [c; 32],
         denomination: 10,
+        value: D10,
         operator_id: op,
         envelope_digest: [digest; 32],
         now,
@@ -94,7 +112,7 @@ async fn publish_is_unique_and_charges_once(which: Which) {
     let (s, _g) = coordinator(which, Amount(100_000_000)).await;
     assert_eq!(
         s.publish(&voucher(1, 10, 100)).await.unwrap(),
-        PublishOutcome::Published
+        PublishOutcome::Published(vec![])
     );
     assert_eq!(
         s.publish(&voucher(1, 11, 100)).await.unwrap(),
@@ -112,7 +130,7 @@ async fn limit_and_whitelist_refuse_without_writing(which: Which) {
     let (s, _g) = coordinator(which, Amount(15_000_000)).await;
     assert_eq!(
         s.publish(&voucher(1, 0, 100)).await.unwrap(),
-        PublishOutcome::Published
+        PublishOutcome::Published(vec![])
     );
     assert_eq!(
         s.publish(&voucher(2, 0, 100)).await.unwrap(),
@@ -204,7 +222,7 @@ async fn racing_publishes_respect_the_limit(which: Which) {
     let mut ok = 0;
     for t in tasks {
         match t.await.unwrap() {
-            PublishOutcome::Published => ok += 1,
+            PublishOutcome::Published(_) => ok += 1,
             PublishOutcome::LimitExceeded => {}
             other => panic!("unexpected {other:?}"),
         }
@@ -223,15 +241,18 @@ async fn expiry_releases_only_expired_live_vouchers(which: Which) {
     s.publish(&voucher(2, 0, 100)).await.unwrap();
     s.publish(&voucher(3, 50, 150)).await.unwrap();
     s.redeem(&redemption(1, "op", 1, 10)).await.unwrap();
-    assert_eq!(s.release_expired(99).await.unwrap(), (0, Amount::ZERO));
+    assert_eq!(
+        s.release_expired(99, None).await.unwrap(),
+        (0, Amount::ZERO)
+    );
     // Voucher 2 expired at 100: refused, then released.
     assert_eq!(
         s.redeem(&redemption(2, "op", 2, 100)).await.unwrap(),
         RedeemOutcome::Expired
     );
-    assert_eq!(s.release_expired(100).await.unwrap(), (1, D10));
+    assert_eq!(s.release_expired(100, None).await.unwrap(), (1, D10));
     assert_eq!(
-        s.release_expired(100).await.unwrap(),
+        s.release_expired(100, None).await.unwrap(),
         (0, Amount::ZERO),
         "released once"
     );
@@ -323,4 +344,237 @@ async fn operator_records_are_idempotent(which: Which) {
         "the first receipt stands"
     );
     assert_eq!(s.summary().await.unwrap(), (1, D10.0, 6_000_000));
+}
+
+// ---- v0.2: MMRs, nullifiers, books --------------------------------------------------------
+
+use smpx_core::crypto::{FieldBytes, Fr};
+use smpx_core::mmr::{self, Mmr, MmrParams};
+
+fn leaf(c: u8) -> Fr {
+    FieldBytes([c; 32]).to_fr().unwrap()
+}
+
+fn zk(n: u8, mmr_id: u64, op: &str, digest: u8, now: u64) -> NewZkRedemption<'_> {
+    NewZkRedemption {
+        nullifier: [n; 32],
+        mmr_id,
+        denomination: 10,
+        value: D10,
+        operator_id: op,
+        request_digest: [digest; 32],
+        now,
+        postings: ledger::redeem(op, D10, 6000),
+        receipt: format!("zk-{op}-{digest}"),
+    }
+}
+
+async fn appends_record_every_root_across_processes(which: Which) {
+    let (a, _g) = coordinator(which, Amount(1_000_000_000)).await;
+    // A second store on the same database has its own MMR cache, like another process.
+    let b = CoordinatorStore::open(a.db().clone()).await.unwrap();
+    let mut expected = Mmr::new(MmrParams::new(1, 3).unwrap()).unwrap();
+    for c in 1..=20u8 {
+        let s = if c % 3 == 0 { &b } else { &a };
+        let mmrs: &[u64] = if c <= 10 { &[0, 1] } else { &[1, 2] };
+        let PublishOutcome::Published(app) = s.publish(&in_mmrs(c, c.into(), mmrs)).await.unwrap()
+        else {
+            panic!("not published")
+        };
+        assert_eq!(app.len(), 2);
+        expected.append(leaf(c)).unwrap();
+        let in1 = app.iter().find(|x| x.proof.mmr.id == 1).unwrap();
+        assert_eq!(in1.root, expected.root(), "same root as a fresh MMR");
+        assert_eq!(in1.proof.leaf_index, u64::from(c) - 1);
+        mmr::verify(&in1.root, &leaf(c), &in1.proof).unwrap();
+        let row = a.root_at(1, expected.size()).await.unwrap().unwrap();
+        assert_eq!(
+            (row.root, row.at),
+            (FieldBytes::from_fr(&expected.root()), u64::from(c))
+        );
+    }
+    let rows = a.mmrs().await.unwrap();
+    let sizes: Vec<(u64, u64, Amount)> =
+        rows.iter().map(|r| (r.id, r.size, r.group_value)).collect();
+    assert_eq!(
+        sizes,
+        vec![
+            (0, 10, Amount::ZERO),
+            (1, 20, Amount(100_000_000)),
+            (2, 10, Amount(100_000_000))
+        ],
+        "each voucher's value is booked to its newest MMR only"
+    );
+    assert_eq!(rows[1].root, Some(FieldBytes::from_fr(&expected.root())));
+    let found = b
+        .find_root(&FieldBytes::from_fr(&expected.root_at(7).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.mmr_id, found.size), (1, 7));
+    assert!(a.find_root(&FieldBytes([5; 32])).await.unwrap().is_none());
+    let leaves = a.mmr_leaves(1, 5, 3).await.unwrap();
+    assert_eq!(
+        leaves,
+        vec![
+            FieldBytes([6; 32]),
+            FieldBytes([7; 32]),
+            FieldBytes([8; 32])
+        ]
+    );
+    for (store, from) in [(&a, 3), (&b, 0), (&b, 20)] {
+        let cp = store.consistency_proof(1, from, 20).await.unwrap().unwrap();
+        cp.verify(&expected.root_at(from).unwrap(), &expected.root())
+            .unwrap();
+    }
+}
+
+async fn failed_appends_leave_no_trace(which: Which) {
+    let (a, _g) = coordinator(which, Amount(1_000_000_000)).await;
+    // Levels 1: capacity 3.
+    let small = |c: u8, mmrs: &[u64]| NewVoucher {
+        levels: 1,
+        ..in_mmrs(c, 0, mmrs)
+    };
+    for c in 1..=3 {
+        assert!(matches!(
+            a.publish(&small(c, &[6])).await.unwrap(),
+            PublishOutcome::Published(_)
+        ));
+    }
+    // MMR 5 takes the leaf in memory, MMR 6 is full: all rolled back.
+    assert_eq!(
+        a.publish(&small(4, &[5, 6])).await.unwrap(),
+        PublishOutcome::MmrFull
+    );
+    assert!(a.voucher(&[4; 32]).await.unwrap().is_none());
+    assert_eq!(
+        a.publish(&small(1, &[5])).await.unwrap(),
+        PublishOutcome::AlreadyPublished
+    );
+    let PublishOutcome::Published(app) = a.publish(&small(5, &[5])).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        app[0].proof.leaf_index, 0,
+        "the rolled-back leaf left no gap"
+    );
+    let fresh = Mmr::from_leaves(MmrParams::new(5, 1).unwrap(), [leaf(5)]).unwrap();
+    assert_eq!(app[0].root, fresh.root());
+    assert_eq!(
+        a.issuer("iss").await.unwrap().unwrap().info.published,
+        Amount(40_000_000)
+    );
+    assert!(replayed(&a).await.published == Amount(40_000_000));
+}
+
+async fn nullifiers_spend_once_across_versions(which: Which) {
+    let (s, _g) = coordinator(which, Amount(1_000_000_000)).await;
+    for c in 1..=3 {
+        s.publish(&in_mmrs(c, 0, &[0, 1])).await.unwrap();
+    }
+    // v0.1 redemption of voucher 1 spends its nullifier ([1; 32] in these fixtures).
+    assert_eq!(
+        s.redeem(&redemption(1, "op", 1, 5)).await.unwrap(),
+        RedeemOutcome::Redeemed
+    );
+    assert_eq!(
+        s.redeem_zk(&zk(1, 0, "op", 9, 6)).await.unwrap(),
+        ZkRedeemOutcome::AlreadyRedeemed
+    );
+    // v0.2 redemption of another nullifier, then its retry and a second spender.
+    assert_eq!(
+        s.redeem_zk(&zk(2, 0, "op", 2, 7)).await.unwrap(),
+        ZkRedeemOutcome::Redeemed
+    );
+    assert_eq!(
+        s.redeem_zk(&zk(2, 0, "op", 2, 8)).await.unwrap(),
+        ZkRedeemOutcome::Replay("zk-op-2".into())
+    );
+    assert_eq!(
+        s.redeem_zk(&zk(2, 1, "op2", 2, 8)).await.unwrap(),
+        ZkRedeemOutcome::AlreadyRedeemed
+    );
+    assert_eq!(
+        s.redeem_zk(&zk(2, 0, "op", 3, 8)).await.unwrap(),
+        ZkRedeemOutcome::AlreadyRedeemed
+    );
+    // And a v0.1 envelope for voucher 2 after its v0.2 redemption is refused, nothing written.
+    assert_eq!(
+        s.redeem(&redemption(2, "op", 4, 9)).await.unwrap(),
+        RedeemOutcome::AlreadyRedeemed
+    );
+    assert_eq!(
+        s.voucher(&[2; 32]).await.unwrap().unwrap().state,
+        VoucherState::Live
+    );
+    assert!(s.nullifier_spent(&[2; 32]).await.unwrap());
+    assert!(!s.nullifier_spent(&[3; 32]).await.unwrap());
+    let rows = s.mmrs().await.unwrap();
+    // Voucher 1 (group 1) by v0.1 is booked to its group; nullifier 2 through MMR 0.
+    assert_eq!((rows[0].redeemed_via, rows[1].redeemed_via), (D10, D10));
+    let t = replayed(&s).await;
+    assert_eq!((t.redeemed, t.live), (Amount(20_000_000), D10));
+}
+
+async fn racing_zk_redemptions_exactly_one_wins(which: Which) {
+    let (a, _g) = coordinator(which, Amount(1_000_000_000)).await;
+    let b = CoordinatorStore::open(a.db().clone()).await.unwrap();
+    a.publish(&in_mmrs(1, 0, &[0])).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let op = if i % 4 < 2 { "op" } else { "op2" };
+            s.redeem_zk(&zk(7, 0, op, 100 + i, 5)).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() == ZkRedeemOutcome::Redeemed {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(replayed(&a).await.redeemed, D10, "paid exactly once");
+}
+
+async fn release_by_books_is_conservative(which: Which) {
+    let (s, _g) = coordinator(which, Amount(1_000_000_000)).await;
+    // Groups: voucher 1 → 0; 2, 3 → 1 (also in 0); 4 → 2 (also in 1).
+    s.publish(&in_mmrs(1, 0, &[0])).await.unwrap();
+    s.publish(&in_mmrs(2, 0, &[0, 1])).await.unwrap();
+    s.publish(&in_mmrs(3, 0, &[0, 1])).await.unwrap();
+    s.publish(&in_mmrs(4, 0, &[1, 2])).await.unwrap();
+    // Two redemptions through MMR 0 (which ones, the coordinator cannot tell: here 2 and 3).
+    s.redeem_zk(&zk(2, 0, "op", 1, 1)).await.unwrap();
+    s.redeem_zk(&zk(3, 0, "op", 2, 1)).await.unwrap();
+    assert_eq!(
+        s.release_expired(10, None).await.unwrap(),
+        (0, Amount::ZERO)
+    );
+    // MMR 0 expired: its group holds 10, but 20 went through it — nothing provably dead.
+    let (_, v) = s.release_expired(10, Some(0)).await.unwrap();
+    assert_eq!(v, Amount::ZERO);
+    // MMRs 0 and 1 expired: groups 0+1 hold 30, 20 redeemed through 0 and 1: 10 is dead
+    // (voucher 1 — it can no longer be redeemed anywhere).
+    let (_, v) = s.release_expired(11, Some(1)).await.unwrap();
+    assert_eq!(v, D10);
+    assert_eq!(
+        s.release_expired(12, Some(1)).await.unwrap().1,
+        Amount::ZERO,
+        "once"
+    );
+    // Voucher 4 is redeemed through MMR 2; once it expired nothing more is releasable.
+    s.redeem_zk(&zk(4, 2, "op", 3, 13)).await.unwrap();
+    assert_eq!(
+        s.release_expired(14, Some(2)).await.unwrap().1,
+        Amount::ZERO
+    );
+    assert_eq!(s.released_by_books().await.unwrap(), D10);
+    let t = replayed(&s).await;
+    assert_eq!(
+        (t.published, t.redeemed, t.released, t.live),
+        (Amount(40_000_000), Amount(30_000_000), D10, Amount::ZERO)
+    );
 }

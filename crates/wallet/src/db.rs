@@ -61,6 +61,44 @@ const SCHEMA: &[&str] = &[
     )",
 ];
 
+/// Schema changes after [`SCHEMA`], in order: `MIGRATIONS[k]` takes a file from schema version
+/// `k + 1` to `k + 2`. The version is the `schema` counter (absent = 1, the original schema).
+/// A new file gets [`SCHEMA`] and then every migration, so old and new files end up alike.
+const MIGRATIONS: &[&[&str]] = &[
+    // 2: v0.2 redemption. Membership paths from the publish receipt (public: they name the
+    // MMR and leaf index, which the commitment in the clear already identifies), the leaf
+    // cache of each MMR downloaded for path updates (contiguous chunks of 32-byte leaves,
+    // always exactly the leaves `0..size` of the MMR's stored checkpoint, which they were
+    // verified against), the latest verified signed checkpoint per MMR (kept to detect a
+    // forked view), and the protocol each credit was redeemed with.
+    &[
+        "CREATE TABLE voucher_paths (
+            voucher_id INTEGER NOT NULL REFERENCES vouchers(id),
+            mmr_id INTEGER NOT NULL CHECK (mmr_id >= 0),
+            leaf_index INTEGER NOT NULL CHECK (leaf_index >= 0),
+            proof TEXT NOT NULL,
+            PRIMARY KEY (voucher_id, mmr_id)
+        )",
+        "CREATE TABLE mmr_checkpoints (
+            mmr_id INTEGER PRIMARY KEY CHECK (mmr_id >= 0),
+            size INTEGER NOT NULL CHECK (size >= 0),
+            signed TEXT NOT NULL,
+            updated_at INTEGER NOT NULL
+        )",
+        "CREATE TABLE mmr_leaf_chunks (
+            mmr_id INTEGER NOT NULL,
+            start INTEGER NOT NULL CHECK (start >= 0),
+            leaves BLOB NOT NULL,
+            PRIMARY KEY (mmr_id, start)
+        )",
+        "ALTER TABLE credits ADD COLUMN protocol INTEGER NOT NULL DEFAULT 1 \
+         CHECK (protocol IN (1, 2))",
+    ],
+];
+
+/// The schema version this code writes and reads.
+pub(crate) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+
 /// Opens the SQLite file at `path` (which must exist).
 ///
 /// WAL with `synchronous=FULL`: a committed write — above all an index reservation — survives
@@ -116,7 +154,51 @@ pub(crate) async fn initialize(
     sqlx::query("INSERT INTO counters (name, value) VALUES ('next_index', 0)")
         .execute(&mut *tx)
         .await?;
+    apply_migrations(&mut tx, 1).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Brings an opened wallet file to [`SCHEMA_VERSION`], in one transaction. A file from a newer
+/// wallet (a version above ours) is refused rather than misread.
+pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), WalletError> {
+    let mut tx = pool.begin().await?;
+    // A write first, so the transaction holds the write lock before it reads the version:
+    // two processes opening an old file at once migrate it one after the other.
+    sqlx::query("INSERT INTO counters (name, value) VALUES ('schema', 1) ON CONFLICT DO NOTHING")
+        .execute(&mut *tx)
+        .await?;
+    let version: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'schema'")
+        .fetch_one(&mut *tx)
+        .await?;
+    if version > SCHEMA_VERSION {
+        return Err(WalletError::Corrupt(format!(
+            "the file has schema version {version}, newer than this wallet's {SCHEMA_VERSION}; \
+             use a newer smpx"
+        )));
+    }
+    apply_migrations(&mut tx, version).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn apply_migrations(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    from: i64,
+) -> Result<(), WalletError> {
+    let skip = usize::try_from(from - 1).unwrap_or(0);
+    for stmts in MIGRATIONS.iter().skip(skip) {
+        for stmt in *stmts {
+            tx.execute(*stmt).await?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ('schema', ?) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )
+    .bind(SCHEMA_VERSION)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -415,14 +497,15 @@ pub(crate) async fn record_credit(
 ) -> Result<(), WalletError> {
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "INSERT INTO credits (voucher_id, operator_id, credited, receipt, at) \
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO credits (voucher_id, operator_id, credited, receipt, at, protocol) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(credit.voucher_id)
     .bind(&credit.operator_id)
     .bind(to_i64(credit.credited.0)?)
     .bind(credit.receipt.to_string())
     .bind(to_i64(credit.at)?)
+    .bind(i64::from(credit.protocol))
     .execute(&mut *tx)
     .await?;
     let updated = sqlx::query(
@@ -450,7 +533,8 @@ pub(crate) async fn record_credit(
 
 pub(crate) async fn credits(pool: &SqlitePool) -> Result<Vec<CreditRecord>, WalletError> {
     let rows = sqlx::query(
-        "SELECT voucher_id, operator_id, credited, receipt, at FROM credits ORDER BY voucher_id",
+        "SELECT voucher_id, operator_id, credited, receipt, at, protocol FROM credits \
+         ORDER BY voucher_id",
     )
     .fetch_all(pool)
     .await?;
@@ -464,9 +548,210 @@ pub(crate) async fn credits(pool: &SqlitePool) -> Result<Vec<CreditRecord>, Wall
                 receipt: serde_json::from_str(&receipt)
                     .map_err(|e| WalletError::Corrupt(format!("stored receipt: {e}")))?,
                 at: to_u64(r.try_get("at")?, "credit time")?,
+                protocol: u32::try_from(r.try_get::<i64, _>("protocol")?)
+                    .map_err(|_| WalletError::Corrupt("credit protocol".into()))?,
             })
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// v0.2: membership paths, and each MMR's leaf cache and latest verified checkpoint
+
+/// Stores the membership paths of a voucher's publish receipt (one per MMR; an existing row is
+/// kept).
+pub(crate) async fn put_paths(
+    pool: &SqlitePool,
+    voucher_id: i64,
+    paths: &[smpx_core::mmr::Proof],
+) -> Result<(), WalletError> {
+    let mut tx = pool.begin().await?;
+    for p in paths {
+        let json = serde_json::to_string(p)
+            .map_err(|e| WalletError::Corrupt(format!("encoding a path: {e}")))?;
+        sqlx::query(
+            "INSERT INTO voucher_paths (voucher_id, mmr_id, leaf_index, proof) \
+             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(voucher_id)
+        .bind(to_i64(p.mmr.id)?)
+        .bind(to_i64(p.leaf_index)?)
+        .bind(json)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A voucher's stored membership paths, oldest MMR first.
+pub(crate) async fn paths(
+    pool: &SqlitePool,
+    voucher_id: i64,
+) -> Result<Vec<smpx_core::mmr::Proof>, WalletError> {
+    let rows = sqlx::query(
+        "SELECT mmr_id, leaf_index, proof FROM voucher_paths WHERE voucher_id = ? ORDER BY mmr_id",
+    )
+    .bind(voucher_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let json: String = r.try_get("proof")?;
+            let p: smpx_core::mmr::Proof = serde_json::from_str(&json)
+                .map_err(|e| WalletError::Corrupt(format!("stored path: {e}")))?;
+            if to_i64(p.mmr.id)? != r.try_get::<i64, _>("mmr_id")?
+                || to_i64(p.leaf_index)? != r.try_get::<i64, _>("leaf_index")?
+            {
+                return Err(WalletError::Corrupt(
+                    "a stored path does not match its row".into(),
+                ));
+            }
+            Ok(p)
+        })
+        .collect()
+}
+
+/// What the wallet holds about one MMR: its latest verified signed checkpoint (JSON) and the
+/// cached leaves. `leaves` is empty when the cache is not exactly the checkpoint's leaves
+/// `0..size` in contiguous chunks (a damaged cache is downloaded again, never trusted).
+pub(crate) struct MmrCache {
+    pub checkpoint: Option<String>,
+    pub size: u64,
+    pub leaves: Vec<[u8; 32]>,
+}
+
+pub(crate) async fn mmr_cache(pool: &SqlitePool, mmr_id: u64) -> Result<MmrCache, WalletError> {
+    let id = to_i64(mmr_id)?;
+    let cp = sqlx::query("SELECT size, signed FROM mmr_checkpoints WHERE mmr_id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    let Some(cp) = cp else {
+        return Ok(MmrCache {
+            checkpoint: None,
+            size: 0,
+            leaves: Vec::new(),
+        });
+    };
+    let size = to_u64(cp.try_get("size")?, "checkpoint size")?;
+    let signed: String = cp.try_get("signed")?;
+    let chunks =
+        sqlx::query("SELECT start, leaves FROM mmr_leaf_chunks WHERE mmr_id = ? ORDER BY start")
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+    let mut leaves: Vec<[u8; 32]> = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut intact = true;
+    for c in &chunks {
+        let start = to_u64(c.try_get("start")?, "chunk start")?;
+        let blob: Vec<u8> = c.try_get("leaves")?;
+        if start != leaves.len() as u64 || !blob.chunks_exact(32).remainder().is_empty() {
+            intact = false;
+            break;
+        }
+        leaves.extend(
+            blob.chunks_exact(32)
+                .filter_map(|l| <[u8; 32]>::try_from(l).ok()),
+        );
+    }
+    if !intact || leaves.len() as u64 != size {
+        tracing::warn!(
+            mmr = mmr_id,
+            "the MMR leaf cache is damaged; it will be downloaded again"
+        );
+        leaves.clear();
+    }
+    Ok(MmrCache {
+        checkpoint: Some(signed),
+        size,
+        leaves,
+    })
+}
+
+/// Records a verified sync of one MMR, if no other sync got there first (compare-and-set on
+/// the stored checkpoint's size being `prior_size`, or absent when `None`): appends the
+/// leaves `start..start + new_leaves.len()` (from `start` 0 they replace the whole cache) and
+/// stores `signed` as the MMR's checkpoint at `size`. Returns whether it stored.
+pub(crate) struct MmrSave<'a> {
+    pub mmr_id: u64,
+    pub prior_size: Option<u64>,
+    pub start: u64,
+    pub new_leaves: &'a [[u8; 32]],
+    pub size: u64,
+    pub signed: &'a str,
+    pub now: u64,
+}
+
+pub(crate) async fn save_mmr(pool: &SqlitePool, s: &MmrSave<'_>) -> Result<bool, WalletError> {
+    let id = to_i64(s.mmr_id)?;
+    let mut tx = pool.begin().await?;
+    // Write first (takes the write lock), then read what is stored.
+    let changed = match s.prior_size {
+        None => sqlx::query(
+            "INSERT INTO mmr_checkpoints (mmr_id, size, signed, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(to_i64(s.size)?)
+        .bind(s.signed)
+        .bind(to_i64(s.now)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        Some(prior) => sqlx::query(
+            "UPDATE mmr_checkpoints SET size = ?, signed = ?, updated_at = ? \
+             WHERE mmr_id = ? AND size = ?",
+        )
+        .bind(to_i64(s.size)?)
+        .bind(s.signed)
+        .bind(to_i64(s.now)?)
+        .bind(id)
+        .bind(to_i64(prior)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+    };
+    if changed != 1 {
+        return Ok(false);
+    }
+    if s.start == 0 {
+        sqlx::query("DELETE FROM mmr_leaf_chunks WHERE mmr_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !s.new_leaves.is_empty() {
+        let blob: Vec<u8> = s.new_leaves.iter().flatten().copied().collect();
+        sqlx::query("INSERT INTO mmr_leaf_chunks (mmr_id, start, leaves) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(to_i64(s.start)?)
+            .bind(blob)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Removes a pending (unanswered) redemption request that can never succeed, so the next
+/// attempt makes a new one.
+pub(crate) async fn delete_envelope(
+    pool: &SqlitePool,
+    voucher_id: i64,
+    operator_id: &str,
+    envelope_key: &str,
+) -> Result<(), WalletError> {
+    sqlx::query(
+        "DELETE FROM pending_envelopes WHERE voucher_id = ? AND operator_id = ? \
+         AND envelope_key = ?",
+    )
+    .bind(voucher_id)
+    .bind(operator_id)
+    .bind(envelope_key)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 fn to_u64(v: i64, what: &str) -> Result<u64, WalletError> {

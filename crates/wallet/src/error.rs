@@ -1,7 +1,9 @@
 //! Wallet errors, worded for the person running the wallet. None carries secret material.
 
 use crate::model::LocalState;
+use smpx_core::api::Checkpoint;
 use smpx_core::crypto::CryptoError;
+use smpx_core::receipt::Signed;
 use smpx_http::ClientError;
 use std::path::PathBuf;
 
@@ -68,6 +70,56 @@ pub enum WalletError {
     /// period, so a purchase now could not be published.
     #[error("the coordinator lists no current key of issuer {issuer:?} for denomination {denomination}; try again later or use another issuer")]
     NoIssuerKey { issuer: String, denomination: u64 },
+
+    // v0.2 (zero-knowledge) redemption
+    /// The coordinator does not offer v0.2 redemption (no ceremony keys, or protocol 2 not
+    /// among its `protocol_versions`).
+    #[error("the coordinator does not offer zero-knowledge (protocol 2) redemption: {reason}; protocol 1 still works, but shows the coordinator which voucher is redeemed")]
+    ZkUnavailable { reason: String },
+    /// None of the MMRs the voucher was appended to accepts redemptions any more.
+    #[error("voucher {id} cannot be redeemed with protocol 2: none of its MMRs ({mmrs:?}) accepts redemptions any more")]
+    NoRedeemableMmr { id: i64, mmrs: Vec<u64> },
+    /// Redeeming without a path update needs the path from the publish receipt, which this
+    /// wallet does not have (a recovered voucher, or a publish whose answer was lost).
+    #[error("voucher {id} has no stored membership path in MMR {mmr_id} (it was recovered, or its publish answer was lost): redeem it with the path update")]
+    NoStoredPath { id: i64, mmr_id: u64 },
+    /// The coordinator signed two checkpoints of one MMR that no single append-only history
+    /// satisfies: it shows different people different MMRs (which could single out a
+    /// redeemer). The two signed checkpoints are the evidence; nothing was redeemed.
+    #[error("forked view of MMR {mmr_id}: the coordinator signed a root at size {} and a root at size {} that are not of one history; keep this evidence and do not redeem through this coordinator", .earlier.body.size, .later.body.size)]
+    ForkedView {
+        mmr_id: u64,
+        earlier: Box<Signed<Checkpoint>>,
+        later: Box<Signed<Checkpoint>>,
+    },
+    /// The MMR's leaves, verified against a signed checkpoint, do not hold this voucher's
+    /// commitment where its path says (or anywhere, when `leaf_index` is `None`).
+    #[error("{}", leaf_mismatch_message(*id, *mmr_id, *leaf_index))]
+    LeafMismatch {
+        id: i64,
+        mmr_id: u64,
+        leaf_index: Option<u64>,
+    },
+    /// The downloaded ceremony transcript does not hash to what the coordinator announced.
+    #[error(
+        "the ceremony transcript's SHA-256 is {actual}, but the coordinator announced {expected}"
+    )]
+    TranscriptMismatch { expected: String, actual: String },
+    /// The ceremony transcript does not verify (or does not give the coordinator's key).
+    #[error("the ceremony transcript does not verify: {0}")]
+    TranscriptInvalid(String),
+    /// Proving (or a proving key) failed locally.
+    #[error("zero-knowledge proof: {0}")]
+    Zk(#[from] smpx_zk::ZkError),
+}
+
+fn leaf_mismatch_message(id: i64, mmr_id: u64, leaf_index: Option<u64>) -> String {
+    match leaf_index {
+        Some(i) => format!(
+            "leaf {i} of MMR {mmr_id} is not voucher {id}'s commitment, although its publish receipt put it there"
+        ),
+        None => format!("voucher {id}'s commitment is not among the leaves of MMR {mmr_id}"),
+    }
 }
 
 fn invalid_state_message(id: i64, state: LocalState, action: Action) -> String {

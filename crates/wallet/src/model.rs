@@ -138,6 +138,10 @@ pub struct CreditRecord {
     pub receipt: serde_json::Value,
     /// When the operator issued it (its `issued_at`, unix seconds).
     pub at: u64,
+    /// The redemption protocol used: 1 (the coordinator saw the voucher) or 2 (a
+    /// zero-knowledge proof; the coordinator saw only a nullifier, the MMR and the
+    /// denomination).
+    pub protocol: u32,
 }
 
 /// Count and face value of the vouchers in one state.
@@ -278,6 +282,7 @@ mod tests {
             credited: Amount(units),
             receipt: serde_json::Value::Null,
             at: 0,
+            protocol: 2,
         };
         let b = Balance::from_records(&vouchers, &[c("a", 5), c("a", 7), c("b", 1)]);
         assert_eq!(

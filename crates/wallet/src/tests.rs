@@ -154,6 +154,60 @@ async fn wrong_passphrase_is_rejected() {
 }
 
 #[tokio::test]
+async fn a_wallet_of_the_first_schema_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wallet_path(&dir);
+    let (w, _) = Wallet::create_with(&path, PASS, fast()).await.unwrap();
+    let id = start_purchase(&w).await;
+    complete_purchase(&w, id).await;
+    // Make it a file as the first wallet wrote it: no v0.2 tables, no credit protocol, no
+    // schema counter; with a credit recorded.
+    for stmt in [
+        "DROP TABLE voucher_paths",
+        "DROP TABLE mmr_checkpoints",
+        "DROP TABLE mmr_leaf_chunks",
+        "ALTER TABLE credits DROP COLUMN protocol",
+        "DELETE FROM counters WHERE name = 'schema'",
+        "UPDATE vouchers SET state = 'redeemed'",
+    ] {
+        sqlx::query(stmt).execute(w.pool()).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO credits (voucher_id, operator_id, credited, receipt, at) \
+         VALUES (?, 'op', 5, 'null', 7)",
+    )
+    .bind(id)
+    .execute(w.pool())
+    .await
+    .unwrap();
+    w.close().await;
+
+    let w = Wallet::open(&path, PASS).await.unwrap();
+    let credits = w.credits().await.unwrap();
+    assert_eq!(credits.len(), 1);
+    assert_eq!(credits[0].protocol, 1, "old credits were protocol 1");
+    assert!(w.paths(id).await.unwrap().is_empty());
+    let version: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'schema'")
+        .fetch_one(w.pool())
+        .await
+        .unwrap();
+    assert_eq!(version, db::SCHEMA_VERSION);
+    // Opening again changes nothing.
+    w.close().await;
+    let w = Wallet::open(&path, PASS).await.unwrap();
+    assert_eq!(w.credits().await.unwrap(), credits);
+
+    // A file from a newer wallet is refused, not misread.
+    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'schema'")
+        .execute(w.pool())
+        .await
+        .unwrap();
+    w.close().await;
+    let e = Wallet::open(&path, PASS).await.unwrap_err();
+    assert!(e.to_string().contains("newer"), "{e}");
+}
+
+#[tokio::test]
 async fn open_reports_missing_and_foreign_files() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.db");
@@ -569,6 +623,8 @@ fn wallet_and_its_futures_are_send(w: &Wallet) {
     send(w.resume_buy("", 1, Payment::Devnet));
     send(w.publish("", 1, Duration::ZERO));
     send(w.redeem("", "", 1));
+    send(w.redeem_with("", "", 1, &crate::RedeemOptions::default(), &|_| {}));
+    send(w.paths(1));
     send(w.refresh(""));
     send(w.recover("", 1, &|_| {}));
     send(w.balance());

@@ -203,6 +203,12 @@ pub(crate) mod aad {
     pub(crate) fn envelope(index: u64, operator_id: &str, envelope_key: &str) -> Vec<u8> {
         format!("smpx-wallet/v1/envelope/{index}/{operator_id}/{envelope_key}").into_bytes()
     }
+
+    /// A pending protocol-2 redemption (`ZkRedemption`): no secret, but its nullifier links
+    /// the voucher to the public redemption record, so it is kept sealed too.
+    pub(crate) fn zk_request(index: u64, operator_id: &str, request_key: &str) -> Vec<u8> {
+        format!("smpx-wallet/v2/zk-redemption/{index}/{operator_id}/{request_key}").into_bytes()
+    }
 }
 
 #[cfg(test)]

@@ -9,11 +9,12 @@ use crate::db::{self, InitialMeta, NewPurchase, RecoveredVoucher, Transition};
 use crate::error::{Action, WalletError};
 use crate::model::{Balance, CreditRecord, Event, LocalState, VoucherRecord};
 use crate::vault::{self, aad, KdfParams, VaultKey};
+use crate::zk::{self, HttpMmrs, Protocol, RedeemOptions, RedeemProgress};
 pub use smpx_core::api::Payment;
 use smpx_core::api::{
     IssuerKeyInfo, IssuerServiceInfo, OperatorCreditReceipt, OperatorServiceInfo, ParamsResponse,
     PublishReceipt, PublishRequest, PurchaseRequest, PurchaseResponse, RedeemRequest, VoucherState,
-    VoucherStatus,
+    VoucherStatus, ZkInfo, ZkRedemption,
 };
 use smpx_core::crypto::blind::{
     BlindSignature, BlindedMessage, BlindingState, IssuerPublicKey, VoucherSignature,
@@ -21,14 +22,15 @@ use smpx_core::crypto::blind::{
 use smpx_core::crypto::envelope::Envelope;
 use smpx_core::crypto::field::FieldBytes;
 use smpx_core::crypto::seed::WalletSeed;
-use smpx_core::crypto::voucher::{commitment, Commitment};
+use smpx_core::crypto::voucher::{commitment, nullifier, Commitment, VoucherSecret};
 use smpx_core::crypto::{b64, CryptoError};
 use smpx_core::issuance::voucher_message;
 use smpx_core::ledger::valid_id;
 use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
-use smpx_core::redemption::{seal_v1, PROTOCOL_V1};
-use smpx_core::{keys, ErrorCode};
+use smpx_core::redemption::{seal_v1, PROTOCOL_V1, PROTOCOL_V2};
+use smpx_core::{keys, mmr, rotation, Amount, ErrorCode, NetworkParams};
 use smpx_http::{ApiClient, ClientError};
+use smpx_zk::{RedeemPublic, RedeemWitness};
 use sqlx::sqlite::SqlitePool;
 use std::collections::HashSet;
 use std::fmt;
@@ -167,7 +169,10 @@ impl Wallet {
         let pool = db::connect(path)
             .await
             .map_err(|e| not_a_wallet(e.to_string()))?;
-        let result = Self::unlock(&pool, passphrase, &not_a_wallet).await;
+        let result = match Self::unlock(&pool, passphrase, &not_a_wallet).await {
+            Ok(unlocked) => db::migrate(&pool).await.map(|()| unlocked),
+            Err(e) => Err(e),
+        };
         match result {
             Ok((key, seed)) => Ok(Wallet {
                 pool,
@@ -529,6 +534,8 @@ impl Wallet {
                         "the publish receipt is for another voucher".into(),
                     ));
                 }
+                check_paths(&b.paths, &c, &p.params)?;
+                db::put_paths(&self.pool, id, &b.paths).await?;
                 let receipt_json = serde_json::to_string(&receipt)
                     .map_err(|e| WalletError::Corrupt(format!("encoding the receipt: {e}")))?;
                 self.move_to(
@@ -565,18 +572,53 @@ impl Wallet {
     // ---------------------------------------------------------------------------------------
     // Redeeming
 
-    /// Redeems a published voucher at the operator at `operator`: seals `(C, s, d, operator)`
-    /// to the coordinator, hands it to the operator, and verifies the operator's receipt and
-    /// the coordinator's receipt inside it.
-    ///
-    /// The envelope is stored (encrypted) before it is sent, and a retry re-sends the same
-    /// one, which the services answer with the receipt they stored. So after a lost answer,
-    /// call this again with the same operator, even if the voucher shows as redeemed.
+    /// Redeems a published voucher at the operator at `operator` with the default options:
+    /// protocol 2 (zero knowledge), the older MMR, the path updated to the latest root. See
+    /// [`Wallet::redeem_with`].
     pub async fn redeem(
         &self,
         coordinator: &str,
         operator: &str,
         id: i64,
+    ) -> Result<CreditRecord, WalletError> {
+        self.redeem_with(
+            coordinator,
+            operator,
+            id,
+            &RedeemOptions::default(),
+            &|_| {},
+        )
+        .await
+    }
+
+    /// Redeems a published voucher at the operator at `operator`, and verifies the operator's
+    /// receipt and the coordinator's receipt inside it.
+    ///
+    /// * **Protocol 1**: seals `(C, s, d, operator)` to the coordinator and hands it to the
+    ///   operator; the coordinator learns which voucher it is.
+    /// * **Protocol 2** (default): proves in zero knowledge that the wallet knows the secret
+    ///   of a voucher in the chosen MMR ([`RedeemOptions::mmr`]), revealing its nullifier,
+    ///   the MMR, the denomination and the operator only. With [`RedeemOptions::update_path`]
+    ///   (default) the wallet first downloads every leaf of that MMR it does not hold yet and
+    ///   the latest signed checkpoint (see the crate docs for what that costs and why);
+    ///   without it, it proves against the root of the path in its publish receipt. The first
+    ///   redemption against a coordinator's ceremony also downloads and verifies the ceremony
+    ///   transcript (cached afterwards). `progress` hears about each stage; proving and
+    ///   transcript verification run on the blocking thread pool.
+    ///
+    /// The request (envelope or proof) is stored (encrypted) before it is sent, and a retry
+    /// with the same operator and protocol re-sends the same one, which the services answer
+    /// with the receipt they stored. So after a lost answer, call this again with the same
+    /// operator and protocol, even if the voucher shows as redeemed. (A protocol-2 request
+    /// the coordinator refuses for good — a root or MMR it no longer accepts, a proof it
+    /// rejects — is dropped, so the next attempt makes a new one.)
+    pub async fn redeem_with(
+        &self,
+        coordinator: &str,
+        operator: &str,
+        id: i64,
+        options: &RedeemOptions,
+        progress: &(dyn Fn(RedeemProgress) + Sync),
     ) -> Result<CreditRecord, WalletError> {
         let row = db::voucher(&self.pool, id).await?;
         let r = &row.record;
@@ -601,10 +643,32 @@ impl Wallet {
         }
         let coord = ApiClient::new(coordinator);
         let p: ParamsResponse = coord.get("/v1/params").await?;
-        let envelope_key = hex::encode(p.envelope_key.0);
-        let envelope_aad = aad::envelope(r.index, &op.operator_id, &envelope_key);
+        let to = Operator {
+            api: &op_api,
+            info: &op,
+        };
+        match options.protocol {
+            Protocol::V1 => self.redeem_v1(r, retry_only, &to, &p).await,
+            Protocol::V2 => {
+                self.redeem_v2(r, retry_only, &to, &coord, &p, options, progress)
+                    .await
+            }
+        }
+    }
 
-        let stored = db::envelope(&self.pool, id, &op.operator_id, &envelope_key).await?;
+    async fn redeem_v1(
+        &self,
+        r: &VoucherRecord,
+        retry_only: bool,
+        to: &Operator<'_>,
+        p: &ParamsResponse,
+    ) -> Result<CreditRecord, WalletError> {
+        let id = r.id;
+        let operator_id = &to.info.operator_id;
+        let envelope_key = hex::encode(p.envelope_key.0);
+        let envelope_aad = aad::envelope(r.index, operator_id, &envelope_key);
+
+        let stored = db::envelope(&self.pool, id, operator_id, &envelope_key).await?;
         let blob = match stored {
             Some(b) => b,
             // Redeemed elsewhere (another copy of the wallet, or another operator): there is
@@ -617,14 +681,9 @@ impl Wallet {
                 })
             }
             None => {
-                let s = self.seed.voucher_secret(r.index);
-                if commitment(&s, r.denomination).0.to_hex() != r.commitment {
-                    return Err(WalletError::Corrupt(format!(
-                        "voucher {id}'s commitment is not derived from this wallet's seed"
-                    )));
-                }
+                let s = self.secret_of(r)?;
                 let env =
-                    seal_v1(&p.envelope_key, &s, r.denomination, &op.operator_id).map_err(|e| {
+                    seal_v1(&p.envelope_key, &s, r.denomination, operator_id).map_err(|e| {
                         WalletError::Verification(format!(
                             "cannot seal to the coordinator's envelope key: {}",
                             e.message
@@ -638,7 +697,7 @@ impl Wallet {
                 db::put_envelope(
                     &self.pool,
                     id,
-                    &op.operator_id,
+                    operator_id,
                     &envelope_key,
                     &blob,
                     unix_now(),
@@ -649,12 +708,218 @@ impl Wallet {
         let env_json = self.key.open_known(&envelope_aad, &blob)?;
         let envelope: Envelope = serde_json::from_slice(&env_json)
             .map_err(|e| WalletError::Corrupt(format!("stored envelope: {e}")))?;
-
+        let digest = envelope.digest();
         let req = RedeemRequest {
             version: PROTOCOL_V1,
-            envelope: envelope.clone(),
+            envelope: Some(envelope),
+            zk: None,
         };
-        let receipt: Signed<OperatorCreditReceipt> = match op_api.post("/v1/redeem", &req).await {
+        self.submit(r, to, p, &req, &digest, &envelope_key).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn redeem_v2(
+        &self,
+        r: &VoucherRecord,
+        retry_only: bool,
+        to: &Operator<'_>,
+        coord: &ApiClient,
+        p: &ParamsResponse,
+        options: &RedeemOptions,
+        progress: &(dyn Fn(RedeemProgress) + Sync),
+    ) -> Result<CreditRecord, WalletError> {
+        let id = r.id;
+        let operator_id = &to.info.operator_id;
+        if !p.params.protocol_versions.contains(&PROTOCOL_V2) {
+            return Err(WalletError::ZkUnavailable {
+                reason: format!("its protocol versions are {:?}", p.params.protocol_versions),
+            });
+        }
+        progress(RedeemProgress::FetchingKeys);
+        let zk_info = zk::zk_info(coord).await?;
+        // A pending request is only good for the ceremony keys it was proven with.
+        let request_key = format!("zk:{}", zk_info.transcript_sha256);
+        let request_aad = aad::zk_request(r.index, operator_id, &request_key);
+
+        let stored = db::envelope(&self.pool, id, operator_id, &request_key).await?;
+        let blob = match stored {
+            Some(b) => b,
+            None if retry_only => {
+                return Err(WalletError::InvalidState {
+                    id,
+                    state: r.state,
+                    action: Action::Redeem,
+                })
+            }
+            None => {
+                let zk = self
+                    .prove_v2(r, to, coord, p, &zk_info, options, progress)
+                    .await?;
+                let json = serde_json::to_vec(&zk)
+                    .map_err(|e| WalletError::Corrupt(format!("encoding the redemption: {e}")))?;
+                let blob = self.key.seal(&request_aad, &json)?;
+                db::put_envelope(&self.pool, id, operator_id, &request_key, &blob, unix_now())
+                    .await?
+            }
+        };
+        let json = self.key.open_known(&request_aad, &blob)?;
+        let zk: ZkRedemption = serde_json::from_slice(&json)
+            .map_err(|e| WalletError::Corrupt(format!("stored redemption: {e}")))?;
+        let digest = zk.digest();
+        let req = RedeemRequest {
+            version: PROTOCOL_V2,
+            envelope: None,
+            zk: Some(zk),
+        };
+        progress(RedeemProgress::Submitting);
+        self.submit(r, to, p, &req, &digest, &request_key).await
+    }
+
+    /// Makes a protocol-2 redemption of voucher `r` for operator `to`.
+    #[allow(clippy::too_many_arguments)]
+    async fn prove_v2(
+        &self,
+        r: &VoucherRecord,
+        to: &Operator<'_>,
+        coord: &ApiClient,
+        p: &ParamsResponse,
+        zk_info: &ZkInfo,
+        options: &RedeemOptions,
+        progress: &(dyn Fn(RedeemProgress) + Sync),
+    ) -> Result<ZkRedemption, WalletError> {
+        let id = r.id;
+        let s = self.secret_of(r)?;
+        let c = parse_commitment(&r.commitment)?;
+        let leaf = c.0.to_fr()?;
+        let paths = db::paths(&self.pool, id).await?;
+        // The MMRs it is in: from the publish receipt, or else (recovered, or the receipt was
+        // lost) the ones open when it was published.
+        let mut mmrs: Vec<u64> = paths.iter().map(|pr| pr.mmr.id).collect();
+        if mmrs.is_empty() {
+            let published = r.published_at.ok_or_else(|| {
+                WalletError::Corrupt(format!("published voucher {id} has no publish time"))
+            })?;
+            mmrs = rotation::open_mmrs(&p.params, published);
+        }
+        let mmr_id = zk::choose_mmr(&p.params, &mmrs, options.mmr, p.now)
+            .ok_or(WalletError::NoRedeemableMmr { id, mmrs })?;
+        let stored_path = paths.iter().find(|pr| pr.mmr.id == mmr_id);
+        let levels = stored_path.map_or(p.params.mmr_levels, |pr| pr.mmr.levels);
+        if zk_info.levels != levels {
+            return Err(WalletError::ZkUnavailable {
+                reason: format!(
+                    "its circuit is for MMRs of {} levels, but MMR {mmr_id} has {levels}",
+                    zk_info.levels
+                ),
+            });
+        }
+        if !options.update_path && stored_path.is_none() {
+            return Err(WalletError::NoStoredPath { id, mmr_id });
+        }
+        let pk = zk::proving_key(&self.path, coord.base_url(), zk_info, progress).await?;
+
+        let path = if options.update_path {
+            let synced = zk::sync_mmr(
+                &self.pool,
+                &HttpMmrs(coord),
+                &p.receipt_key,
+                mmr_id,
+                levels,
+                progress,
+            )
+            .await?;
+            let size = synced.checkpoint.body.size;
+            let index = match stored_path {
+                Some(pr) => {
+                    if synced.mmr.leaf(pr.leaf_index) != Some(leaf) {
+                        return Err(WalletError::LeafMismatch {
+                            id,
+                            mmr_id,
+                            leaf_index: Some(pr.leaf_index),
+                        });
+                    }
+                    pr.leaf_index
+                }
+                // Searched locally, among every leaf: the coordinator is not asked.
+                None => (0..size)
+                    .find(|&i| synced.mmr.leaf(i) == Some(leaf))
+                    .ok_or(WalletError::LeafMismatch {
+                        id,
+                        mmr_id,
+                        leaf_index: None,
+                    })?,
+            };
+            if index >= size {
+                return Err(WalletError::LeafMismatch {
+                    id,
+                    mmr_id,
+                    leaf_index: Some(index),
+                });
+            }
+            synced.mmr.proof_at(index, size).map_err(|e| {
+                WalletError::Corrupt(format!("membership proof in MMR {mmr_id}: {e}"))
+            })?
+        } else {
+            stored_path
+                .cloned()
+                .ok_or(WalletError::NoStoredPath { id, mmr_id })?
+        };
+        let root = path
+            .root()
+            .map_err(|e| WalletError::Verification(format!("membership path: {e}")))?;
+        mmr::verify(&root, &leaf, &path).map_err(|_| WalletError::LeafMismatch {
+            id,
+            mmr_id,
+            leaf_index: Some(path.leaf_index),
+        })?;
+        let circuit_path = path
+            .circuit_path()
+            .map_err(|e| WalletError::Verification(format!("membership path: {e}")))?;
+        let nf = nullifier(&s).0;
+        let public = RedeemPublic {
+            root,
+            nullifier: nf.to_fr()?,
+            denomination: r.denomination,
+            binding: smpx_zk::binding_hash(&to.info.operator_id, 0),
+        };
+        progress(RedeemProgress::Proving);
+        let proof = zk::prove(
+            pk,
+            public,
+            RedeemWitness {
+                secret: s,
+                path: circuit_path,
+            },
+        )
+        .await?;
+        tracing::info!(
+            voucher = id,
+            mmr = mmr_id,
+            size = path.size,
+            "redemption proof made"
+        );
+        Ok(ZkRedemption {
+            mmr_id,
+            root: FieldBytes::from_fr(&root),
+            nullifier: nf,
+            denomination: r.denomination,
+            fee: Amount::ZERO,
+            proof: proof.to_bytes().to_vec(),
+        })
+    }
+
+    /// Sends a redemption to the operator, verifies the receipts and records the credit.
+    async fn submit(
+        &self,
+        r: &VoucherRecord,
+        to: &Operator<'_>,
+        p: &ParamsResponse,
+        req: &RedeemRequest,
+        digest: &[u8; 32],
+        request_key: &str,
+    ) -> Result<CreditRecord, WalletError> {
+        let id = r.id;
+        let receipt: Signed<OperatorCreditReceipt> = match to.api.post("/v1/redeem", req).await {
             Ok(receipt) => receipt,
             Err(e) => {
                 let event = match e.code() {
@@ -667,21 +932,64 @@ impl Wallet {
                         self.move_to(r, event, None, None).await?;
                     }
                 }
+                // A proof refused for good: drop it, so that the next attempt makes a new one.
+                if req.zk.is_some()
+                    && matches!(
+                        e.code(),
+                        Some(
+                            ErrorCode::InvalidProof
+                                | ErrorCode::MalformedProof
+                                | ErrorCode::UnknownRoot
+                                | ErrorCode::RetiredRoot
+                                | ErrorCode::UnknownMmr
+                                | ErrorCode::OperatorMismatch
+                        )
+                    )
+                {
+                    db::delete_envelope(&self.pool, id, &to.info.operator_id, request_key).await?;
+                }
                 return Err(e.into());
             }
         };
-        verify_credit(&receipt, &op, &p, r.denomination, &envelope)?;
+        verify_credit(
+            &receipt,
+            to.info,
+            p,
+            r.denomination,
+            digest,
+            req.zk.as_ref(),
+        )?;
         let credit = CreditRecord {
             voucher_id: id,
-            operator_id: op.operator_id.clone(),
+            operator_id: to.info.operator_id.clone(),
             credited: receipt.body.credited,
             receipt: serde_json::to_value(&receipt)
                 .map_err(|e| WalletError::Corrupt(format!("encoding the receipt: {e}")))?,
             at: receipt.body.issued_at,
+            protocol: req.version,
         };
         db::record_credit(&self.pool, &credit, unix_now()).await?;
-        tracing::info!(voucher = id, operator = %op.operator_id, credited = %credit.credited, "voucher redeemed");
+        tracing::info!(voucher = id, operator = %to.info.operator_id, credited = %credit.credited, protocol = req.version, "voucher redeemed");
         Ok(credit)
+    }
+
+    /// The voucher's secret, after checking that it gives the stored commitment.
+    fn secret_of(&self, r: &VoucherRecord) -> Result<VoucherSecret, WalletError> {
+        let s = self.seed.voucher_secret(r.index);
+        if commitment(&s, r.denomination).0.to_hex() != r.commitment {
+            return Err(WalletError::Corrupt(format!(
+                "voucher {}'s commitment is not derived from this wallet's seed",
+                r.id
+            )));
+        }
+        Ok(s)
+    }
+
+    /// The membership paths stored from the voucher's publish receipt (v0.2), oldest MMR first;
+    /// empty for vouchers recovered or confirmed without a receipt.
+    pub async fn paths(&self, id: i64) -> Result<Vec<mmr::Proof>, WalletError> {
+        db::voucher(&self.pool, id).await?;
+        db::paths(&self.pool, id).await
     }
 
     // ---------------------------------------------------------------------------------------
@@ -954,13 +1262,22 @@ pub(crate) fn current_key(
     Ok(ChosenKey { info, public, spki })
 }
 
-/// Checks an operator's credit receipt against what was sent and who was asked.
+/// The operator a redemption goes to.
+struct Operator<'a> {
+    api: &'a ApiClient,
+    info: &'a OperatorServiceInfo,
+}
+
+/// Checks an operator's credit receipt against what was sent and who was asked: `digest` is
+/// the request's (the envelope's for protocol 1, the [`ZkRedemption`]'s for protocol 2), and
+/// a protocol-2 receipt must name the proof's nullifier and MMR.
 fn verify_credit(
     receipt: &Signed<OperatorCreditReceipt>,
     op: &OperatorServiceInfo,
     p: &ParamsResponse,
     denomination: u64,
-    envelope: &Envelope,
+    digest: &[u8; 32],
+    zk: Option<&ZkRedemption>,
 ) -> Result<(), WalletError> {
     let v = |what: &str| WalletError::Verification(what.to_owned());
     receipt
@@ -981,10 +1298,48 @@ fn verify_credit(
             "the coordinator's receipt names another operator or denomination",
         ));
     }
-    // The digest ties the coordinator's receipt to this very envelope, not some other
+    // The digest ties the coordinator's receipt to this very request, not some other
     // redemption the operator could show us.
-    if cr.envelope_digest != envelope.digest() {
+    if cr.envelope_digest != *digest {
         return Err(v("the coordinator's receipt is for another redemption"));
+    }
+    if let Some(z) = zk {
+        if cr.nullifier != Some(z.nullifier) || cr.mmr_id != Some(z.mmr_id) {
+            return Err(v(
+                "the coordinator's receipt names another nullifier or MMR than the proof",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the membership paths of a publish receipt: each in a distinct MMR of the network's
+/// levels, and each climbing from the voucher's commitment to the root its peaks give.
+fn check_paths(
+    paths: &[mmr::Proof],
+    c: &Commitment,
+    params: &NetworkParams,
+) -> Result<(), WalletError> {
+    let leaf = c.0.to_fr()?;
+    let mut seen = HashSet::new();
+    for path in paths {
+        let bad = |why: String| {
+            WalletError::Verification(format!(
+                "the publish receipt's path in MMR {}: {why}",
+                path.mmr.id
+            ))
+        };
+        if path.mmr.levels != params.mmr_levels {
+            return Err(bad(format!(
+                "{} levels, but the network's MMRs have {}",
+                path.mmr.levels, params.mmr_levels
+            )));
+        }
+        if !seen.insert(path.mmr.id) {
+            return Err(bad("a second path in the same MMR".into()));
+        }
+        let root = path.root().map_err(|e| bad(e.to_string()))?;
+        mmr::verify(&root, &leaf, path).map_err(|e| bad(e.to_string()))?;
     }
     Ok(())
 }

@@ -8,23 +8,67 @@
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use sha2::{Digest, Sha256};
 use smpx_core::api::*;
 use smpx_core::crypto::b64;
 use smpx_core::crypto::blind::IssuerSecretKey;
 use smpx_core::crypto::envelope::HpkeSecretKey;
 use smpx_core::crypto::sign::SigningKey;
-use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
+use smpx_core::crypto::{nullifier, FieldBytes, Fr, VoucherSecret};
+use smpx_core::mmr::{Mmr, MmrParams};
+use smpx_core::receipt::{
+    Signed, CHECKPOINT_DOMAIN, OPERATOR_DOMAIN, PUBLISH_DOMAIN, REDEMPTION_DOMAIN,
+};
 use smpx_core::redemption::open_v1;
-use smpx_core::{keys, Amount, ErrorCode, NetworkParams};
+use smpx_core::{keys, rotation, Amount, ErrorCode, NetworkParams};
 use smpx_http::ApiError;
-use smpx_wallet::{KdfParams, LocalState, Wallet, WalletError};
-use std::collections::{HashMap, HashSet};
+use smpx_wallet::{
+    KdfParams, LocalState, MmrChoice, RedeemOptions, RedeemProgress, Wallet, WalletError,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 const PASS: &str = "pw";
 const OPERATOR: &str = "op-1";
 const ISSUER: &str = "iss-1";
+/// MMR levels of the mock network (capacity 63): small, so the ceremony and proofs are quick.
+const LEVELS: u32 = 3;
+
+/// One ceremony for the whole test binary (cached between runs by `smpx_zk::devnet`, and
+/// verified whenever it is loaded), and the keys it gives.
+struct Ceremony {
+    transcript: Vec<u8>,
+    vk: smpx_zk::VerifyingKey,
+    pvk: smpx_zk::PreparedVerifyingKey,
+    pk_bytes: Vec<u8>,
+}
+
+fn ceremony() -> &'static Ceremony {
+    static C: OnceLock<Ceremony> = OnceLock::new();
+    C.get_or_init(|| {
+        let cache = std::env::temp_dir().join("smpx-test-cache").join("smpx");
+        let k = smpx_zk::devnet::cached_local_ceremony(LEVELS, 1, &cache, &smpx_ceremony::Silent)
+            .unwrap();
+        Ceremony {
+            pvk: k.verifying_key.prepare(),
+            vk: k.verifying_key,
+            pk_bytes: k.proving_key.to_bytes().unwrap(),
+            transcript: k.transcript,
+        }
+    })
+}
+
+/// Puts the ceremony's proving key in the wallet's key cache, as an earlier redemption
+/// would have: the wallet then skips downloading and verifying the transcript (which the
+/// tests that start from an empty cache exercise).
+fn warm_key_cache(dir: &tempfile::TempDir) {
+    let c = ceremony();
+    let keys = dir.path().join("zk-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let hash = hex::encode(Sha256::digest(&c.transcript));
+    std::fs::write(keys.join(format!("{hash}.pk")), &c.pk_bytes).unwrap();
+}
 
 fn issuer_sk() -> &'static IssuerSecretKey {
     static KEY: OnceLock<IssuerSecretKey> = OnceLock::new();
@@ -47,6 +91,10 @@ struct Switches {
     publish_receipt_wrong_key: bool,
     coordinator_receipt_wrong_digest: bool,
     list_no_key: bool,
+    /// `GET /v1/zk` answers `zk_unavailable`.
+    zk_off: bool,
+    /// The transcript served is not the one announced.
+    corrupt_transcript: bool,
 }
 
 #[derive(Default)]
@@ -57,6 +105,44 @@ struct Books {
     redemptions: HashMap<[u8; 32], Signed<OperatorCreditReceipt>>,
     envelopes_seen: Vec<[u8; 32]>,
     lookups: u64,
+    /// v0.2: the MMRs by id, and what a forked coordinator shows instead of some of them.
+    mmrs: BTreeMap<u64, Mmr>,
+    forked: BTreeMap<u64, Mmr>,
+    /// Spent nullifiers (v1 and v2 alike).
+    nullifiers: HashSet<FieldBytes>,
+    zk_seen: Vec<ZkRedemption>,
+    leaves_served: u64,
+    transcript_downloads: u64,
+}
+
+impl Books {
+    /// Appends `c` to the MMRs open at `now` (creating them); the paths right after.
+    fn append(&mut self, params: &NetworkParams, c: Fr, now: u64) -> Vec<smpx_core::mmr::Proof> {
+        let mut paths = Vec::new();
+        for id in rotation::open_mmrs(params, now) {
+            let m = self
+                .mmrs
+                .entry(id)
+                .or_insert_with(|| Mmr::new(MmrParams::new(id, LEVELS).unwrap()).unwrap());
+            let i = m.append(c).unwrap();
+            paths.push(m.proof(i).unwrap());
+        }
+        paths
+    }
+
+    /// Other people's vouchers, published now.
+    fn append_others(&mut self, params: &NetworkParams, n: u64) {
+        for _ in 0..n {
+            let c =
+                smpx_core::crypto::commitment(&VoucherSecret::random(&mut rand::thread_rng()), 10);
+            self.append(params, c.0.to_fr().unwrap(), now());
+        }
+    }
+
+    /// The MMR as this coordinator shows it.
+    fn shown(&self, id: u64) -> Option<&Mmr> {
+        self.forked.get(&id).or_else(|| self.mmrs.get(&id))
+    }
 }
 
 struct Mock {
@@ -114,7 +200,7 @@ async fn publish(
         published_at: t,
         expires_at: t + m.params.voucher_expiry_secs,
     };
-    {
+    let paths = {
         let mut b = m.books.lock().unwrap();
         if b.vouchers.contains_key(&c) {
             return Err(ApiError::new(
@@ -123,7 +209,8 @@ async fn publish(
             ));
         }
         b.vouchers.insert(c, status.clone());
-    }
+        b.append(&m.params, req.commitment.0.to_fr().unwrap(), t)
+    };
     let mut sw = m.sw.lock().unwrap();
     if std::mem::take(&mut sw.lose_next_publish_answer) {
         return Err(ApiError::new(ErrorCode::Internal, "answer lost"));
@@ -141,6 +228,7 @@ async fn publish(
         key_id: req.key_id,
         published_at: status.published_at,
         expires_at: status.expires_at,
+        paths,
     };
     Ok(Json(Signed::sign(&signer, PUBLISH_DOMAIN, body).unwrap()))
 }
@@ -225,17 +313,26 @@ async fn redeem(
     State(m): S,
     Json(req): Json<RedeemRequest>,
 ) -> Result<Json<Signed<OperatorCreditReceipt>>, ApiError> {
-    let payload = open_v1(&m.envelope_sk, &req.envelope)?;
+    if req.version == 2 {
+        return redeem_v2(&m, req.zk.unwrap()).map(Json);
+    }
+    let envelope = req.envelope.unwrap();
+    let payload = open_v1(&m.envelope_sk, &envelope)?;
     if payload.operator_id != OPERATOR {
         return Err(ApiError::new(ErrorCode::OperatorMismatch, "other operator"));
     }
-    let digest = req.envelope.digest();
+    let digest = envelope.digest();
     let receipt = {
         let mut b = m.books.lock().unwrap();
         b.envelopes_seen.push(digest);
         if let Some(r) = b.redemptions.get(&digest) {
             r.clone()
         } else {
+            // One voucher, one redemption, whichever the protocol.
+            let s = VoucherSecret::from_bytes(&payload.secret).unwrap();
+            if !b.nullifiers.insert(nullifier(&s).0) {
+                return Err(ApiError::new(ErrorCode::AlreadyRedeemed, "nullifier spent"));
+            }
             let c = payload.commitment.0.to_hex();
             let v = b
                 .vouchers
@@ -265,6 +362,8 @@ async fn redeem(
                     share_bps: 7000,
                     envelope_digest: if wrong_digest { [7; 32] } else { digest },
                     redeemed_at: now(),
+                    nullifier: None,
+                    mmr_id: None,
                 },
             )
             .unwrap();
@@ -290,6 +389,147 @@ async fn redeem(
     Ok(Json(receipt))
 }
 
+/// The coordinator's half of a v0.2 redemption (here inside the operator's handler).
+fn redeem_v2(m: &Mock, z: ZkRedemption) -> Result<Signed<OperatorCreditReceipt>, ApiError> {
+    let digest = z.digest();
+    let mut b = m.books.lock().unwrap();
+    b.zk_seen.push(z.clone());
+    if let Some(r) = b.redemptions.get(&digest) {
+        return Ok(r.clone());
+    }
+    let mmr = b
+        .mmrs
+        .get(&z.mmr_id)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownMmr, "no such MMR"))?;
+    if !rotation::mmr_accepts_redemptions(&m.params, z.mmr_id, now()) {
+        return Err(ApiError::new(ErrorCode::RetiredRoot, "retired"));
+    }
+    if !(0..=mmr.size()).any(|n| FieldBytes::from_fr(&mmr.root_at(n).unwrap()) == z.root) {
+        return Err(ApiError::new(ErrorCode::UnknownRoot, "never a root"));
+    }
+    let proof = smpx_zk::RedeemProof::from_bytes(&z.proof)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedProof, e.to_string()))?;
+    let public = smpx_zk::RedeemPublic {
+        root: z.root.to_fr().unwrap(),
+        nullifier: z.nullifier.to_fr().unwrap(),
+        denomination: z.denomination,
+        binding: smpx_zk::binding_hash(OPERATOR, z.fee.0),
+    };
+    if !smpx_zk::verify(&ceremony().pvk, &public, &proof).unwrap() {
+        return Err(ApiError::new(ErrorCode::InvalidProof, "does not verify"));
+    }
+    if !b.nullifiers.insert(z.nullifier) {
+        return Err(ApiError::new(ErrorCode::AlreadyRedeemed, "nullifier spent"));
+    }
+    let value = Amount::from_credits(z.denomination).unwrap();
+    let share = Amount(value.0 * 7 / 10);
+    let coordinator_receipt = Signed::sign(
+        &m.coord_key,
+        REDEMPTION_DOMAIN,
+        RedemptionReceipt {
+            operator_id: OPERATOR.into(),
+            denomination: z.denomination,
+            value,
+            operator_amount: share,
+            fund_amount: Amount(value.0 - share.0),
+            share_bps: 7000,
+            envelope_digest: digest,
+            redeemed_at: now(),
+            nullifier: Some(z.nullifier),
+            mmr_id: Some(z.mmr_id),
+        },
+    )
+    .unwrap();
+    let r = Signed::sign(
+        &m.op_key,
+        OPERATOR_DOMAIN,
+        OperatorCreditReceipt {
+            operator_id: OPERATOR.into(),
+            denomination: z.denomination,
+            credited: value,
+            coordinator_receipt,
+            issued_at: now(),
+        },
+    )
+    .unwrap();
+    b.redemptions.insert(digest, r.clone());
+    drop(b);
+    if std::mem::take(&mut m.sw.lock().unwrap().lose_next_redeem_answer) {
+        return Err(ApiError::new(ErrorCode::Internal, "answer lost"));
+    }
+    Ok(r)
+}
+
+async fn zk_info(State(m): S) -> Result<Json<ZkInfo>, ApiError> {
+    if m.sw.lock().unwrap().zk_off {
+        return Err(ApiError::new(ErrorCode::ZkUnavailable, "no ceremony keys"));
+    }
+    let c = ceremony();
+    Ok(Json(ZkInfo {
+        levels: LEVELS,
+        verifying_key: b64::encode(&c.vk.to_bytes().unwrap()),
+        transcript_sha256: hex::encode(Sha256::digest(&c.transcript)),
+        transcript_bytes: c.transcript.len() as u64,
+    }))
+}
+
+async fn zk_transcript(State(m): S) -> Vec<u8> {
+    m.books.lock().unwrap().transcript_downloads += 1;
+    let mut t = ceremony().transcript.clone();
+    if m.sw.lock().unwrap().corrupt_transcript {
+        let n = t.len();
+        t[n - 1] ^= 1;
+    }
+    t
+}
+
+async fn checkpoint(
+    State(m): S,
+    Path(id): Path<u64>,
+    Query(q): Query<CheckpointQuery>,
+) -> Result<Json<Signed<Checkpoint>>, ApiError> {
+    let b = m.books.lock().unwrap();
+    let mmr = b
+        .shown(id)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownMmr, "no such MMR"))?;
+    let size = q.size.unwrap_or(mmr.size());
+    let body = Checkpoint {
+        mmr_id: id,
+        levels: LEVELS,
+        size,
+        root: FieldBytes::from_fr(&mmr.root_at(size).unwrap()),
+        at: now(),
+    };
+    Ok(Json(
+        Signed::sign(&m.coord_key, CHECKPOINT_DOMAIN, body).unwrap(),
+    ))
+}
+
+async fn leaves(
+    State(m): S,
+    Path(id): Path<u64>,
+    Query(q): Query<LeavesQuery>,
+) -> Result<Json<LeavesPage>, ApiError> {
+    let mut b = m.books.lock().unwrap();
+    let mmr = b
+        .shown(id)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownMmr, "no such MMR"))?;
+    let from = q.from.unwrap_or(0);
+    let limit = u64::from(q.limit.unwrap_or(4096).min(4096));
+    let size = mmr.size();
+    let leaves: Vec<FieldBytes> = (from..size.min(from + limit))
+        .map(|i| FieldBytes::from_fr(&mmr.leaf(i).unwrap()))
+        .collect();
+    b.leaves_served += leaves.len() as u64;
+    Ok(Json(LeavesPage {
+        mmr_id: id,
+        levels: LEVELS,
+        size,
+        from,
+        leaves,
+    }))
+}
+
 struct Net {
     mock: Arc<Mock>,
     coordinator: String,
@@ -305,9 +545,15 @@ async fn serve(router: Router) -> String {
 }
 
 async fn network() -> Net {
+    // Made once per test binary, before any request needs it (it takes a while).
+    tokio::task::spawn_blocking(ceremony).await.unwrap();
     let t = now();
+    // MMRs rotate weekly, so two are open (0 and 1) and every voucher is in both.
     let params = NetworkParams {
         epoch: t - 10 * 86_400,
+        protocol_versions: vec![1, 2],
+        mmr_period_secs: 7 * 86_400,
+        mmr_levels: LEVELS,
         ..NetworkParams::default()
     };
     let pk = issuer_sk().public_key().unwrap();
@@ -336,6 +582,10 @@ async fn network() -> Net {
             .route("/v1/issuer-keys", get(issuer_keys))
             .route("/v1/vouchers", post(publish))
             .route("/v1/vouchers/{c}", get(voucher))
+            .route("/v1/zk", get(zk_info))
+            .route("/v1/zk/transcript", get(zk_transcript))
+            .route("/v1/mmrs/{id}/checkpoint", get(checkpoint))
+            .route("/v1/mmrs/{id}/leaves", get(leaves))
             .with_state(mock.clone()),
     )
     .await;
@@ -365,7 +615,14 @@ fn code(c: &str) -> Payment {
     Payment::TopupCode { code: c.into() }
 }
 
+/// A new wallet in `dir`, whose proving-key cache is warm (see [`warm_key_cache`]).
 async fn new_wallet(dir: &tempfile::TempDir, name: &str) -> (Wallet, String) {
+    warm_key_cache(dir);
+    cold_wallet(dir, name).await
+}
+
+/// A new wallet that has never seen the ceremony keys.
+async fn cold_wallet(dir: &tempfile::TempDir, name: &str) -> (Wallet, String) {
     Wallet::create_with(
         &dir.path().join(name),
         PASS,
@@ -577,7 +834,13 @@ async fn lost_redeem_answer_resends_the_same_envelope() {
 
     net.mock.sw.lock().unwrap().lose_next_redeem_answer = true;
     assert!(w
-        .redeem(&net.coordinator, &net.operator, v.id)
+        .redeem_with(
+            &net.coordinator,
+            &net.operator,
+            v.id,
+            &RedeemOptions::v1(),
+            &|_| {}
+        )
         .await
         .is_err());
     assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Published);
@@ -586,7 +849,13 @@ async fn lost_redeem_answer_resends_the_same_envelope() {
     let changed = w.refresh(&net.coordinator).await.unwrap();
     assert_eq!(changed[0].state, LocalState::Redeemed);
     let credit = w
-        .redeem(&net.coordinator, &net.operator, v.id)
+        .redeem_with(
+            &net.coordinator,
+            &net.operator,
+            v.id,
+            &RedeemOptions::v1(),
+            &|_| {},
+        )
         .await
         .unwrap();
     assert_eq!(credit.credited, Amount::from_credits(10).unwrap());
@@ -595,7 +864,13 @@ async fn lost_redeem_answer_resends_the_same_envelope() {
     assert_eq!(seen[0], seen[1], "the retry must re-send the same envelope");
     // Now it is done for good.
     let e = w
-        .redeem(&net.coordinator, &net.operator, v.id)
+        .redeem_with(
+            &net.coordinator,
+            &net.operator,
+            v.id,
+            &RedeemOptions::v1(),
+            &|_| {},
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
@@ -627,7 +902,13 @@ async fn receipts_that_do_not_verify_are_refused() {
 
     net.mock.sw.lock().unwrap().coordinator_receipt_wrong_digest = true;
     let e = w
-        .redeem(&net.coordinator, &net.operator, v.id)
+        .redeem_with(
+            &net.coordinator,
+            &net.operator,
+            v.id,
+            &RedeemOptions::v1(),
+            &|_| {},
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, WalletError::Verification(_)), "{e}");
@@ -660,9 +941,17 @@ async fn restore_and_recover_finds_published_vouchers() {
     w.publish(&net.coordinator, v2.id, Duration::ZERO)
         .await
         .unwrap();
-    w.redeem(&net.coordinator, &net.operator, v2.id)
-        .await
-        .unwrap();
+    // Protocol 1, so the coordinator knows which voucher it was (a protocol-2 redemption
+    // leaves the voucher's status `live`: recovery then finds it published).
+    w.redeem_with(
+        &net.coordinator,
+        &net.operator,
+        v2.id,
+        &RedeemOptions::v1(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     let v3 = w
         .buy(&net.coordinator, &net.issuer, 10, code("3"))
         .await
@@ -725,4 +1014,470 @@ async fn restore_and_recover_finds_published_vouchers() {
     assert_eq!(r.next_index().await.unwrap(), 5);
     // gap_limit 3 at 3 denominations: 3 lookups per index beyond the local ones.
     assert!(net.mock.books.lock().unwrap().lookups > 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// v0.2: zero-knowledge redemption
+
+async fn published(w: &Wallet, net: &Net, code_: &str) -> smpx_wallet::VoucherRecord {
+    let v = w
+        .buy(&net.coordinator, &net.issuer, 10, code(code_))
+        .await
+        .unwrap();
+    w.publish(&net.coordinator, v.id, Duration::ZERO)
+        .await
+        .unwrap()
+}
+
+fn opts(mmr: MmrChoice, update_path: bool) -> RedeemOptions {
+    RedeemOptions {
+        mmr,
+        update_path,
+        ..RedeemOptions::default()
+    }
+}
+
+fn root_of(net: &Net, id: u64, size: u64) -> FieldBytes {
+    let b = net.mock.books.lock().unwrap();
+    FieldBytes::from_fr(&b.mmrs[&id].root_at(size).unwrap())
+}
+
+#[tokio::test]
+async fn v2_redemption_end_to_end_with_progress_and_caches() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = cold_wallet(&dir, "w.db").await;
+    net.mock
+        .books
+        .lock()
+        .unwrap()
+        .append_others(&net.mock.params, 5);
+    let v = published(&w, &net, "Z1").await;
+
+    // The publish receipt's paths are stored: one per open MMR, oldest first.
+    let paths = w.paths(v.id).await.unwrap();
+    assert_eq!(
+        paths
+            .iter()
+            .map(|p| (p.mmr.id, p.leaf_index))
+            .collect::<Vec<_>>(),
+        vec![(0, 5), (1, 5)]
+    );
+    net.mock
+        .books
+        .lock()
+        .unwrap()
+        .append_others(&net.mock.params, 7);
+
+    let seen = Mutex::new(Vec::<RedeemProgress>::new());
+    let credit = w
+        .redeem_with(
+            &net.coordinator,
+            &net.operator,
+            v.id,
+            &RedeemOptions::default(),
+            &|p| seen.lock().unwrap().push(p),
+        )
+        .await
+        .unwrap();
+    assert_eq!(credit.protocol, 2);
+    assert_eq!(credit.credited, Amount::from_credits(10).unwrap());
+    assert_eq!(
+        credit.receipt["body"]["coordinator_receipt"]["body"]["mmr_id"],
+        0
+    );
+    let v = w.voucher(v.id).await.unwrap();
+    assert_eq!(v.state, LocalState::Redeemed);
+    assert_eq!(v.redeemed_at_operator.as_deref(), Some(OPERATOR));
+    // The coordinator saw the older MMR's latest root, not which voucher.
+    {
+        let b = net.mock.books.lock().unwrap();
+        assert_eq!(b.zk_seen.len(), 1);
+        assert_eq!(b.zk_seen[0].mmr_id, 0);
+        assert_eq!(b.vouchers[&v.commitment].state, VoucherState::Live);
+        assert_eq!(b.leaves_served, 13, "every leaf of MMR 0, once");
+        assert_eq!(b.transcript_downloads, 1);
+    }
+    let root = root_of(&net, 0, 13);
+    assert_eq!(net.mock.books.lock().unwrap().zk_seen[0].root, root);
+
+    // The stages, in order (counters collapsed).
+    let stages: Vec<&'static str> = {
+        let mut out: Vec<&'static str> = Vec::new();
+        for p in seen.lock().unwrap().iter() {
+            let s = match p {
+                RedeemProgress::FetchingKeys => "keys",
+                RedeemProgress::DownloadingTranscript { .. } => "transcript",
+                RedeemProgress::VerifyingTranscript { .. } => "verify",
+                RedeemProgress::DownloadingLeaves { .. } => "leaves",
+                RedeemProgress::Proving => "prove",
+                RedeemProgress::Submitting => "submit",
+                _ => "other",
+            };
+            if out.last() != Some(&s) {
+                out.push(s);
+            }
+        }
+        out
+    };
+    assert_eq!(
+        stages,
+        ["keys", "transcript", "verify", "leaves", "prove", "submit"]
+    );
+    assert!(seen
+        .lock()
+        .unwrap()
+        .contains(&RedeemProgress::DownloadingLeaves {
+            mmr_id: 0,
+            done: 13,
+            total: 13
+        }));
+
+    // A second voucher: the proving key comes from the cache, and only new leaves are
+    // downloaded.
+    let v2 = published(&w, &net, "Z2").await;
+    net.mock
+        .books
+        .lock()
+        .unwrap()
+        .append_others(&net.mock.params, 2);
+    let seen = Mutex::new(Vec::<RedeemProgress>::new());
+    w.redeem_with(
+        &net.coordinator,
+        &net.operator,
+        v2.id,
+        &RedeemOptions::default(),
+        &|p| seen.lock().unwrap().push(p),
+    )
+    .await
+    .unwrap();
+    {
+        let b = net.mock.books.lock().unwrap();
+        assert_eq!(b.transcript_downloads, 1);
+        assert_eq!(b.leaves_served, 13 + 3);
+        assert_eq!(
+            b.zk_seen[1].root,
+            FieldBytes::from_fr(&b.mmrs[&0].root_at(16).unwrap())
+        );
+    }
+    assert!(!seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| matches!(p, RedeemProgress::VerifyingTranscript { .. })));
+    assert_eq!(
+        w.credits()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.protocol)
+            .collect::<Vec<_>>(),
+        vec![2, 2]
+    );
+}
+
+#[tokio::test]
+async fn the_same_voucher_redeems_once_whatever_the_protocols() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, phrase) = new_wallet(&dir, "a.db").await;
+    let v1 = published(&a, &net, "D1").await;
+    let v2 = published(&a, &net, "D2").await;
+    let v3 = published(&a, &net, "D3").await;
+    // A copy of the wallet, restored from the phrase, redeems the same vouchers again.
+    let b = Wallet::restore_with(
+        &dir.path().join("b.db"),
+        PASS,
+        &phrase,
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+    b.recover(&net.coordinator, 2, &|_| {}).await.unwrap();
+    let in_b = |c: &str| {
+        let c = c.to_owned();
+        let b = &b;
+        async move {
+            b.vouchers()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|v| v.commitment == c)
+                .unwrap()
+                .id
+        }
+    };
+
+    // v2, then v2 again.
+    a.redeem(&net.coordinator, &net.operator, v1.id)
+        .await
+        .unwrap();
+    let e = a
+        .redeem(&net.coordinator, &net.operator, v1.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
+    let id = in_b(&v1.commitment).await;
+    let e = b
+        .redeem(&net.coordinator, &net.operator, id)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed), "{e}");
+    assert_eq!(b.voucher(id).await.unwrap().state, LocalState::Redeemed);
+
+    // v1, then v2.
+    a.redeem_with(
+        &net.coordinator,
+        &net.operator,
+        v2.id,
+        &RedeemOptions::v1(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let id = in_b(&v2.commitment).await;
+    let e = b
+        .redeem(&net.coordinator, &net.operator, id)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed), "{e}");
+
+    // v2 (without a stored path: found among the leaves), then v1.
+    let id = in_b(&v3.commitment).await;
+    assert!(b.paths(id).await.unwrap().is_empty());
+    let c = b.redeem(&net.coordinator, &net.operator, id).await.unwrap();
+    assert_eq!(c.protocol, 2);
+    let e = a
+        .redeem_with(
+            &net.coordinator,
+            &net.operator,
+            v3.id,
+            &RedeemOptions::v1(),
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed), "{e}");
+    assert_eq!(net.mock.books.lock().unwrap().nullifiers.len(), 3);
+}
+
+#[tokio::test]
+async fn without_update_the_receipt_path_and_its_old_root_are_used() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = new_wallet(&dir, "w.db").await;
+    net.mock
+        .books
+        .lock()
+        .unwrap()
+        .append_others(&net.mock.params, 3);
+    let v = published(&w, &net, "N1").await;
+    net.mock
+        .books
+        .lock()
+        .unwrap()
+        .append_others(&net.mock.params, 9);
+    let c = w
+        .redeem_with(
+            &net.coordinator,
+            &net.operator,
+            v.id,
+            &opts(MmrChoice::Older, false),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.protocol, 2);
+    {
+        let b = net.mock.books.lock().unwrap();
+        assert_eq!(b.leaves_served, 0, "no leaf is downloaded");
+        // The root right after its own append: size 4.
+        assert_eq!(
+            b.zk_seen[0].root,
+            FieldBytes::from_fr(&b.mmrs[&0].root_at(4).unwrap())
+        );
+    }
+
+    // A recovered voucher has no receipt path: it must be updated.
+    let (w2, phrase) = new_wallet(&dir, "x.db").await;
+    let v = published(&w2, &net, "N2").await;
+    let r = Wallet::restore_with(
+        &dir.path().join("y.db"),
+        PASS,
+        &phrase,
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+    let found = r.recover(&net.coordinator, 2, &|_| {}).await.unwrap();
+    assert_eq!(found[0].commitment, v.commitment);
+    let e = r
+        .redeem_with(
+            &net.coordinator,
+            &net.operator,
+            found[0].id,
+            &opts(MmrChoice::Older, false),
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, WalletError::NoStoredPath { mmr_id: 0, .. }),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_newer_mmr_can_be_chosen() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = new_wallet(&dir, "w.db").await;
+    let v = published(&w, &net, "M1").await;
+    let va = published(&w, &net, "M2").await;
+    w.redeem_with(
+        &net.coordinator,
+        &net.operator,
+        v.id,
+        &opts(MmrChoice::Newer, true),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    w.redeem_with(
+        &net.coordinator,
+        &net.operator,
+        va.id,
+        &opts(MmrChoice::Newer, false),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let b = net.mock.books.lock().unwrap();
+    assert_eq!(
+        b.zk_seen.iter().map(|z| z.mmr_id).collect::<Vec<_>>(),
+        vec![1, 1]
+    );
+    assert_eq!(b.zk_seen[0].root, FieldBytes::from_fr(&b.mmrs[&1].root()));
+}
+
+#[tokio::test]
+async fn a_forked_view_is_detected_and_nothing_is_redeemed() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = new_wallet(&dir, "w.db").await;
+    net.mock
+        .books
+        .lock()
+        .unwrap()
+        .append_others(&net.mock.params, 4);
+    let v = published(&w, &net, "F1").await;
+    let v2 = published(&w, &net, "F2").await;
+    // The first redemption stores MMR 0's checkpoint at size 6.
+    w.redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .unwrap();
+    // Then the coordinator shows this wallet another history: leaf 0 replaced, one more leaf.
+    {
+        let mut b = net.mock.books.lock().unwrap();
+        let real = &b.mmrs[&0];
+        let mut leaves: Vec<Fr> = (0..real.size()).map(|i| real.leaf(i).unwrap()).collect();
+        leaves[0] = Fr::from(12345u64);
+        leaves.push(Fr::from(777u64));
+        let fork = Mmr::from_leaves(MmrParams::new(0, LEVELS).unwrap(), leaves).unwrap();
+        b.forked.insert(0, fork);
+    }
+    let e = w
+        .redeem(&net.coordinator, &net.operator, v2.id)
+        .await
+        .unwrap_err();
+    match &e {
+        WalletError::ForkedView {
+            mmr_id,
+            earlier,
+            later,
+        } => {
+            assert_eq!(*mmr_id, 0);
+            assert_eq!((earlier.body.size, later.body.size), (6, 7));
+        }
+        other => panic!("expected a forked view, got {other}"),
+    }
+    assert_eq!(w.voucher(v2.id).await.unwrap().state, LocalState::Published);
+    assert_eq!(net.mock.books.lock().unwrap().zk_seen.len(), 1);
+    // The newer MMR is not forked: redeeming through it works.
+    w.redeem_with(
+        &net.coordinator,
+        &net.operator,
+        v2.id,
+        &opts(MmrChoice::Newer, true),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn v2_unavailable_and_bad_transcripts_are_typed_errors() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = cold_wallet(&dir, "w.db").await;
+    let v = published(&w, &net, "U1").await;
+
+    net.mock.sw.lock().unwrap().zk_off = true;
+    let e = w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::ZkUnavailable { .. }), "{e}");
+    net.mock.sw.lock().unwrap().zk_off = false;
+
+    net.mock.sw.lock().unwrap().corrupt_transcript = true;
+    let e = w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::TranscriptMismatch { .. }), "{e}");
+    net.mock.sw.lock().unwrap().corrupt_transcript = false;
+    assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Published);
+    assert!(net.mock.books.lock().unwrap().zk_seen.is_empty());
+
+    // v1 still works meanwhile.
+    let c = w
+        .redeem_with(
+            &net.coordinator,
+            &net.operator,
+            v.id,
+            &RedeemOptions::v1(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.protocol, 1);
+}
+
+#[tokio::test]
+async fn lost_v2_answer_resends_the_same_proof() {
+    let net = network().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = new_wallet(&dir, "w.db").await;
+    let v = published(&w, &net, "L1").await;
+    net.mock.sw.lock().unwrap().lose_next_redeem_answer = true;
+    assert!(w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .is_err());
+    assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Published);
+    // More vouchers meanwhile: the retry must still re-send the proof it made, not a new one.
+    net.mock
+        .books
+        .lock()
+        .unwrap()
+        .append_others(&net.mock.params, 3);
+    let c = w
+        .redeem(&net.coordinator, &net.operator, v.id)
+        .await
+        .unwrap();
+    assert_eq!(c.protocol, 2);
+    let b = net.mock.books.lock().unwrap();
+    assert_eq!(b.zk_seen.len(), 2);
+    assert_eq!(b.zk_seen[0], b.zk_seen[1]);
 }

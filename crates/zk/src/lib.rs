@@ -43,11 +43,14 @@
 //!
 //! [`setup`] is a plain circuit-specific Groth16 setup from one RNG: whoever runs it can forge
 //! proofs. It is for tests and devnets only; production keys come from a multi-party ceremony
-//! (to be built), whose output goes through [`ProvingKey::new`] / [`VerifyingKey::from_bytes`].
+//! (`smpx-ceremony`): [`ceremony::verified_keys`] rechecks a ceremony's transcript and returns
+//! the keys, [`ceremony::local_ceremony`] runs a whole ceremony in one process for a devnet.
 //!
 //! Proving is single-threaded unless the `parallel` feature is on.
 
+pub mod ceremony;
 pub mod circuit;
+pub mod devnet;
 pub mod poseidon;
 
 use ark_bn254::{Bn254, G1Affine, G1Projective, G2Affine};
@@ -99,6 +102,17 @@ pub enum ZkError {
     /// An error inside the proving system.
     #[error("proving system: {0}")]
     Backend(String),
+    /// The trusted-setup ceremony failed or its transcript was rejected (see
+    /// [`ceremony`]): `code` is the ceremony error's stable code
+    /// (`smpx_ceremony::CeremonyError::code`, e.g. `ceremony.hash_mismatch`), `message`
+    /// its description.
+    #[error("ceremony [{code}]: {message}")]
+    Ceremony {
+        /// The ceremony error's stable code.
+        code: &'static str,
+        /// The ceremony error's message.
+        message: String,
+    },
 }
 
 fn backend(e: impl std::fmt::Display) -> ZkError {

@@ -1,0 +1,218 @@
+//! v0.2 keys and proof verification.
+//!
+//! The verifying key comes only from a ceremony transcript (`<home>/ceremony.transcript`)
+//! that verifies in full for the network's MMR levels ([`ZkKeys::load`]); a transcript that
+//! does not verify stops the coordinator from starting. Without a transcript the coordinator
+//! serves v0.1 only and says so.
+//!
+//! Proofs are checked by a [`Verifier`]: requests that arrive while a batch is being checked
+//! queue up and are checked together with one random linear combination
+//! (`smpx_zk::verify_batch`, about 4× cheaper per proof than one by one); if a batch fails,
+//! its proofs are checked one by one so one bad proof never fails the others.
+
+use sha2::{Digest, Sha256};
+use smpx_core::api::ZkInfo;
+use smpx_core::crypto::b64;
+use smpx_zk::{PreparedVerifyingKey, RedeemProof, RedeemPublic};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// File name of the ceremony transcript in the coordinator's directory.
+pub const TRANSCRIPT_FILE: &str = "ceremony.transcript";
+
+/// Most proofs checked in one batch.
+const MAX_BATCH: usize = 256;
+
+/// The verified v0.2 keys and the transcript they came from (served to wallets).
+#[derive(Clone)]
+pub struct ZkKeys {
+    pub(crate) pvk: PreparedVerifyingKey,
+    /// Proof-verifying workers (default: one per core).
+    pub(crate) workers: Option<usize>,
+    pub(crate) info: ZkInfo,
+    pub(crate) transcript: Arc<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZkKeysError {
+    #[error("cannot read the ceremony transcript {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the ceremony transcript {path} is not acceptable: {source}")]
+    Rejected {
+        path: String,
+        source: smpx_zk::ZkError,
+    },
+}
+
+impl ZkKeys {
+    /// Reads `<dir>/ceremony.transcript` if it exists and verifies it for `levels`
+    /// (every contribution, the beacon, the circuit). `Ok(None)` if there is no transcript.
+    pub fn load(
+        dir: &Path,
+        levels: u32,
+        progress: &dyn smpx_ceremony::Progress,
+    ) -> Result<Option<ZkKeys>, ZkKeysError> {
+        let path = dir.join(TRANSCRIPT_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(ZkKeysError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        let rejected = |source| ZkKeysError::Rejected {
+            path: path.display().to_string(),
+            source,
+        };
+        Self::from_transcript(bytes, levels, progress)
+            .map(Some)
+            .map_err(rejected)
+    }
+
+    /// Verifies a transcript and keeps its verifying key.
+    pub fn from_transcript(
+        bytes: Vec<u8>,
+        levels: u32,
+        progress: &dyn smpx_ceremony::Progress,
+    ) -> Result<ZkKeys, smpx_zk::ZkError> {
+        let transcript =
+            smpx_ceremony::Transcript::from_bytes(&bytes).map_err(smpx_zk::ZkError::from)?;
+        let (_, vk) = smpx_zk::ceremony::verified_keys(levels, &transcript, progress)?;
+        Self::from_verified(bytes, &vk)
+    }
+
+    /// Keys from a transcript the caller has just verified with
+    /// `smpx_zk::ceremony::verified_keys` (as `smpx_zk::devnet::cached_local_ceremony`
+    /// does), without verifying it again.
+    pub fn from_verified(
+        bytes: Vec<u8>,
+        vk: &smpx_zk::VerifyingKey,
+    ) -> Result<ZkKeys, smpx_zk::ZkError> {
+        let levels = vk.levels();
+        let info = ZkInfo {
+            levels,
+            verifying_key: b64::encode(&vk.to_bytes()?),
+            transcript_sha256: hex::encode(Sha256::digest(&bytes)),
+            transcript_bytes: bytes.len() as u64,
+        };
+        Ok(ZkKeys {
+            pvk: vk.prepare(),
+            workers: None,
+            info,
+            transcript: Arc::new(bytes),
+        })
+    }
+
+    pub fn levels(&self) -> u32 {
+        self.info.levels
+    }
+
+    /// Verify proofs on `n` blocking threads instead of one per core (benchmarks confine a
+    /// service to one core).
+    pub fn with_workers(mut self, n: usize) -> Self {
+        self.workers = Some(n.max(1));
+        self
+    }
+}
+
+/// Why a proof was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    /// Not a well-formed 128-byte proof.
+    Malformed(String),
+    /// Well-formed, but false for these public inputs.
+    Invalid,
+}
+
+struct Job {
+    public: RedeemPublic,
+    proof: Vec<u8>,
+    reply: oneshot::Sender<Verdict>,
+}
+
+/// Batches concurrent proof checks (see the module docs).
+pub struct Verifier {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Verifier {
+    /// Starts `workers` batch workers (one per core is right: each runs one batch at a time
+    /// on the blocking pool).
+    pub fn start(pvk: PreparedVerifyingKey, workers: usize) -> Verifier {
+        let (tx, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        let rx = Arc::new(Mutex::new(rx));
+        let pvk = Arc::new(pvk);
+        for _ in 0..workers.max(1) {
+            let rx = rx.clone();
+            let pvk = pvk.clone();
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else { return };
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(j) => batch.push(j),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    let pvk = pvk.clone();
+                    // A panic in the worker would drop the replies; the waiting handlers then
+                    // answer "internal error" instead of hanging.
+                    let _ = tokio::task::spawn_blocking(move || check_batch(&pvk, batch)).await;
+                }
+            });
+        }
+        Verifier { tx }
+    }
+
+    /// Checks one proof, batched with whatever else is waiting.
+    pub async fn verify(&self, public: RedeemPublic, proof: Vec<u8>) -> Option<Verdict> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                public,
+                proof,
+                reply,
+            })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
+fn check_batch(pvk: &PreparedVerifyingKey, batch: Vec<Job>) {
+    let mut decoded = Vec::with_capacity(batch.len());
+    for job in batch {
+        match RedeemProof::from_bytes(&job.proof) {
+            Ok(p) => decoded.push((job, p)),
+            Err(e) => {
+                let _ = job.reply.send(Verdict::Malformed(e.to_string()));
+            }
+        }
+    }
+    if decoded.is_empty() {
+        return;
+    }
+    let items: Vec<(RedeemPublic, RedeemProof)> =
+        decoded.iter().map(|(j, p)| (j.public, p.clone())).collect();
+    let all_valid = decoded.len() > 1
+        && smpx_zk::verify_batch(pvk, &items, &mut rand::rngs::OsRng).unwrap_or(false);
+    for ((job, proof), (public, _)) in decoded.into_iter().zip(items.iter()) {
+        let ok = all_valid || smpx_zk::verify(pvk, public, &proof).unwrap_or(false);
+        let _ = job
+            .reply
+            .send(if ok { Verdict::Valid } else { Verdict::Invalid });
+    }
+}
