@@ -2,7 +2,7 @@
 //! and the whole ledger log, and replay the log to recompute the totals independently.
 
 use anyhow::{Context, Result};
-use smpx_core::api::{EntriesPage, LedgerTotalsResponse};
+use smpx_core::api::{EntriesPage, LedgerTotalsResponse, MmrListResponse};
 use smpx_core::ledger::Totals;
 use smpx_http::ApiClient;
 
@@ -23,4 +23,49 @@ pub async fn replay_ledger(coordinator: &ApiClient) -> Result<(LedgerTotalsRespo
     }
     let replayed = Totals::replay(&entries).context("the public ledger log does not replay")?;
     Ok((totals, replayed, entries.len() as u64))
+}
+
+/// The v0.2 release check: what the MMR books allow against what was released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ReleaseCheck {
+    /// Released by the books so far (units).
+    pub released: u64,
+    /// The most the books allow: the largest `Σ group − Σ redeemed-through` over the
+    /// prefixes of MMRs that have all expired (units).
+    pub allowed: u64,
+}
+
+impl ReleaseCheck {
+    /// Never released value that could still be redeemed.
+    pub fn conservative(&self) -> bool {
+        self.released <= self.allowed
+    }
+}
+
+/// Recomputes, from the public MMR books (`GET /v1/mmrs`), how much expired value the
+/// coordinator may have released, with `smpx_core::rotation::releasable` — the books of
+/// expired MMRs no longer change, so the bound is the same as when the coordinator released.
+pub async fn check_release(coordinator: &ApiClient) -> Result<ReleaseCheck> {
+    let list: MmrListResponse = coordinator.get("/v1/mmrs").await?;
+    let mut allowed = 0u64;
+    if let Some(k) = list.expired_through {
+        let mut books = Vec::new();
+        for id in 0..=k {
+            let b = list
+                .mmrs
+                .iter()
+                .find(|m| m.id == id)
+                .map(|m| smpx_core::rotation::MmrBook {
+                    group_value: m.group_value.0,
+                    redeemed_via: m.redeemed_via.0,
+                })
+                .unwrap_or_default();
+            books.push(b);
+            allowed = smpx_core::rotation::releasable(&books, allowed);
+        }
+    }
+    Ok(ReleaseCheck {
+        released: list.released.0,
+        allowed,
+    })
 }

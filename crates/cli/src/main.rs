@@ -799,9 +799,11 @@ async fn ledger(coordinator: &str, json: bool) -> Result<()> {
     let (totals, replayed, entries) =
         smpx_cli::audit::replay_ledger(&ApiClient::new(coordinator)).await?;
     let agrees = replayed == totals.totals;
+    let release = smpx_cli::audit::check_release(&ApiClient::new(coordinator)).await?;
     if json {
         print_json(&serde_json::json!({
-            "totals": totals, "replayed": replayed, "replay_agrees": agrees
+            "totals": totals, "replayed": replayed, "replay_agrees": agrees,
+            "release_by_mmr_books": release, "release_conservative": release.conservative(),
         }))?;
     } else {
         let t = &replayed;
@@ -820,8 +822,18 @@ async fn ledger(coordinator: &str, json: bool) -> Result<()> {
                 "BROKEN"
             }
         );
+        println!(
+            "release (MMR books) {} released, at most {} provably dead: {}",
+            smpx_core::Amount(release.released),
+            smpx_core::Amount(release.allowed),
+            if release.conservative() {
+                "conservative"
+            } else {
+                "RELEASED TOO MUCH"
+            }
+        );
     }
-    if !(agrees && totals.conserved && replayed.is_conserved()) {
+    if !(agrees && totals.conserved && replayed.is_conserved() && release.conservative()) {
         bail!("the ledger does not check out");
     }
     Ok(())

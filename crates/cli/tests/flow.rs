@@ -390,3 +390,64 @@ async fn wallet_commands_from_the_shell() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("holds"));
     net.stop().await.unwrap();
 }
+
+/// Expired value is released by the MMR books, and an auditor with only the public endpoints
+/// recomputes the bound and finds the release conservative.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_value_is_released_conservatively_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = smpx_http::ManualClock::new(smpx_core::NetworkParams::default().epoch + 3600);
+    let mut opts = DevnetOptions::new(&dir.path().join("net"));
+    opts.params = Some(smpx_core::NetworkParams {
+        mmr_levels: 3,
+        ..DevnetOptions::default_params()
+    });
+    opts.ceremony_cache = cache_home().join("smpx");
+    opts.progress = false;
+    opts.clock = std::sync::Arc::new(clock.clone());
+    let net = Devnet::start(opts).await.unwrap();
+    let (wallet, _) = Wallet::create(&dir.path().join("w.db"), "pw")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let v = wallet
+            .buy(&net.coordinator_url, &net.issuer_url, 10, Payment::Devnet)
+            .await
+            .unwrap();
+        wallet
+            .publish(&net.coordinator_url, v.id, Duration::ZERO)
+            .await
+            .unwrap();
+        ids.push(v.id);
+    }
+    wallet
+        .redeem(&net.coordinator_url, &net.operator_url, ids[0])
+        .await
+        .unwrap();
+    let public = ApiClient::new(&net.coordinator_url);
+    let before = smpx_cli::audit::check_release(&public).await.unwrap();
+    assert_eq!((before.released, before.allowed), (0, 0));
+    // Past the expiry of MMR 0 (the only one these vouchers are in).
+    let p = net.coordinator.params().clone();
+    clock.set(smpx_core::rotation::mmr_expires_at(&p, 0));
+    let admin = ApiClient::new(&net.coordinator_url).with_token(net.admin_token.clone());
+    let r: ExpireResponse = admin
+        .post("/v1/admin/expire", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.released.0, 20_000_000, "the two unredeemed vouchers");
+    let after = smpx_cli::audit::check_release(&public).await.unwrap();
+    assert_eq!((after.released, after.allowed), (20_000_000, 20_000_000));
+    assert!(after.conservative());
+    let (t, replayed) = replay(&net.coordinator_url).await;
+    assert_eq!(t.totals, replayed);
+    assert!(t.conserved);
+    assert_eq!((t.totals.released.0, t.totals.live.0), (20_000_000, 0));
+    // And a redemption now is refused: the MMR's roots are retired.
+    let late = wallet
+        .redeem(&net.coordinator_url, &net.operator_url, ids[1])
+        .await;
+    assert!(late.is_err(), "{late:?}");
+    net.stop().await.unwrap();
+}
