@@ -333,6 +333,7 @@ fn main() -> Result<()> {
                     version: 1,
                     envelope: Some(e.clone()),
                     zk: None,
+                    outputs: None,
                 };
                 async move {
                     c.post::<_, serde_json::Value>("/v1/redeem", &body)

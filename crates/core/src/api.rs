@@ -438,6 +438,11 @@ pub struct RedeemRequest {
     pub envelope: Option<Envelope>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zk: Option<ZkRedemption>,
+    /// Blinded outputs for the credited amount (power-of-two amounts under the operator's
+    /// current keyset, adding up to exactly the credited value): the operator blind-signs
+    /// them once the coordinator confirms the redemption ([`RedeemResponse::signatures`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<crate::credits::BlindedMessage>>,
 }
 
 /// Body of the operator's signed receipt: what the wallet was credited.
@@ -551,4 +556,179 @@ pub struct ZkInfo {
     /// SHA-256 of the ceremony transcript (`GET /v1/zk/transcript`), hex.
     pub transcript_sha256: String,
     pub transcript_bytes: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator credits
+
+/// `POST /v1/redeem` at an operator: its signed receipt (the receipt's fields at the top level,
+/// exactly as before credits existed) and, if the request carried `outputs`, the blind
+/// signatures on them in the same order, each with its DLEQ proof. A retry of the same
+/// redemption gets the same signatures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RedeemResponse {
+    #[serde(flatten)]
+    pub receipt: Signed<OperatorCreditReceipt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<Vec<crate::credits::BlindSignature>>,
+}
+
+/// `GET /v1/keys` and `GET /v1/keys/{keyset_id}` at an operator (NUT-01): keysets' public keys
+/// (one key per power-of-two amount), with each keyset's final expiry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreditKeysResponse {
+    pub keysets: Vec<crate::credits::KeysetKeys>,
+}
+
+/// One keyset as `GET /v1/keysets` lists it (NUT-02).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreditKeysetInfo {
+    /// Keyset id, hex.
+    #[schema(value_type = String)]
+    pub id: crate::credits::KeysetId,
+    /// Always `ucredit`.
+    pub unit: String,
+    /// New outputs may be signed under this keyset now: the current day's keyset (around
+    /// midnight also its neighbour, within the operator's clock tolerance).
+    pub active: bool,
+    /// Unix seconds; tokens of this keyset are refused from then on.
+    pub final_expiry: UnixTime,
+    /// NUT-02 fee per thousand inputs: always 0 (a spend pays for what it buys instead).
+    pub input_fee_ppk: u64,
+}
+
+/// `GET /v1/keysets` at an operator (NUT-02): every keyset whose tokens it still accepts or
+/// still recognises as expired, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreditKeysetsResponse {
+    pub keysets: Vec<CreditKeysetInfo>,
+}
+
+/// The id of a spend (`POST /v1/swap`), derived from its content so that the wallet knows it
+/// without an answer: SHA-256 over the inputs' `Y = hash_to_curve(secret)` and the outputs
+/// (amount, keyset id, `B_`), in request order. The identical request retried is the same
+/// spend (and gets the same change); the wallet collects change it did not receive with
+/// `GET /v1/swap/{id}`. Hex on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SwapId(#[serde(with = "crate::crypto::hex_array::serde")] pub [u8; 32]);
+
+impl SwapId {
+    /// The id of a spend of the tokens with `ys` for `outputs`, both in request order.
+    pub fn new(ys: &[crate::credits::Point], outputs: &[crate::credits::BlindedMessage]) -> SwapId {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"smpx/credits/swap-id/v1");
+        h.update((ys.len() as u64).to_be_bytes());
+        for y in ys {
+            h.update(y.as_bytes());
+        }
+        h.update((outputs.len() as u64).to_be_bytes());
+        for o in outputs {
+            h.update(o.amount.0.to_be_bytes());
+            let id = o.id.as_bytes();
+            h.update((id.len() as u64).to_be_bytes());
+            h.update(id);
+            h.update(o.blinded_secret.as_bytes());
+        }
+        SwapId(h.finalize().into())
+    }
+
+    /// The id of `request` (computes each input's `Y`).
+    pub fn of_request(
+        request: &crate::credits::SwapRequest,
+    ) -> Result<SwapId, crate::credits::CreditError> {
+        let ys = request
+            .inputs
+            .iter()
+            .map(|p| p.y())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SwapId::new(&ys, &request.outputs))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 lowercase hex characters.
+    pub fn from_hex(text: &str) -> Option<SwapId> {
+        if text.len() != 64
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return None;
+        }
+        let bytes = hex::decode(text).ok()?;
+        Some(SwapId(bytes.try_into().ok()?))
+    }
+}
+
+impl std::fmt::Display for SwapId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Where a spend stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SwapState {
+    /// Inputs taken, change not released yet (the operator completes or cancels it; ask again).
+    Pending,
+    /// Inputs spent, change signed: `signatures` holds it.
+    Done,
+    /// Inputs refunded (they may be spent again), outputs freed; no change.
+    Cancelled,
+}
+
+/// `GET /v1/swap/{id}` at an operator: a spend's state and, once done, its change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SwapStatus {
+    /// The spend's id, hex ([`SwapId`]).
+    #[schema(value_type = String)]
+    pub id: SwapId,
+    pub state: SwapState,
+    /// The change's blind signatures, in the order of the request's outputs, once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<Vec<crate::credits::BlindSignature>>,
+}
+
+/// `POST /v1/checkstate` at an operator (NUT-07): the state of tokens by their
+/// `Y = hash_to_curve(secret)`, so a wallet asks without revealing secrets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckStateRequest {
+    /// Compressed points, hex.
+    #[serde(rename = "Ys")]
+    #[schema(value_type = Vec<String>)]
+    pub ys: Vec<crate::credits::Point>,
+}
+
+/// A token's state at the operator (NUT-07).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TokenState {
+    /// Not spent (or spent so long ago that its keyset expired and the record was pruned).
+    Unspent,
+    /// Being spent: its spend is registered but not finished.
+    Pending,
+    Spent,
+}
+
+/// One token's state, in the order asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProofState {
+    #[serde(rename = "Y")]
+    #[schema(value_type = String)]
+    pub y: crate::credits::Point,
+    pub state: TokenState,
+    /// NUT-07 witness: never set (smpx tokens carry no spending conditions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<String>,
+}
+
+/// `POST /v1/checkstate` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckStateResponse {
+    pub states: Vec<ProofState>,
 }

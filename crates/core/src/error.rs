@@ -119,6 +119,39 @@ error_codes! {
     /// The payment method is not enabled at this issuer.
     PaymentMethodUnavailable = ("payment_method_unavailable", 400),
 
+    // Operator credits (blind-signed tokens, NUT-00/03/07).
+    /// A credit keyset id this operator does not know (never existed, or expired long ago).
+    UnknownKeyset = ("unknown_keyset", 404),
+    /// A credit token's keyset is past its final expiry: the token is worth nothing now.
+    KeysetExpired = ("keyset_expired", 410),
+    /// New outputs must be under the keyset of the current day (`GET /v1/keys`).
+    KeysetNotCurrent = ("keyset_not_current", 400),
+    /// A credit amount that is not a power of two, has no key in its keyset, or overflows.
+    InvalidAmount = ("invalid_amount", 400),
+    /// A credit token's signature does not verify: forged, altered, or claimed under another
+    /// day's keyset than the one that signed it.
+    InvalidToken = ("invalid_token", 400),
+    /// The same token twice in one request.
+    DuplicateInput = ("duplicate_input", 400),
+    /// The same blinded output twice in one request.
+    DuplicateOutput = ("duplicate_output", 400),
+    /// The outputs (plus the price) are worth more than the inputs.
+    Unbalanced = ("unbalanced", 400),
+    /// Outputs for credits issued after a redemption do not add up to the credited amount.
+    AmountMismatch = ("amount_mismatch", 400),
+    /// A token is already spent, or being spent, at this operator (on any of its servers).
+    TokenSpent = ("token_spent", 409),
+    /// A blinded output was already signed by this operator in an earlier request.
+    OutputReused = ("output_reused", 409),
+    /// No spend with this id.
+    UnknownSwap = ("unknown_swap", 404),
+    /// The spend is registered but its change is not released yet; collect it later with
+    /// `GET /v1/swap/{id}`.
+    SwapPending = ("swap_pending", 503),
+    /// This exact spend was cancelled and its inputs refunded: spend them again with fresh
+    /// outputs.
+    SwapCancelled = ("swap_cancelled", 409),
+
     // Server side.
     /// An upstream service (e.g. the coordinator, seen from an issuer or operator) failed or
     /// is unreachable; retrying later is safe.

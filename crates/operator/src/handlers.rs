@@ -1,14 +1,18 @@
-//! `/v1` endpoints of the operator's redemption service.
+//! `/v1` endpoints of the operator's redemption service (credit endpoints:
+//! [`crate::credit_handlers`]).
 
+use crate::credits::credit_error;
 use crate::Operator;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
 use smpx_core::api::*;
+use smpx_core::credits::{check_issue, check_outputs, sign_outputs, BlindSignature, CreditError};
 use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, REDEMPTION_DOMAIN};
 use smpx_core::redemption::{PROTOCOL_V1, PROTOCOL_V2};
 use smpx_core::ErrorCode;
 use smpx_http::{ApiError, ApiResult, ClientError, Json};
+use smpx_store::credits::{IssuanceOutcome, NewIssuance};
 use smpx_store::operator::NewOperatorRedemption;
 use std::sync::Arc;
 
@@ -21,6 +25,7 @@ pub(crate) fn router(state: Arc<Operator>) -> Router {
         .route("/v1/info", get(info))
         .route("/v1/redeem", post(redeem))
         .route("/v1/stats", get(stats))
+        .merge(crate::credit_handlers::routes())
         .with_state(state);
     smpx_http::finish_router(r)
 }
@@ -59,15 +64,21 @@ fn upstream(e: ClientError) -> ApiError {
     }
 }
 
+/// `POST /v1/redeem`: forwards the redemption to the coordinator and answers with the
+/// operator's signed receipt. With `outputs`, the operator also issues the credited amount as
+/// blind-signed credits once the coordinator's receipt verifies: the outputs must be under
+/// today's keyset, never signed before, and add up to exactly the credited value. Issuance
+/// is recorded by the request's digest, so a retry gets the same signatures; a request whose
+/// outputs were refused after the voucher was redeemed can be sent again with good outputs.
 #[utoipa::path(post, path = "/v1/redeem", request_body = RedeemRequest,
-    responses((status = 200, body = Signed<OperatorCreditReceipt>),
+    responses((status = 200, body = RedeemResponse),
               (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 410, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub(crate) async fn redeem(
     State(o): AppState,
     Json(req): Json<RedeemRequest>,
-) -> ApiResult<Json<Signed<OperatorCreditReceipt>>> {
+) -> ApiResult<Json<RedeemResponse>> {
     // The operator cannot read either kind of request (an envelope sealed to the
     // coordinator, or a proof it cannot link to a voucher); it checks the shape, forwards,
     // and records by the request's digest.
@@ -87,10 +98,14 @@ pub(crate) async fn redeem(
             ))
         }
     };
+    let outputs = req.outputs;
     if let Some(stored) = o.store.receipt(&digest).await.map_err(ApiError::internal)? {
-        return Ok(Json(
-            serde_json::from_str(&stored).map_err(ApiError::internal)?,
-        ));
+        let receipt = serde_json::from_str(&stored).map_err(ApiError::internal)?;
+        return answer(&o, digest, receipt, outputs).await;
+    }
+    if let Some(outputs) = &outputs {
+        // Refuse outputs that cannot be signed before the voucher is spent.
+        precheck(&o, outputs, req.zk.as_ref())?;
     }
     let cl: Signed<RedemptionReceipt> = o
         .coordinator
@@ -133,9 +148,117 @@ pub(crate) async fn redeem(
         })
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(
-        serde_json::from_str(&stored).map_err(ApiError::internal)?,
-    ))
+    let receipt = serde_json::from_str(&stored).map_err(ApiError::internal)?;
+    answer(&o, digest, receipt, outputs).await
+}
+
+/// The receipt, and the credits issued for it if the request carried outputs.
+async fn answer(
+    o: &Operator,
+    digest: [u8; 32],
+    receipt: Signed<OperatorCreditReceipt>,
+    outputs: Option<Vec<smpx_core::credits::BlindedMessage>>,
+) -> ApiResult<Json<RedeemResponse>> {
+    let signatures = match outputs {
+        Some(outputs) => Some(issue(o, digest, &outputs, receipt.body.credited).await?),
+        None => None,
+    };
+    Ok(Json(RedeemResponse {
+        receipt,
+        signatures,
+    }))
+}
+
+/// What can be checked before the coordinator is asked: the outputs' shape, keyset and
+/// amounts, and (v2, whose denomination the operator can read) their total.
+fn precheck(
+    o: &Operator,
+    outputs: &[smpx_core::credits::BlindedMessage],
+    zk: Option<&ZkRedemption>,
+) -> ApiResult<()> {
+    if outputs.is_empty() {
+        return Err(credit_error(CreditError::Empty("outputs")));
+    }
+    let now = o.clock.now();
+    let total = o
+        .credits
+        .ring
+        .with(now, |ring| {
+            check_outputs(outputs, ring, now, &o.credits.limits)
+        })
+        .and_then(|total| total)
+        .map_err(credit_error)?;
+    if let Some(expected) = zk.and_then(|zk| smpx_core::Amount::from_credits(zk.denomination)) {
+        if total != expected {
+            return Err(credit_error(CreditError::AmountMismatch {
+                expected,
+                got: total,
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Signs `outputs` for a confirmed redemption of `credited`, once per redemption digest.
+async fn issue(
+    o: &Operator,
+    digest: [u8; 32],
+    outputs: &[smpx_core::credits::BlindedMessage],
+    credited: smpx_core::Amount,
+) -> ApiResult<Vec<BlindSignature>> {
+    let parse = |json: &str| -> ApiResult<Vec<BlindSignature>> {
+        serde_json::from_str(json).map_err(ApiError::internal)
+    };
+    let store = &o.credits.store;
+    // Issued before (a retry): the first signatures stand, whatever the day is now.
+    if let Some(json) = store.issuance(&digest).await.map_err(ApiError::internal)? {
+        return parse(&json);
+    }
+    let now = o.clock.now();
+    let (signatures, final_expiry) = o
+        .credits
+        .ring
+        .with(now, |ring| {
+            check_issue(outputs, credited, ring, now, &o.credits.limits)?;
+            let signatures = sign_outputs(outputs, ring)?;
+            let expiry = outputs
+                .iter()
+                .filter_map(|out| ring.get(&out.id))
+                .map(|k| k.final_expiry())
+                .max()
+                .unwrap_or(0);
+            Ok::<_, CreditError>((signatures, expiry))
+        })
+        .and_then(|signed| signed)
+        .map_err(credit_error)?;
+    let json = serde_json::to_string(&signatures).map_err(ApiError::internal)?;
+    let outcome = store
+        .record_issuance(&NewIssuance {
+            digest,
+            outputs: outputs.iter().map(|out| out.blinded_secret).collect(),
+            signatures: json,
+            final_expiry,
+            now,
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    match outcome {
+        // Released only once recorded; a concurrent retry that recorded first wins.
+        IssuanceOutcome::Issued(json) | IssuanceOutcome::Replay(json) => parse(&json),
+        IssuanceOutcome::OutputReused { b } => {
+            let index = outputs.iter().position(|out| out.blinded_secret == b);
+            Err(ApiError::new(
+                ErrorCode::OutputReused,
+                match index {
+                    Some(k) => format!(
+                        "output {k} was already signed in an earlier request; \
+                         send this redemption again with fresh outputs"
+                    ),
+                    None => "an output was already signed in an earlier request".to_owned(),
+                },
+            ))
+        }
+    }
 }
 
 /// `GET /v1/stats`: the operator's own books.

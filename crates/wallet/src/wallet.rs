@@ -713,6 +713,7 @@ impl Wallet {
             version: PROTOCOL_V1,
             envelope: Some(envelope),
             zk: None,
+            outputs: None,
         };
         self.submit(r, to, p, &req, &digest, &envelope_key).await
     }
@@ -770,6 +771,7 @@ impl Wallet {
             version: PROTOCOL_V2,
             envelope: None,
             zk: Some(zk),
+            outputs: None,
         };
         progress(RedeemProgress::Submitting);
         self.submit(r, to, p, &req, &digest, &request_key).await
