@@ -154,19 +154,7 @@ impl Verifier {
             let rx = rx.clone();
             let pvk = pvk.clone();
             tokio::spawn(async move {
-                loop {
-                    let batch = {
-                        let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { return };
-                        let mut batch = vec![first];
-                        while batch.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(j) => batch.push(j),
-                                Err(_) => break,
-                            }
-                        }
-                        batch
-                    };
+                while let Some(batch) = smpx_http::batch::next_batch(&rx, MAX_BATCH).await {
                     let pvk = pvk.clone();
                     // A panic in the worker would drop the replies; the waiting handlers then
                     // answer "internal error" instead of hanging.

@@ -8,6 +8,7 @@
 //! * [`Clock`]: the one place services read time, so tests can move it.
 //! * [`ApiClient`]: the client side, turning error bodies back into typed errors.
 
+pub mod batch;
 mod client;
 mod clock;
 pub mod common;

@@ -87,19 +87,7 @@ impl Spender {
             let rx = rx.clone();
             let worker = worker.clone();
             tokio::spawn(async move {
-                loop {
-                    let batch = {
-                        let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { return };
-                        let mut batch = vec![first];
-                        while batch.len() < max_batch {
-                            match rx.try_recv() {
-                                Ok(job) => batch.push(job),
-                                Err(_) => break,
-                            }
-                        }
-                        batch
-                    };
+                while let Some(batch) = smpx_http::batch::next_batch(&rx, max_batch).await {
                     worker.process(batch).await;
                 }
             });
