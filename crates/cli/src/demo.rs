@@ -182,6 +182,18 @@ async fn lifecycle(
          the coordinator saw a nullifier and MMR {mmr_id}, not which of its {} vouchers",
         v10.id, c.operator_id, c.credited, mmr.size
     ));
+    ensure!(
+        c.issued == c.credited,
+        "the operator should pay the credited amount in credit tokens"
+    );
+    let tokens = wallet.credit_tokens(Some(&c.operator_id)).await?;
+    out.step(&format!(
+        "received {} credits from {} as {} blind-signed tokens (power-of-two amounts under \
+         today's keyset, each DLEQ-checked against the published key)",
+        c.issued,
+        c.operator_id,
+        tokens.len()
+    ));
     // v0.1, still selectable: the coordinator opens an envelope and sees the voucher.
     let c = wallet
         .redeem_with(
@@ -195,6 +207,32 @@ async fn lifecycle(
     out.step(&format!(
         "redeemed voucher #{} at {} with v0.1 (HPKE envelope; the coordinator sees which voucher): credited {} credits",
         v1.id, c.operator_id, c.credited
+    ));
+
+    // Spending credits: tokens in, change back; the operator keeps the difference.
+    let operator_id = c.operator_id.clone();
+    let held = |b: &smpx_wallet::Balance| {
+        b.credit_tokens
+            .get(&operator_id)
+            .copied()
+            .unwrap_or(smpx_core::Amount::ZERO)
+    };
+    let before = held(&wallet.balance().await?);
+    ensure!(
+        before.0 == 11_000_000,
+        "11 credits should be held at the operator, not {before}"
+    );
+    let spent = wallet
+        .spend_credits(&net.operator_url, smpx_core::Amount(2_500_000))
+        .await?;
+    let after = held(&wallet.balance().await?);
+    ensure!(
+        after.0 == before.0 - 2_500_000,
+        "the balance should drop by what was spent"
+    );
+    out.step(&format!(
+        "spent {} credits at {}: {} token(s) worth {} in, {} back as change; credits there: {} before, {} after",
+        spent.paid, spent.operator_id, spent.input_tokens, spent.inputs, spent.change, before, after
     ));
 
     match wallet

@@ -1,5 +1,7 @@
 //! `smpx`: one command, a subcommand per role.
 
+mod credits;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use smpx_cli::devnet::{Databases, Devnet, DevnetOptions};
@@ -311,6 +313,9 @@ enum WalletCmd {
     Balance,
     /// Update voucher states from the coordinator (e.g. expired).
     Refresh,
+    /// Operator credits: balance, list, spend, collect, restore.
+    #[command(subcommand)]
+    Credits(credits::CreditsCmd),
 }
 
 #[derive(Subcommand)]
@@ -1026,6 +1031,18 @@ async fn wallet(args: WalletArgs) -> Result<()> {
                     "redeemed voucher #{id} at {} (protocol {}): {} credits",
                     c.operator_id, c.protocol, c.credited
                 );
+                if c.issued == c.credited {
+                    println!(
+                        "received {} credits as blind-signed tokens (see `smpx wallet credits balance`)",
+                        c.issued
+                    );
+                } else if c.issued.0 == 0 {
+                    println!(
+                        "this operator gave a signed receipt only (it does not issue credits)"
+                    );
+                } else {
+                    println!("received {} credits as blind-signed tokens", c.issued);
+                }
             }
         }
         WalletCmd::Balance => {
@@ -1040,6 +1057,7 @@ async fn wallet(args: WalletArgs) -> Result<()> {
                 println!("{} vouchers changed state", vs.len());
             }
         }
+        WalletCmd::Credits(cmd) => credits::run(&w, cmd, json).await?,
     }
     Ok(())
 }

@@ -359,6 +359,40 @@ async fn wallet_commands_from_the_shell() {
         10_000_000
     );
 
+    // Credits: issued at redemption as tokens, spent with change, listed, restored.
+    let op = smpx_cli::devnet::OPERATOR_ID;
+    assert_eq!(credit["issued"], 10_000_000);
+    assert_eq!(balance["credit_tokens"][op], 10_000_000);
+    let credits = json(&["credits", "balance"]);
+    assert_eq!(credits[0]["operator_id"], op);
+    assert_eq!(credits[0]["unspent"], 10_000_000);
+    let spent = json(&["credits", "spend", "2.5", "--operator", &net.operator_url]);
+    assert_eq!(spent["paid"], 2_500_000);
+    assert_eq!(spent["balance"], 7_500_000);
+    let tokens = json(&["credits", "list"]);
+    let tokens = tokens.as_array().unwrap();
+    assert!(tokens.iter().any(|t| t["state"] == "spent"));
+    assert!(tokens.iter().any(|t| t["origin"] == "change"));
+    assert!(tokens.iter().all(|t| t.get("secret").is_none()));
+    let collected = json(&["credits", "collect", "--operator", &net.operator_url]);
+    assert_eq!(collected["completed"], 0);
+    let restored = json(&[
+        "credits",
+        "restore",
+        "--operator",
+        &net.operator_url,
+        "--batch",
+        "10",
+        "--empty-batches",
+        "1",
+    ]);
+    assert_eq!(restored["restored"], 0);
+    assert_eq!(restored["balance"], 7_500_000);
+    let (ok, out, _) = run(&["credits", "balance"]);
+    assert!(ok && out.contains(op) && out.contains("7.500000"), "{out}");
+    let (ok, _, err) = run(&["credits", "spend", "100", "--operator", &net.operator_url]);
+    assert!(!ok && err.contains("not enough credits"), "{err}");
+
     // Human output too, and a clear error for bad input.
     let (ok, out, _) = run(&["list"]);
     assert!(ok && out.contains("redeemed"));

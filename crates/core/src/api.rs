@@ -732,3 +732,23 @@ pub struct ProofState {
 pub struct CheckStateResponse {
     pub states: Vec<ProofState>,
 }
+
+/// `POST /v1/restore` at an operator (NUT-09): blinded outputs a wallet derived again from its
+/// seed (NUT-13), to learn which of them the operator signed. The amounts asked are ignored:
+/// the answer carries each signed output as it was signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditRestoreRequest {
+    pub outputs: Vec<crate::credits::BlindedMessage>,
+}
+
+/// `POST /v1/restore` answer: the outputs asked about that were signed (with the amount and
+/// keyset they were signed for), in the order asked, and their blind signatures with DLEQ
+/// proofs, in the same order. Outputs never signed, or whose spend is still pending, are left
+/// out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditRestoreResponse {
+    pub outputs: Vec<crate::credits::BlindedMessage>,
+    pub signatures: Vec<crate::credits::BlindSignature>,
+}

@@ -8,6 +8,7 @@
 //! | `POST /v1/swap` | 03 | spend tokens, get change: `{"inputs": [Proof], "outputs": [BlindedMessage]}` → `{"signatures": [BlindSignature]}` |
 //! | `GET /v1/swap/{id}` | — | a spend's state and its change, for a wallet that lost the answer (`id` = [`SwapId`]) |
 //! | `POST /v1/checkstate` | 07 | `UNSPENT` / `PENDING` / `SPENT` per `Y` |
+//! | `POST /v1/restore` | 09 | the signatures on outputs signed before, looked up by `B_`, for a wallet restored from its seed |
 //!
 //! Issuance (credits for a redeemed voucher) rides on `POST /v1/redeem` ([`crate::handlers`]).
 //!
@@ -18,7 +19,10 @@
 //!   keyset's expiry with its keys; the id commits to it (version `01` ids).
 //! - `POST /v1/swap` is idempotent: the identical request sent again is the same spend and
 //!   gets the same change (a Cashu mint answers "already spent"), and `GET /v1/swap/{id}`
-//!   returns it later. NUT-09 restore (signatures looked up by `B_`) is not offered yet.
+//!   returns it later.
+//! - `POST /v1/restore` (NUT-09) answers for change of finished spends and for credits
+//!   issued at redemption; outputs of a spend still pending are left out (the wallet that
+//!   made the spend collects them with `GET /v1/swap/{id}`).
 //! - Errors are smpx's `{"error": {"code", "message"}}` with stable string codes
 //!   (`token_spent`, `output_reused`, …), not Cashu's numeric `{"detail", "code"}`.
 
@@ -29,11 +33,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use smpx_core::api::*;
 use smpx_core::credits::{
-    check_swap, CreditError, Day, KeyRing, Keyset, KeysetId, SwapRequest, SwapResponse, CREDIT_UNIT,
+    check_swap, BlindSignature, BlindedMessage, CreditError, Day, KeyRing, Keyset, KeysetId,
+    SwapRequest, SwapResponse, CREDIT_UNIT,
 };
 use smpx_core::{Amount, ErrorCode, UnixTime};
 use smpx_http::{ApiError, ApiResult, Json};
-use smpx_store::credits::{InputState, NewSpend, SpendInput};
+use smpx_store::credits::{InputState, NewSpend, SignedBy, SpendInput};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 type AppState = State<Arc<Operator>>;
@@ -51,6 +57,7 @@ pub(crate) fn routes() -> Router<Arc<Operator>> {
         .route("/v1/swap", post(swap))
         .route("/v1/swap/{id}", get(swap_status))
         .route("/v1/checkstate", post(checkstate))
+        .route("/v1/restore", post(restore))
 }
 
 /// The keysets a wallet may learn about at `now`: days up to today (or the neighbouring day
@@ -239,5 +246,95 @@ pub(crate) async fn checkstate(
                 witness: None,
             })
             .collect(),
+    }))
+}
+
+/// `POST /v1/restore` (NUT-09): for each output asked about that this operator signed — as
+/// change of a finished spend or as credits issued at a redemption — the output as it was
+/// signed (amount, keyset) and its blind signature with the DLEQ proof, in the order asked.
+/// A wallet restored from its seed derives its outputs again (NUT-13) and learns which were
+/// signed; the answer holds nothing the wallet did not already get once, and the operator
+/// learns only which of its outputs a wallet asks about again.
+///
+/// An issuance record keeps the signatures but not the outputs, so the signature that
+/// answers an output is found by signing the output again under each candidate's keyset and
+/// amount (`C_ = k·B_` is deterministic); outputs of keysets no longer in the ring are left
+/// out (their tokens expired).
+#[utoipa::path(post, path = "/v1/restore", tag = "credits", request_body = CreditRestoreRequest,
+    responses((status = 200, body = CreditRestoreResponse), (status = 400, body = ErrorBody)))]
+pub(crate) async fn restore(
+    State(o): AppState,
+    Json(req): Json<CreditRestoreRequest>,
+) -> ApiResult<Json<CreditRestoreResponse>> {
+    let max = o.credits.limits.max_outputs;
+    if req.outputs.len() > max {
+        return Err(credit_error(CreditError::TooMany {
+            what: "outputs",
+            max,
+        }));
+    }
+    let bs: Vec<_> = req.outputs.iter().map(|out| out.blinded_secret).collect();
+    let found = o
+        .credits
+        .store
+        .signed_outputs(&bs)
+        .await
+        .map_err(ApiError::internal)?;
+    // Each stored row parsed once, however many of its outputs are asked about.
+    let mut spends: HashMap<String, (Vec<BlindedMessage>, Vec<BlindSignature>)> = HashMap::new();
+    let mut issuances: HashMap<String, Vec<BlindSignature>> = HashMap::new();
+    let now = o.clock.now();
+    let mut outputs = Vec::new();
+    let mut signatures = Vec::new();
+    for b in &bs {
+        let Some(by) = found.get(b) else { continue };
+        let hit = match by {
+            SignedBy::Spend {
+                outputs: outs,
+                signatures: sigs,
+            } => {
+                if !spends.contains_key(outs) {
+                    let parsed = (
+                        serde_json::from_str(outs).map_err(ApiError::internal)?,
+                        serde_json::from_str(sigs).map_err(ApiError::internal)?,
+                    );
+                    spends.insert(outs.clone(), parsed);
+                }
+                spends.get(outs).and_then(|(outs, sigs)| {
+                    let k = outs.iter().position(|out| out.blinded_secret == *b)?;
+                    Some((outs.get(k)?.clone(), sigs.get(k)?.clone()))
+                })
+            }
+            SignedBy::Issuance { signatures: sigs } => {
+                if !issuances.contains_key(sigs) {
+                    let parsed = serde_json::from_str(sigs).map_err(ApiError::internal)?;
+                    issuances.insert(sigs.clone(), parsed);
+                }
+                let candidates = issuances.get(sigs).map(Vec::as_slice).unwrap_or_default();
+                o.credits
+                    .ring
+                    .with(now, |ring| {
+                        candidates.iter().find_map(|sig| {
+                            let out = BlindedMessage {
+                                amount: sig.amount,
+                                id: sig.id,
+                                blinded_secret: *b,
+                            };
+                            let again = ring.get(&sig.id)?.sign(&out).ok()?;
+                            (again.blind_signature == sig.blind_signature)
+                                .then(|| (out, sig.clone()))
+                        })
+                    })
+                    .map_err(credit_error)?
+            }
+        };
+        if let Some((out, sig)) = hit {
+            outputs.push(out);
+            signatures.push(sig);
+        }
+    }
+    Ok(Json(CreditRestoreResponse {
+        outputs,
+        signatures,
     }))
 }

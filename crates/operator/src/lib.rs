@@ -24,8 +24,9 @@
 //! - **Keys**: `GET /v1/keys`, `/v1/keys/{id}`, `/v1/keysets` (NUT-01/02).
 //! - **Spending**: `POST /v1/swap` (NUT-03), batched into the spend saga of the spent
 //!   registry shared by all of the operator's servers; `GET /v1/swap/{id}` to collect change
-//!   after a lost answer or a crash; `POST /v1/checkstate` (NUT-07) (`credit_handlers.rs`,
-//!   `batch.rs`).
+//!   after a lost answer or a crash; `POST /v1/checkstate` (NUT-07); `POST /v1/restore`
+//!   (NUT-09: signatures of earlier outputs by `B_`, for a wallet restored from its seed)
+//!   (`credit_handlers.rs`, `batch.rs`).
 //! - **Recovery and pruning**: spends left pending are resolved at start and periodically;
 //!   spent records of expired keysets are pruned daily (`credits.rs`).
 //!

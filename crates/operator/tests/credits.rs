@@ -48,6 +48,7 @@ both!(
     racing_spends_on_two_servers_exactly_one_wins,
     crash_between_pending_and_spent_is_recovered,
     credits_are_issued_once_per_redemption,
+    restore_returns_earlier_signatures_by_blinded_output,
     prune_forgets_expired_spends_only,
 );
 
@@ -425,6 +426,7 @@ async fn openapi_documents_every_credit_route() {
         "/v1/swap",
         "/v1/swap/{id}",
         "/v1/checkstate",
+        "/v1/restore",
         "/v1/redeem",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is not documented");
@@ -433,6 +435,8 @@ async fn openapi_documents_every_credit_route() {
         "SwapRequest",
         "SwapStatus",
         "CheckStateResponse",
+        "CreditRestoreRequest",
+        "CreditRestoreResponse",
         "RedeemResponse",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
@@ -1358,5 +1362,78 @@ async fn prune_forgets_expired_spends_only(which: Which) {
     )
     .await;
     assert_eq!(refused(r), (ErrorCode::TokenSpent, 409));
+    op.stop().await;
+}
+
+// ---- restore (NUT-09) -----------------------------------------------------------------------
+
+/// `POST /v1/restore` finds the signatures of outputs signed before — issued at a redemption
+/// or given as change — by `B_`, whatever amount the wallet asks with, in the order asked;
+/// outputs never signed are left out. They unblind to the same tokens.
+async fn restore_returns_earlier_signatures_by_blinded_output(which: Which) {
+    let net = Net::new(which).await;
+    let op = net.start("a").await;
+    let ten = Amount::from_credits(10).unwrap();
+    let amounts: Vec<u64> = split(ten, 40).iter().map(|a| a.0).collect();
+    let (issued, keys) = outputs(&op, &amounts).await;
+    let answer = redeem(&op, &redeem_v2(1, Some(messages(&issued))))
+        .await
+        .unwrap();
+    let issued_tokens = finalize_all(&issued, &answer.signatures.unwrap(), &keys).unwrap();
+    let (change, _) = outputs(&op, &[2, 1]).await;
+    let swapped = swap(
+        &op,
+        &SwapRequest {
+            inputs: vec![issued_tokens[0].for_spending()],
+            outputs: messages(&change[..1]),
+        },
+    )
+    .await;
+    // The first issued token is the smallest power of two of 10 credits: 2^7 = 128 ≥ 2.
+    let change_tokens = finalize_all(&change[..1], &swapped.unwrap().signatures, &keys).unwrap();
+    let (never, _) = outputs(&op, &[4]).await;
+
+    // Asked in a mixed order, with placeholder amounts.
+    let asked: Vec<BlindedMessage> = [&never[0], &change[0], &issued[2], &issued[0], &change[1]]
+        .iter()
+        .map(|p| BlindedMessage {
+            amount: Amount(1),
+            ..p.message.clone()
+        })
+        .collect();
+    let r: CreditRestoreResponse = op
+        .api
+        .post("/v1/restore", &CreditRestoreRequest { outputs: asked })
+        .await
+        .unwrap();
+    assert_eq!(
+        r.outputs,
+        vec![
+            change[0].message.clone(),
+            issued[2].message.clone(),
+            issued[0].message.clone()
+        ]
+    );
+    let again = finalize_all(
+        &[change[0].clone(), issued[2].clone(), issued[0].clone()],
+        &r.signatures,
+        &keys,
+    )
+    .unwrap();
+    assert_eq!(
+        again,
+        vec![
+            change_tokens[0].clone(),
+            issued_tokens[2].clone(),
+            issued_tokens[0].clone()
+        ]
+    );
+    // Too many outputs in one request are refused.
+    let many = vec![never[0].message.clone(); 1001];
+    let r = op
+        .api
+        .post::<_, CreditRestoreResponse>("/v1/restore", &CreditRestoreRequest { outputs: many })
+        .await;
+    assert!(r.is_err());
     op.stop().await;
 }

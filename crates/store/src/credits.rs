@@ -58,7 +58,7 @@
 //! |---|---|---|
 //! | `credit_sagas` | `id` | state (`pending`/`done`/`cancelled`), times, the saga's `Y`s and `B_`s (33-byte keys concatenated, so a cancel finds its rows by primary key), the latest expiry of each, the request's outputs JSON, the signatures JSON once done; a partial index on pending sagas for recovery |
 //! | `credit_inputs` | `y` | amount, keyset id, final expiry, saga id (state: the saga's) |
-//! | `credit_outputs` | `b` | final expiry of its keyset, and the saga or issuance that reserved it |
+//! | `credit_outputs` | `b` | final expiry of its keyset, and the saga or issuance that reserved it (also how NUT-09 restore finds a signature again: [`CreditStore::signed_outputs`]) |
 //! | `credit_issuances` | envelope digest | the signatures given, time, expiry |
 //!
 //! Secondary indexes and foreign keys are left out on purpose: every lookup on the hot path
@@ -254,6 +254,18 @@ pub enum IssuanceOutcome {
     Replay(String),
     /// This blinded output was already used (or appears twice). Nothing was written.
     OutputReused { b: Point },
+}
+
+/// What signed an output ([`CreditStore::signed_outputs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignedBy {
+    /// Change of a finished spend: the request's outputs (`[BlindedMessage]` JSON) and the
+    /// signatures (`[BlindSignature]` JSON), in the same order.
+    Spend { outputs: String, signatures: String },
+    /// Credits issued after a redemption: the signatures (`[BlindSignature]` JSON) in the
+    /// order of the outputs, which the issuance record does not keep (the signature that
+    /// answers an output is the one whose key gives `C_ = k·B_`).
+    Issuance { signatures: String },
 }
 
 /// What [`CreditStore::prune`] deleted.
@@ -810,6 +822,54 @@ impl CreditStore {
         }
         tx.commit().await.map_err(q)?;
         Ok(IssuanceOutcome::Issued(i.signatures.clone()))
+    }
+
+    // ---- restore (NUT-09) ------------------------------------------------------------------
+
+    /// For each of `bs` that was signed, what signed it: the finished spend it was change of
+    /// (its outputs JSON and signatures JSON, in output order) or the issuance it was part of
+    /// (its signatures JSON). Outputs never signed, reserved by a spend still pending, or
+    /// pruned are absent. One query per [`CHUNK`] outputs, by primary key.
+    pub async fn signed_outputs(
+        &self,
+        bs: &[Point],
+    ) -> Result<HashMap<Point, SignedBy>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in bs.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT o.b, s.outputs AS saga_outputs, s.signatures AS saga_signatures,
+                        i.signatures AS issued
+                 FROM credit_outputs o
+                 LEFT JOIN credit_sagas s ON s.id = o.saga_id AND s.state = 'done'
+                 LEFT JOIN credit_issuances i ON i.digest = o.issuance
+                 WHERE o.b IN ({})",
+                placeholders(chunk.len(), 0)
+            );
+            let mut query = sqlx::query(&sql);
+            for b in chunk {
+                query = query.bind(&b.as_bytes()[..]);
+            }
+            for row in query.fetch_all(&self.db.pool).await.map_err(q)? {
+                let b: Vec<u8> = row.try_get("b").map_err(q)?;
+                let b = <[u8; 33]>::try_from(b.as_slice())
+                    .ok()
+                    .and_then(|b| Point::from_bytes(&b).ok())
+                    .ok_or_else(|| StoreError::Corrupt("stored output is not a point".into()))?;
+                let saga_outputs: Option<String> = row.try_get("saga_outputs").map_err(q)?;
+                let saga_signatures: Option<String> = row.try_get("saga_signatures").map_err(q)?;
+                let issued: Option<String> = row.try_get("issued").map_err(q)?;
+                let by = match (saga_outputs, saga_signatures, issued) {
+                    (Some(outputs), Some(signatures), _) => SignedBy::Spend {
+                        outputs,
+                        signatures,
+                    },
+                    (_, _, Some(signatures)) => SignedBy::Issuance { signatures },
+                    _ => continue,
+                };
+                found.insert(b, by);
+            }
+        }
+        Ok(found)
     }
 
     /// The signatures issued for a redemption, if any.

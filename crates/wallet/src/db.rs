@@ -94,6 +94,66 @@ const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE credits ADD COLUMN protocol INTEGER NOT NULL DEFAULT 1 \
          CHECK (protocol IN (1, 2))",
     ],
+    // 3: operator credits (blind-signed tokens, `crate::credits`). Per keyset, the next
+    // NUT-13 counter (reserved and committed before any output is derived from it); the
+    // keysets whose keys were verified against their id; the tokens (the proof — secret,
+    // `C`, DLEQ with its blinding factor — sealed; amount, keyset, `Y`, `C`, state and the
+    // counter it came from in the clear); spends not finished (inputs and the outputs'
+    // counters, no secrets: the outputs are derived again from the seed); the outputs sent
+    // with a redemption until its credit is recorded; and the value each credit was issued in.
+    &[
+        "CREATE TABLE credit_counters (
+            keyset_id TEXT PRIMARY KEY,
+            next_counter INTEGER NOT NULL CHECK (next_counter >= 0 AND next_counter <= 4294967296)
+        )",
+        "CREATE TABLE credit_keysets (
+            operator_id TEXT NOT NULL,
+            keyset_id TEXT NOT NULL,
+            final_expiry INTEGER NOT NULL,
+            keys TEXT NOT NULL,
+            PRIMARY KEY (operator_id, keyset_id)
+        )",
+        "CREATE TABLE credit_tokens (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            operator_id TEXT NOT NULL,
+            keyset_id TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            y TEXT NOT NULL UNIQUE,
+            c TEXT NOT NULL,
+            proof_enc BLOB NOT NULL,
+            counter INTEGER CHECK (counter >= 0),
+            final_expiry INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('unspent', 'pending', 'spent')),
+            spend_id TEXT,
+            origin TEXT NOT NULL CHECK (origin IN ('redeem', 'change', 'restore')),
+            voucher_id INTEGER,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            CHECK ((state = 'pending') <= (spend_id IS NOT NULL))
+        )",
+        "CREATE INDEX credit_tokens_by_operator ON credit_tokens (operator_id, state)",
+        "CREATE TABLE credit_spends (
+            id TEXT PRIMARY KEY,
+            operator_id TEXT NOT NULL,
+            paid INTEGER NOT NULL CHECK (paid >= 0),
+            keyset_id TEXT NOT NULL,
+            inputs TEXT NOT NULL,
+            outputs TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'cancelled', 'refused')),
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )",
+        "CREATE TABLE credit_issuances (
+            voucher_id INTEGER NOT NULL REFERENCES vouchers(id),
+            operator_id TEXT NOT NULL,
+            request_key TEXT NOT NULL,
+            keyset_id TEXT NOT NULL,
+            outputs TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (voucher_id, operator_id, request_key)
+        )",
+        "ALTER TABLE credits ADD COLUMN issued INTEGER NOT NULL DEFAULT 0 CHECK (issued >= 0)",
+    ],
 ];
 
 /// The schema version this code writes and reads.
@@ -490,15 +550,19 @@ pub(crate) async fn envelope(
 /// Records a verified credit and marks the voucher redeemed at `operator_id`, in one
 /// transaction; the voucher's envelopes are deleted (they are spent). Idempotent: a credit
 /// already recorded for the voucher is kept.
+///
+/// The credit tokens issued for it (already checked against the operator's published keys)
+/// are stored in the same transaction, and the outputs kept for the redemption are deleted.
 pub(crate) async fn record_credit(
     pool: &SqlitePool,
     credit: &CreditRecord,
+    tokens: &[crate::credit_db::NewToken<'_>],
     now: u64,
 ) -> Result<(), WalletError> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO credits (voucher_id, operator_id, credited, receipt, at, protocol) \
-         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    let fresh = sqlx::query(
+        "INSERT INTO credits (voucher_id, operator_id, credited, receipt, at, protocol, issued) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(credit.voucher_id)
     .bind(&credit.operator_id)
@@ -506,8 +570,20 @@ pub(crate) async fn record_credit(
     .bind(credit.receipt.to_string())
     .bind(to_i64(credit.at)?)
     .bind(i64::from(credit.protocol))
+    .bind(to_i64(credit.issued.0)?)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
+    if fresh {
+        for t in tokens {
+            crate::credit_db::insert_token(&mut tx, t, now).await?;
+        }
+    }
+    sqlx::query("DELETE FROM credit_issuances WHERE voucher_id = ?")
+        .bind(credit.voucher_id)
+        .execute(&mut *tx)
+        .await?;
     let updated = sqlx::query(
         "UPDATE vouchers SET state = 'redeemed', redeemed_at_operator = ?, updated_at = ? \
          WHERE id = ? AND state IN ('published', 'redeemed')",
@@ -533,7 +609,7 @@ pub(crate) async fn record_credit(
 
 pub(crate) async fn credits(pool: &SqlitePool) -> Result<Vec<CreditRecord>, WalletError> {
     let rows = sqlx::query(
-        "SELECT voucher_id, operator_id, credited, receipt, at, protocol FROM credits \
+        "SELECT voucher_id, operator_id, credited, receipt, at, protocol, issued FROM credits \
          ORDER BY voucher_id",
     )
     .fetch_all(pool)
@@ -550,6 +626,7 @@ pub(crate) async fn credits(pool: &SqlitePool) -> Result<Vec<CreditRecord>, Wall
                 at: to_u64(r.try_get("at")?, "credit time")?,
                 protocol: u32::try_from(r.try_get::<i64, _>("protocol")?)
                     .map_err(|_| WalletError::Corrupt("credit protocol".into()))?,
+                issued: smpx_core::Amount(to_u64(r.try_get("issued")?, "issued")?),
             })
         })
         .collect()
@@ -754,12 +831,12 @@ pub(crate) async fn delete_envelope(
     Ok(())
 }
 
-fn to_u64(v: i64, what: &str) -> Result<u64, WalletError> {
+pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64, WalletError> {
     u64::try_from(v).map_err(|_| WalletError::Corrupt(format!("negative {what}")))
 }
 
 /// SQLite integers are signed 64-bit; no wallet value comes near the limit.
-fn to_i64(v: u64) -> Result<i64, WalletError> {
+pub(crate) fn to_i64(v: u64) -> Result<i64, WalletError> {
     i64::try_from(v)
         .map_err(|_| WalletError::Corrupt(format!("value {v} does not fit the database")))
 }

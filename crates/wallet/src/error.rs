@@ -111,6 +111,38 @@ pub enum WalletError {
     /// Proving (or a proving key) failed locally.
     #[error("zero-knowledge proof: {0}")]
     Zk(#[from] smpx_zk::ZkError),
+
+    // Operator credits
+    /// The operator does not offer credits (no `GET /v1/keys`): an operator from before
+    /// credits, which pays redemptions with a signed receipt only.
+    #[error("operator {operator:?} does not offer credits")]
+    NoCredits { operator: String },
+    /// Not enough unspent credits at this operator; nothing was sent.
+    #[error("not enough credits at operator {operator:?}: {needed} needed, {available} available")]
+    InsufficientCredits {
+        operator: String,
+        needed: smpx_core::Amount,
+        available: smpx_core::Amount,
+    },
+    /// The operator refused the spend because some of its tokens were already spent — by
+    /// another copy of this wallet (a copied file, or a restore from the same phrase). Those
+    /// tokens are now marked spent here; the others are unspent again, so retrying spends
+    /// from what is left.
+    #[error("{tokens} credit token(s) worth {value} at operator {operator:?} were already spent by another copy of this wallet; they are marked spent now")]
+    CreditsAlreadySpent {
+        operator: String,
+        tokens: usize,
+        value: smpx_core::Amount,
+    },
+    /// The spend was sent but its answer did not arrive (or the operator has not finished
+    /// it): it stays pending, its tokens reserved. Collect it later
+    /// ([`crate::Wallet::collect_credits`], `smpx wallet credits collect`).
+    #[error("the credit spend {spend_id} at operator {operator:?} is pending ({reason}); collect it later with `smpx wallet credits collect`")]
+    SpendPending {
+        operator: String,
+        spend_id: String,
+        reason: String,
+    },
 }
 
 fn leaf_mismatch_message(id: i64, mmr_id: u64, leaf_index: Option<u64>) -> String {

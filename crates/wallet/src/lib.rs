@@ -11,6 +11,11 @@
 //! | [`Wallet::redeem`] / [`Wallet::redeem_with`] | operator `GET /v1/info`, coordinator `GET /v1/params`; protocol 2 also `GET /v1/zk` (and once `GET /v1/zk/transcript`), `GET /v1/mmrs/{id}/checkpoint` and `/leaves`; operator `POST /v1/redeem` | `published` → `redeemed` |
 //! | [`Wallet::refresh`] | coordinator `GET /v1/vouchers/{C}` | → `redeemed` / `expired` |
 //! | [`Wallet::recover`] | coordinator `GET /v1/vouchers/{C}` for each derived `C` | adds found vouchers |
+//! | (redemption, with credits) | operator `GET /v1/keys` (once per keyset: the id must commit to the keys), outputs on `POST /v1/redeem` | NUT-13 counters reserved, the outputs kept with the request; tokens (DLEQ-checked) `unspent` |
+//! | [`Wallet::credit_balance`] / [`Wallet::credit_tokens`] | — | per operator: unspent, pending, expired, spent |
+//! | [`Wallet::spend_credits`] | operator `GET /v1/info`, `GET /v1/keys`, `POST /v1/swap` (and `POST /v1/checkstate` when refused as spent) | inputs `unspent` → `pending` → `spent`, change `unspent` |
+//! | [`Wallet::collect_credits`] | operator `GET /v1/swap/{id}` (or the identical `POST /v1/swap` if unknown there) | pending spends → done (change) or cancelled (inputs back) |
+//! | [`Wallet::restore_credits`] | operator `GET /v1/keysets`, `GET /v1/keys/{id}`, `POST /v1/restore` in batches, `POST /v1/checkstate` | adds unspent tokens found from the seed; counters moved past them |
 //!
 //! ## What it guarantees
 //!
@@ -78,10 +83,25 @@
 //! restored from the phrase sees it published until a redemption attempt is refused as
 //! `already_redeemed`.
 //!
+//! ## Operator credits
+//!
+//! A redemption at an operator that issues credits pays the credited amount (the voucher's
+//! value) as blind-signed tokens of that operator: Cashu's NUT-00 with NUT-12 DLEQ proofs, one
+//! keyset per day, power-of-two amounts, secrets from the recovery phrase (NUT-13). Spending is
+//! a NUT-03 swap whose change comes back as new tokens; the swap endpoint charges no price, so
+//! the amount paid is what the change leaves to the operator (the relay ties capacity to that
+//! same request). See [`credits`] for what the wallet checks, how a lost answer is collected,
+//! how two copies of one wallet fare, and how credits are restored from the phrase. An operator
+//! without credit endpoints still works: the credit is its signed receipt only
+//! ([`CreditRecord::issued`] is zero).
+//!
 //! Module map: [`Wallet`] (flows and opening), [`model`] (records and the state machine),
 //! [`vault`] (encryption at rest), `db` (the SQLite schema and its migrations), `zk` (MMR
-//! choice, leaf cache and checkpoints, keys, proving), [`error`].
+//! choice, leaf cache and checkpoints, keys, proving), [`credits`] (operator credits, with
+//! their tables in `credit_db`), [`error`].
 
+mod credit_db;
+pub mod credits;
 mod db;
 pub mod error;
 pub mod model;
@@ -89,6 +109,10 @@ pub mod vault;
 mod wallet;
 mod zk;
 
+pub use credits::{
+    CollectReport, CreditSpend, CreditToken, OperatorCredits, RestoreOptions, RestoreReport,
+    TokenState,
+};
 pub use error::{Action, WalletError};
 pub use model::{Balance, CreditRecord, LocalState, StateTotal, VoucherRecord};
 pub use vault::KdfParams;

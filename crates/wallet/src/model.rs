@@ -142,6 +142,10 @@ pub struct CreditRecord {
     /// zero-knowledge proof; the coordinator saw only a nullifier, the MMR and the
     /// denomination).
     pub protocol: u32,
+    /// The part of `credited` the operator issued as credit tokens (blind-signed, checked
+    /// with their DLEQ proofs, spendable with [`crate::Wallet::spend_credits`]); zero when
+    /// the operator gave a receipt only (an operator without credits).
+    pub issued: Amount,
 }
 
 /// Count and face value of the vouchers in one state.
@@ -168,8 +172,11 @@ pub struct Balance {
     pub expired: StateTotal,
     /// Value still redeemable: bought (once published) plus published.
     pub spendable: Amount,
-    /// Credits granted per operator id.
+    /// Credits granted per operator id (by the operators' receipts, spent or not).
     pub credits: BTreeMap<String, Amount>,
+    /// Credit tokens held per operator id: unspent and unexpired, what
+    /// [`crate::Wallet::spend_credits`] can spend now.
+    pub credit_tokens: BTreeMap<String, Amount>,
 }
 
 impl Balance {
@@ -283,6 +290,7 @@ mod tests {
             receipt: serde_json::Value::Null,
             at: 0,
             protocol: 2,
+            issued: Amount(units),
         };
         let b = Balance::from_records(&vouchers, &[c("a", 5), c("a", 7), c("b", 1)]);
         assert_eq!(

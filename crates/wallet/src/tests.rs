@@ -167,6 +167,13 @@ async fn a_wallet_of_the_first_schema_is_migrated_on_open() {
         "DROP TABLE mmr_checkpoints",
         "DROP TABLE mmr_leaf_chunks",
         "ALTER TABLE credits DROP COLUMN protocol",
+        // Schema 3 (operator credits).
+        "DROP TABLE credit_counters",
+        "DROP TABLE credit_keysets",
+        "DROP TABLE credit_tokens",
+        "DROP TABLE credit_spends",
+        "DROP TABLE credit_issuances",
+        "ALTER TABLE credits DROP COLUMN issued",
         "DELETE FROM counters WHERE name = 'schema'",
         "UPDATE vouchers SET state = 'redeemed'",
     ] {
@@ -186,6 +193,8 @@ async fn a_wallet_of_the_first_schema_is_migrated_on_open() {
     let credits = w.credits().await.unwrap();
     assert_eq!(credits.len(), 1);
     assert_eq!(credits[0].protocol, 1, "old credits were protocol 1");
+    assert_eq!(credits[0].issued.0, 0, "old credits were receipts only");
+    assert!(w.credit_tokens(None).await.unwrap().is_empty());
     assert!(w.paths(id).await.unwrap().is_empty());
     let version: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'schema'")
         .fetch_one(w.pool())

@@ -5,6 +5,7 @@
 //! answer leaves the voucher in a state the same call can pick up again, never in one where
 //! a secret is reused or a payment is lost.
 
+use crate::credits::Prepared;
 use crate::db::{self, InitialMeta, NewPurchase, RecoveredVoucher, Transition};
 use crate::error::{Action, WalletError};
 use crate::model::{Balance, CreditRecord, Event, LocalState, VoucherRecord};
@@ -13,8 +14,8 @@ use crate::zk::{self, HttpMmrs, Protocol, RedeemOptions, RedeemProgress};
 pub use smpx_core::api::Payment;
 use smpx_core::api::{
     IssuerKeyInfo, IssuerServiceInfo, OperatorCreditReceipt, OperatorServiceInfo, ParamsResponse,
-    PublishReceipt, PublishRequest, PurchaseRequest, PurchaseResponse, RedeemRequest, VoucherState,
-    VoucherStatus, ZkInfo, ZkRedemption,
+    PublishReceipt, PublishRequest, PurchaseRequest, PurchaseResponse, RedeemRequest,
+    RedeemResponse, VoucherState, VoucherStatus, ZkInfo, ZkRedemption,
 };
 use smpx_core::crypto::blind::{
     BlindSignature, BlindedMessage, BlindingState, IssuerPublicKey, VoucherSignature,
@@ -250,10 +251,9 @@ impl Wallet {
 
     /// Count and value of vouchers per state, and credits per operator.
     pub async fn balance(&self) -> Result<Balance, WalletError> {
-        Ok(Balance::from_records(
-            &self.vouchers().await?,
-            &self.credits().await?,
-        ))
+        let mut b = Balance::from_records(&self.vouchers().await?, &self.credits().await?);
+        b.credit_tokens = self.unspent_credits().await?;
+        Ok(b)
     }
 
     /// The next derivation index a purchase will reserve.
@@ -620,6 +620,35 @@ impl Wallet {
         options: &RedeemOptions,
         progress: &(dyn Fn(RedeemProgress) + Sync),
     ) -> Result<CreditRecord, WalletError> {
+        match self
+            .redeem_attempt(coordinator, operator, id, options, progress)
+            .await
+        {
+            // The operator refused the credit outputs (made under a keyset that stopped being
+            // current, or already used): they were dropped, so one more attempt sends the same
+            // redemption with new ones.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(ErrorCode::KeysetNotCurrent | ErrorCode::OutputReused)
+                ) =>
+            {
+                tracing::info!(voucher = id, error = %e, "credit outputs refused; sending new ones");
+                self.redeem_attempt(coordinator, operator, id, options, progress)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn redeem_attempt(
+        &self,
+        coordinator: &str,
+        operator: &str,
+        id: i64,
+        options: &RedeemOptions,
+        progress: &(dyn Fn(RedeemProgress) + Sync),
+    ) -> Result<CreditRecord, WalletError> {
         let row = db::voucher(&self.pool, id).await?;
         let r = &row.record;
         let retry_only = match r.state {
@@ -709,13 +738,17 @@ impl Wallet {
         let envelope: Envelope = serde_json::from_slice(&env_json)
             .map_err(|e| WalletError::Corrupt(format!("stored envelope: {e}")))?;
         let digest = envelope.digest();
+        let issuance = self
+            .issuance_outputs(to.api, operator_id, id, &envelope_key, r.value())
+            .await?;
         let req = RedeemRequest {
             version: PROTOCOL_V1,
             envelope: Some(envelope),
             zk: None,
-            outputs: None,
+            outputs: issuance.as_ref().map(Prepared::messages),
         };
-        self.submit(r, to, p, &req, &digest, &envelope_key).await
+        self.submit(r, to, p, &req, &digest, &envelope_key, issuance.as_ref())
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -767,14 +800,18 @@ impl Wallet {
         let zk: ZkRedemption = serde_json::from_slice(&json)
             .map_err(|e| WalletError::Corrupt(format!("stored redemption: {e}")))?;
         let digest = zk.digest();
+        let issuance = self
+            .issuance_outputs(to.api, operator_id, id, &request_key, r.value())
+            .await?;
         let req = RedeemRequest {
             version: PROTOCOL_V2,
             envelope: None,
             zk: Some(zk),
-            outputs: None,
+            outputs: issuance.as_ref().map(Prepared::messages),
         };
         progress(RedeemProgress::Submitting);
-        self.submit(r, to, p, &req, &digest, &request_key).await
+        self.submit(r, to, p, &req, &digest, &request_key, issuance.as_ref())
+            .await
     }
 
     /// Makes a protocol-2 redemption of voucher `r` for operator `to`.
@@ -910,7 +947,9 @@ impl Wallet {
         })
     }
 
-    /// Sends a redemption to the operator, verifies the receipts and records the credit.
+    /// Sends a redemption to the operator, verifies the receipts (and the credits issued
+    /// with it, DLEQ against the operator's published keys) and records the credit.
+    #[allow(clippy::too_many_arguments)]
     async fn submit(
         &self,
         r: &VoucherRecord,
@@ -919,11 +958,28 @@ impl Wallet {
         req: &RedeemRequest,
         digest: &[u8; 32],
         request_key: &str,
+        issuance: Option<&Prepared>,
     ) -> Result<CreditRecord, WalletError> {
         let id = r.id;
-        let receipt: Signed<OperatorCreditReceipt> = match to.api.post("/v1/redeem", req).await {
-            Ok(receipt) => receipt,
+        let answer: RedeemResponse = match to.api.post("/v1/redeem", req).await {
+            Ok(answer) => answer,
             Err(e) => {
+                // Outputs the operator will never sign: make new ones next time.
+                if issuance.is_some()
+                    && matches!(
+                        e.code(),
+                        Some(
+                            ErrorCode::KeysetNotCurrent
+                                | ErrorCode::OutputReused
+                                | ErrorCode::UnknownKeyset
+                                | ErrorCode::AmountMismatch
+                                | ErrorCode::InvalidAmount
+                        )
+                    )
+                {
+                    self.drop_issuance(id, &to.info.operator_id, request_key)
+                        .await?;
+                }
                 let event = match e.code() {
                     Some(ErrorCode::AlreadyRedeemed) => Some(Event::Redeemed),
                     Some(ErrorCode::VoucherExpired) => Some(Event::Released),
@@ -953,6 +1009,7 @@ impl Wallet {
                 return Err(e.into());
             }
         };
+        let receipt = answer.receipt;
         verify_credit(
             &receipt,
             to.info,
@@ -961,6 +1018,24 @@ impl Wallet {
             digest,
             req.zk.as_ref(),
         )?;
+        let tokens = match (issuance, &answer.signatures) {
+            (Some(prepared), Some(signatures)) => self.issued_tokens(
+                &to.info.operator_id,
+                id,
+                prepared,
+                signatures,
+                receipt.body.credited,
+            )?,
+            (Some(_), None) => {
+                tracing::warn!(
+                    voucher = id,
+                    "the operator answered with a receipt but no credits"
+                );
+                Vec::new()
+            }
+            (None, _) => Vec::new(),
+        };
+        let issued = Amount(tokens.iter().map(|t| t.amount).sum());
         let credit = CreditRecord {
             voucher_id: id,
             operator_id: to.info.operator_id.clone(),
@@ -969,8 +1044,9 @@ impl Wallet {
                 .map_err(|e| WalletError::Corrupt(format!("encoding the receipt: {e}")))?,
             at: receipt.body.issued_at,
             protocol: req.version,
+            issued,
         };
-        db::record_credit(&self.pool, &credit, unix_now()).await?;
+        db::record_credit(&self.pool, &credit, &tokens, unix_now()).await?;
         tracing::info!(voucher = id, operator = %to.info.operator_id, credited = %credit.credited, protocol = req.version, "voucher redeemed");
         Ok(credit)
     }
@@ -1200,17 +1276,14 @@ impl Wallet {
         Ok(())
     }
 
-    #[cfg(test)]
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    #[cfg(test)]
     pub(crate) fn vault_key(&self) -> &VaultKey {
         &self.key
     }
 
-    #[cfg(test)]
     pub(crate) fn seed(&self) -> &WalletSeed {
         &self.seed
     }
@@ -1423,7 +1496,7 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -6,11 +6,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use smpx_cli::devnet::{Devnet, DevnetOptions, OPERATOR_ID};
-use smpx_core::api::{LedgerTotalsResponse, Payment};
+use smpx_core::api::{
+    CheckStateRequest, CheckStateResponse, LedgerTotalsResponse, Payment, TokenState as AtOperator,
+};
+use smpx_core::credits::Point;
+use smpx_core::Amount;
 use smpx_core::{rotation, ErrorCode};
 use smpx_http::ApiClient;
 use smpx_wallet::{
-    LocalState, MmrChoice, RedeemOptions, RedeemProgress, VoucherRecord, Wallet, WalletError,
+    KdfParams, LocalState, MmrChoice, Protocol, RedeemOptions, RedeemProgress, RestoreOptions,
+    TokenState, VoucherRecord, Wallet, WalletError,
 };
 use std::sync::Mutex;
 use std::time::Duration;
@@ -94,6 +99,8 @@ async fn v2_redemptions_end_to_end() {
     assert_eq!(credit.protocol, 2);
     assert_eq!(credit.operator_id, OPERATOR_ID);
     assert_eq!(credit.credited.0, 10_000_000);
+    // Paid in credit tokens too (protocol 2 as protocol 1).
+    assert_eq!(credit.issued, credit.credited);
     let cr = &credit.receipt["body"]["coordinator_receipt"]["body"];
     assert_eq!(cr["mmr_id"], open[0]);
     assert!(cr["nullifier"].is_string());
@@ -220,5 +227,268 @@ async fn a_voucher_is_redeemed_once_whatever_the_protocols() {
     let t = totals(&net).await;
     assert!(t.conserved);
     assert_eq!(t.totals.redeemed.0, 30_000_000);
+    net.stop().await.unwrap();
+}
+
+/// The operator's view (NUT-07) of tokens, by their `Y`.
+async fn at_operator(net: &Devnet, ys: &[String]) -> Vec<AtOperator> {
+    let r: CheckStateResponse = ApiClient::new(&net.operator_url)
+        .post(
+            "/v1/checkstate",
+            &CheckStateRequest {
+                ys: ys.iter().map(|y| Point::from_hex(y).unwrap()).collect(),
+            },
+        )
+        .await
+        .unwrap();
+    r.states.into_iter().map(|s| s.state).collect()
+}
+
+async fn unspent(w: &Wallet) -> Amount {
+    w.balance()
+        .await
+        .unwrap()
+        .credit_tokens
+        .get(OPERATOR_ID)
+        .copied()
+        .unwrap_or(Amount::ZERO)
+}
+
+/// A proxy in front of the operator that forwards every request but loses the answer to
+/// `POST /v1/swap` (the operator carries the spend out; the wallet never hears).
+async fn losing_swap_answers(target: String) -> String {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{Method, StatusCode, Uri};
+    use axum::response::{IntoResponse, Response};
+    async fn forward(
+        State(target): State<String>,
+        method: Method,
+        uri: Uri,
+        body: Bytes,
+    ) -> Response {
+        let url = format!(
+            "{target}{}",
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        let resp = reqwest::Client::new()
+            .request(
+                reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
+                &url,
+            )
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+        let bytes = resp.bytes().await.unwrap();
+        if method == Method::POST && uri.path() == "/v1/swap" {
+            return (StatusCode::BAD_GATEWAY, "connection lost").into_response();
+        }
+        (
+            status,
+            [("content-type", "application/json")],
+            bytes.to_vec(),
+        )
+            .into_response()
+    }
+    let app = axum::Router::new().fallback(forward).with_state(target);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Operator credits end to end, as a user relies on them: a redemption pays the credited
+/// amount in tokens; a spend leaves the right change and the operator reports its inputs
+/// spent; a spend whose answer is lost is collected; a wallet restored from the phrase finds
+/// the same unspent credits; two copies spending the same tokens: one wins, the other gets a
+/// typed error and marks them spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_issued_spent_collected_restored_and_double_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = devnet(&dir.path().join("net")).await;
+    let (w, phrase) = Wallet::create_with(
+        &dir.path().join("w.db"),
+        "pw",
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+
+    // Redemption (protocol 1: no proving needed here) issues tokens for the credited amount.
+    let v = published(&w, &net, 10).await;
+    let credit = w
+        .redeem_with(
+            &net.coordinator_url,
+            &net.operator_url,
+            v.id,
+            &RedeemOptions {
+                protocol: Protocol::V1,
+                ..RedeemOptions::default()
+            },
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(credit.credited, Amount(10_000_000));
+    assert_eq!(credit.issued, credit.credited);
+    let tokens = w.credit_tokens(None).await.unwrap();
+    assert_eq!(tokens.len(), 10_000_000u64.count_ones() as usize);
+    assert!(tokens.iter().all(|t| t.amount.0.is_power_of_two()
+        && t.state == TokenState::Unspent
+        && t.origin == "redeem"
+        && t.voucher_id == Some(v.id)));
+    assert_eq!(
+        tokens.iter().map(|t| t.amount.0).sum::<u64>(),
+        credit.credited.0
+    );
+    assert_eq!(unspent(&w).await, Amount(10_000_000));
+    let b = w.credit_balance().await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].operator_id, OPERATOR_ID);
+    assert_eq!(b[0].unspent, Amount(10_000_000));
+    let ys: Vec<String> = tokens.iter().map(|t| t.y.clone()).collect();
+    assert!(at_operator(&net, &ys)
+        .await
+        .iter()
+        .all(|s| *s == AtOperator::Unspent));
+
+    // Spend 2.5 credits: change = inputs − 2.5, the operator says the inputs are spent.
+    let s = w
+        .spend_credits(&net.operator_url, Amount(2_500_000))
+        .await
+        .unwrap();
+    assert_eq!(s.paid, Amount(2_500_000));
+    assert_eq!(s.change.0, s.inputs.0 - 2_500_000);
+    assert_eq!(s.balance, Amount(7_500_000));
+    assert_eq!(unspent(&w).await, Amount(7_500_000));
+    let after = w.credit_tokens(None).await.unwrap();
+    let spent: Vec<String> = after
+        .iter()
+        .filter(|t| t.state == TokenState::Spent)
+        .map(|t| t.y.clone())
+        .collect();
+    assert_eq!(spent.len(), s.input_tokens);
+    assert!(at_operator(&net, &spent)
+        .await
+        .iter()
+        .all(|s| *s == AtOperator::Spent));
+    let change: u64 = after
+        .iter()
+        .filter(|t| t.origin == "change")
+        .map(|t| t.amount.0)
+        .sum();
+    assert_eq!(change, s.change.0);
+    // More than is held: a typed error, nothing sent.
+    assert!(matches!(
+        w.spend_credits(&net.operator_url, Amount(8_000_000)).await,
+        Err(WalletError::InsufficientCredits { .. })
+    ));
+
+    // A spend whose answer is lost stays pending, then is collected.
+    let lossy = losing_swap_answers(net.operator_url.clone()).await;
+    let lost = w.spend_credits(&lossy, Amount(1_000_000)).await;
+    assert!(
+        matches!(lost, Err(WalletError::SpendPending { .. })),
+        "{lost:?}"
+    );
+    let b = w.credit_balance().await.unwrap();
+    assert!(b[0].pending.0 > 0);
+    assert!(b[0].unspent.0 < 6_500_000);
+    let collected = w.collect_credits(&net.operator_url).await.unwrap();
+    assert_eq!(collected.completed, 1);
+    assert_eq!(collected.pending, 0);
+    assert_eq!(unspent(&w).await, Amount(6_500_000));
+    assert_eq!(w.credit_balance().await.unwrap()[0].pending, Amount::ZERO);
+    // Nothing more to collect.
+    assert_eq!(
+        w.collect_credits(&net.operator_url).await.unwrap(),
+        Default::default()
+    );
+
+    // A fresh wallet from the same phrase finds the same unspent credits.
+    let copy = Wallet::restore_with(
+        &dir.path().join("copy.db"),
+        "pw2",
+        &phrase,
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+    let r = copy
+        .restore_credits(
+            &net.operator_url,
+            RestoreOptions {
+                batch: 10,
+                empty_batches: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.balance, Amount(6_500_000));
+    assert_eq!(unspent(&copy).await, Amount(6_500_000));
+    assert!(r.spent > 0);
+    let mine: std::collections::BTreeSet<String> = w
+        .credit_tokens(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.state == TokenState::Unspent)
+        .map(|t| t.y)
+        .collect();
+    let restored: std::collections::BTreeSet<String> = copy
+        .credit_tokens(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.y)
+        .collect();
+    assert_eq!(mine, restored);
+    // Restoring again adds nothing.
+    let again = copy
+        .restore_credits(
+            &net.operator_url,
+            RestoreOptions {
+                batch: 10,
+                empty_batches: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.restored, 0);
+    assert_eq!(again.balance, Amount(6_500_000));
+
+    // Both copies spend the same tokens at once: exactly one wins.
+    let (a, b) = tokio::join!(
+        w.spend_credits(&net.operator_url, Amount(1_000_000)),
+        copy.spend_credits(&net.operator_url, Amount(2_000_000)),
+    );
+    let (winner, loser, lost) = match (a, b) {
+        (Ok(_), Err(e)) => (&w, &copy, e),
+        (Err(e), Ok(_)) => (&copy, &w, e),
+        other => panic!("expected exactly one spend to win: {other:?}"),
+    };
+    let WalletError::CreditsAlreadySpent { tokens, value, .. } = lost else {
+        panic!("expected CreditsAlreadySpent, got {lost:?}");
+    };
+    assert!(tokens > 0);
+    // The loser marked them spent: its balance dropped by their value, and what it still
+    // holds is unspent at the operator.
+    assert_eq!(unspent(loser).await.0, 6_500_000 - value.0);
+    let held: Vec<String> = loser
+        .credit_tokens(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.state == TokenState::Unspent)
+        .map(|t| t.y)
+        .collect();
+    assert!(at_operator(&net, &held)
+        .await
+        .iter()
+        .all(|s| *s == AtOperator::Unspent));
+    assert!(unspent(winner).await.0 < 6_500_000);
     net.stop().await.unwrap();
 }
