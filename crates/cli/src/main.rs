@@ -1,6 +1,7 @@
 //! `smpx`: one command, a subcommand per role.
 
 mod credits;
+mod relay;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -44,12 +45,14 @@ enum Command {
         #[arg(long, default_value_t = smpx_cli::devnet::DEVNET_MMR_LEVELS)]
         mmr_levels: u32,
     },
-    /// Run coordinator, issuer and operator on loopback with embedded storage until Ctrl-C.
+    /// Run coordinator, issuer, operator and three relays on loopback with embedded storage
+    /// until Ctrl-C.
     Devnet {
         /// Data directory (created if missing; reused on restart).
         #[arg(long, default_value = "smpx-devnet")]
         data_dir: PathBuf,
-        /// Coordinator port; the issuer and operator take the next two. 0 picks free ports.
+        /// Coordinator port; the issuer and operator take the next two, the relays +10..+12
+        /// (their ops endpoints +20..+22). 0 picks free ports.
         #[arg(long, default_value_t = 7400)]
         port: u16,
         /// MMR levels of a new devnet (capacity 4^L − 1 vouchers per MMR; the ceremony and
@@ -84,6 +87,9 @@ enum Command {
     /// The multi-party trusted setup of the v0.2 redemption circuit's Groth16 keys.
     #[command(subcommand)]
     Ceremony(CeremonyCmd),
+    /// A relay node: init (keys, config, storage) and run.
+    #[command(subcommand)]
+    Relay(relay::RelayCmd),
 }
 
 #[derive(Subcommand)]
@@ -528,8 +534,17 @@ async fn dispatch(cmd: Command) -> Result<()> {
                 "Try: smpx wallet --coordinator {} init",
                 net.coordinator_url
             );
+            let relays = relay::start_devnet_relays(&data_dir.join("relays"), port).await?;
+            for r in &relays {
+                println!(
+                    "  relay        {}   (ops http://{})",
+                    r.address(),
+                    r.ops_addr()
+                );
+            }
             println!("Press Ctrl-C to stop.");
             shutdown().await;
+            relay::stop_relays(relays).await?;
             net.stop().await
         }
         Command::Coordinator(c) => coordinator(c).await,
@@ -539,6 +554,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Ledger { coordinator, json } => ledger(&coordinator, json).await,
         Command::Wallet(w) => wallet(w).await,
         Command::Ceremony(c) => ceremony(c),
+        Command::Relay(c) => relay::run(c, shutdown()).await,
     }
 }
 

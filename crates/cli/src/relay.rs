@@ -1,0 +1,174 @@
+//! `smpx relay init` / `smpx relay run`, and the devnet's three relays
+//! ([`smpx_relay::node`] does the work).
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use smpx_relay::node::{BackendKind, InitOptions, RelayNode, RunningNode, StorageConfig};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Relays the devnet starts.
+pub const DEVNET_RELAYS: u16 = 3;
+
+#[derive(Subcommand)]
+pub enum RelayCmd {
+    /// Create a relay: keys and certificates (an offline CA and an online certificate), a
+    /// commented relay.toml, and the storage. Prints the relay's smpx:// address.
+    Init {
+        /// The relay's directory (created 0700).
+        #[arg(long, env = "SMPX_RELAY_DIR", default_value_os_t = default_dir())]
+        dir: PathBuf,
+        /// The host clients connect to, in the address: a DNS name or an IP address.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The port clients connect to, in the address; also the listening port unless
+        /// --listen says otherwise.
+        #[arg(long, default_value_t = smpx_relay::transport::DEFAULT_PORT)]
+        port: u16,
+        /// Where to listen (default 127.0.0.1:<port>: this machine only; 0.0.0.0:<port>
+        /// accepts other machines).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Where the ops endpoint (health, metrics) listens (default 127.0.0.1:5224).
+        #[arg(long)]
+        ops_listen: Option<SocketAddr>,
+        /// Storage: `log` (memory + append-only log, the default), `sqlite`, or a
+        /// postgres://… URL.
+        #[arg(long, default_value = "log")]
+        storage: String,
+    },
+    /// Run the relay in --dir until SIGINT or SIGTERM (then shut down gracefully).
+    Run {
+        #[arg(long, env = "SMPX_RELAY_DIR", default_value_os_t = default_dir())]
+        dir: PathBuf,
+    },
+}
+
+fn default_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".smpx")
+        .join("relay")
+}
+
+fn storage_arg(s: &str) -> Result<StorageConfig> {
+    let backend = match s {
+        "log" => BackendKind::Log,
+        "sqlite" => BackendKind::Sqlite,
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            return Ok(StorageConfig {
+                backend: BackendKind::Postgres,
+                url: Some(url.to_owned()),
+                ..Default::default()
+            })
+        }
+        _ => anyhow::bail!("--storage: expected log, sqlite or a postgres:// URL"),
+    };
+    Ok(StorageConfig {
+        backend,
+        ..Default::default()
+    })
+}
+
+/// Runs a `smpx relay …` command; `shutdown` ends `run`.
+pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()> {
+    match cmd {
+        RelayCmd::Init {
+            dir,
+            host,
+            port,
+            listen,
+            ops_listen,
+            storage,
+        } => {
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+            let address = RelayNode::init(
+                &dir,
+                InitOptions {
+                    listen: Some(listen),
+                    public_host: Some(host),
+                    public_port: Some(port),
+                    ops_listen,
+                    storage: storage_arg(&storage)?,
+                },
+            )
+            .await?;
+            println!("relay initialised in {}", dir.display());
+            println!("address  {address}");
+            println!(
+                "config   {} (listening on {listen}{})",
+                dir.join(smpx_relay::node::config::CONFIG_FILE).display(),
+                if listen.ip().is_loopback() {
+                    ": this machine only; edit [server] listen to accept others"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "Move {} offline now (e.g. to a USB key): the relay does not need it to run, \
+                 and whoever holds it can impersonate this relay. Bring it back only to \
+                 rotate the online certificate.",
+                RelayNode::ca_key_path(&dir).display()
+            );
+            println!("Start it with: smpx relay run --dir {}", dir.display());
+            Ok(())
+        }
+        RelayCmd::Run { dir } => {
+            let node = RelayNode::start(&dir)
+                .await
+                .with_context(|| format!("starting the relay in {}", dir.display()))?;
+            // Tests and scripts read this line.
+            eprintln!(
+                "relay listening on {} ({}), ops on http://{}",
+                node.address(),
+                node.listen_addr(),
+                node.ops_addr()
+            );
+            shutdown.await;
+            eprintln!("relay shutting down");
+            node.shutdown().await?;
+            Ok(())
+        }
+    }
+}
+
+/// The devnet's relays: `dir/relay-1` … `relay-3`, created on first use, listening on
+/// `base_port + 10 + i` with ops on `base_port + 20 + i` (0: ports picked at start), log
+/// storage. Already-created relays keep their configuration.
+pub async fn start_devnet_relays(dir: &Path, base_port: u16) -> Result<Vec<RunningNode>> {
+    let mut nodes = Vec::new();
+    for i in 0..DEVNET_RELAYS {
+        let d = dir.join(format!("relay-{}", i + 1));
+        let port = |offset: u16| match base_port {
+            0 => 0,
+            p => p.saturating_add(offset + i),
+        };
+        if !d.join(smpx_relay::node::config::CONFIG_FILE).exists() {
+            RelayNode::init(
+                &d,
+                InitOptions {
+                    listen: Some(SocketAddr::from(([127, 0, 0, 1], port(10)))),
+                    ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], port(20)))),
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("creating the devnet relay in {}", d.display()))?;
+        }
+        let node = RelayNode::start(&d)
+            .await
+            .with_context(|| format!("starting the devnet relay in {}", d.display()))?;
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+/// Stops relays started by [`start_devnet_relays`].
+pub async fn stop_relays(nodes: Vec<RunningNode>) -> Result<()> {
+    for n in nodes {
+        n.shutdown().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Counters the relay keeps while it runs (the CLI renders them as Prometheus text).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Monotonic counters and two gauges, updated lock-free by every connection.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Messages accepted from senders.
+    pub messages_in: AtomicU64,
+    /// MSG deliveries sent to recipients (a redelivery counts again).
+    pub messages_out: AtomicU64,
+    /// SENDs refused because the queue was full.
+    pub messages_over_quota: AtomicU64,
+    /// Messages removed by expiry.
+    pub messages_expired: AtomicU64,
+    pub queues_created: AtomicU64,
+    pub queues_deleted: AtomicU64,
+    /// Connections accepted (past the connection cap).
+    pub connections_total: AtomicU64,
+    /// Connections open now (gauge).
+    pub connections_open: AtomicU64,
+    /// Connections closed at once because the cap was reached.
+    pub connections_refused: AtomicU64,
+    /// Connections dropped for a slow block, idleness or a failed handshake.
+    pub connections_timed_out: AtomicU64,
+    /// Commands answered with AUTH.
+    pub auth_failures: AtomicU64,
+    /// Blocks or transmissions that did not parse.
+    pub malformed: AtomicU64,
+    /// Subscriptions moved to another connection (END sent).
+    pub subscriptions_ended: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub messages_over_quota: u64,
+    pub messages_expired: u64,
+    pub queues_created: u64,
+    pub queues_deleted: u64,
+    pub connections_total: u64,
+    pub connections_open: u64,
+    pub connections_refused: u64,
+    pub connections_timed_out: u64,
+    pub auth_failures: u64,
+    pub malformed: u64,
+    pub subscriptions_ended: u64,
+}
+
+pub(crate) fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl RelayStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            messages_in: g(&self.messages_in),
+            messages_out: g(&self.messages_out),
+            messages_over_quota: g(&self.messages_over_quota),
+            messages_expired: g(&self.messages_expired),
+            queues_created: g(&self.queues_created),
+            queues_deleted: g(&self.queues_deleted),
+            connections_total: g(&self.connections_total),
+            connections_open: g(&self.connections_open),
+            connections_refused: g(&self.connections_refused),
+            connections_timed_out: g(&self.connections_timed_out),
+            auth_failures: g(&self.auth_failures),
+            malformed: g(&self.malformed),
+            subscriptions_ended: g(&self.subscriptions_ended),
+        }
+    }
+}
