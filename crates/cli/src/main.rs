@@ -1,5 +1,6 @@
 //! `smpx`: one command, a subcommand per role.
 
+mod chat;
 mod credits;
 mod relay;
 
@@ -90,6 +91,9 @@ enum Command {
     /// A relay node: init (keys, config, storage) and run.
     #[command(subcommand)]
     Relay(relay::RelayCmd),
+    /// Chat through relays: invite, accept, send, receive (end-to-end encrypted; private
+    /// routing is not built yet).
+    Chat(chat::ChatArgs),
 }
 
 #[derive(Subcommand)]
@@ -555,6 +559,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Wallet(w) => wallet(w).await,
         Command::Ceremony(c) => ceremony(c),
         Command::Relay(c) => relay::run(c, shutdown()).await,
+        Command::Chat(c) => chat::run(c).await,
     }
 }
 

@@ -154,6 +154,44 @@ const MIGRATIONS: &[&[&str]] = &[
         )",
         "ALTER TABLE credits ADD COLUMN issued INTEGER NOT NULL DEFAULT 0 CHECK (issued >= 0)",
     ],
+    // 4: chat through relays (`crate::chat`). One row per contact: the queue this wallet
+    // receives the contact's messages on (relay, ids and the relay's key in the clear; the
+    // queue's recipient key, delivery key and this side's end-to-end key sealed), what is
+    // known of the contact's queue (relay, sender id, end-to-end public key) and the sealed
+    // key that signs SENDs to it. Messages both ways, their text sealed; an incoming one is
+    // unique per relay message id, so a message delivered again after a crash (stored but not
+    // yet acknowledged) is stored once.
+    &[
+        "CREATE TABLE chat_contacts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('inviter', 'acceptor')),
+            state TEXT NOT NULL CHECK (state IN ('invited', 'accepted', 'connected')),
+            my_relay TEXT NOT NULL,
+            my_recipient_id BLOB NOT NULL UNIQUE,
+            my_sender_id BLOB NOT NULL,
+            my_server_dh BLOB NOT NULL,
+            my_e2e_public BLOB NOT NULL,
+            my_secrets_enc BLOB NOT NULL,
+            peer_relay TEXT,
+            peer_sender_id BLOB,
+            peer_e2e_public BLOB,
+            send_key_enc BLOB,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            CHECK ((state = 'invited') = (peer_sender_id IS NULL))
+        )",
+        "CREATE TABLE chat_messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            contact_id INTEGER NOT NULL REFERENCES chat_contacts(id),
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            relay_msg_id BLOB,
+            text_enc BLOB NOT NULL,
+            sent_at INTEGER NOT NULL,
+            at INTEGER NOT NULL,
+            UNIQUE (contact_id, relay_msg_id)
+        )",
+    ],
 ];
 
 /// The schema version this code writes and reads.

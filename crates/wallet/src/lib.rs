@@ -98,8 +98,10 @@
 //! Module map: [`Wallet`] (flows and opening), [`model`] (records and the state machine),
 //! [`vault`] (encryption at rest), `db` (the SQLite schema and its migrations), `zk` (MMR
 //! choice, leaf cache and checkpoints, keys, proving), [`credits`] (operator credits, with
-//! their tables in `credit_db`), [`error`].
+//! their tables in `credit_db`), [`chat`] (contacts and end-to-end encrypted messages through
+//! relays), [`error`].
 
+pub mod chat;
 mod credit_db;
 pub mod credits;
 mod db;
@@ -109,6 +111,7 @@ pub mod vault;
 mod wallet;
 mod zk;
 
+pub use chat::{Chat, ChatError, ChatMessage, Contact, ContactState, Invitation, Received};
 pub use credits::{
     CollectReport, CreditSpend, CreditToken, OperatorCredits, RestoreOptions, RestoreReport,
     TokenState,

@@ -174,6 +174,9 @@ async fn a_wallet_of_the_first_schema_is_migrated_on_open() {
         "DROP TABLE credit_spends",
         "DROP TABLE credit_issuances",
         "ALTER TABLE credits DROP COLUMN issued",
+        // Schema 4 (chat).
+        "DROP TABLE chat_messages",
+        "DROP TABLE chat_contacts",
         "DELETE FROM counters WHERE name = 'schema'",
         "UPDATE vouchers SET state = 'redeemed'",
     ] {

@@ -290,8 +290,11 @@ impl Ctx {
                     return Err(ErrorCode::Auth);
                 };
                 let rid = q.recipient_id;
-                let key = DeliveryKey::for_relay(&q.server_dh.0, &q.recipient_dh)
-                    .ok_or(ErrorCode::Internal)?;
+                // Two X25519 operations: only the commands that deliver pay for them.
+                let key = || {
+                    DeliveryKey::for_relay(&q.server_dh.0, &q.recipient_dh)
+                        .ok_or(ErrorCode::Internal)
+                };
                 match cmd {
                     Command::Key { sender_key } => {
                         if ed25519_dalek::VerifyingKey::from_bytes(&sender_key).is_err() {
@@ -306,7 +309,7 @@ impl Ctx {
                             }
                         }
                     }
-                    Command::Sub => self.subscribe(rid, key).await,
+                    Command::Sub => self.subscribe(rid, key()?).await,
                     Command::Get => {
                         if self.conn.subs.lock().await.contains_key(&rid) {
                             return Err(ErrorCode::Cmd(CmdError::Prohibited));
@@ -314,7 +317,7 @@ impl Ctx {
                         match store.peek(&rid).await.map_err(internal)? {
                             Some(m) => {
                                 inc(&self.shared.stats.messages_out);
-                                seal_msg(&key, m)
+                                seal_msg(&key()?, m)
                             }
                             None => Ok(Response::Ok),
                         }
