@@ -11,7 +11,7 @@
 //! [`RelayNode::init`] creates the identity, writes the configuration and creates the store,
 //! and returns the relay's `smpx://<fingerprint>@host:port` address. [`RelayNode::start`]
 //! loads all of it (warning when the online certificate expires within 30 days), opens the
-//! store the configuration names, and starts the relay behind TLS ([`tls_acceptor`]), its
+//! store the configuration names, and starts the relay behind TLS ([`crate::transport::acceptor`]), its
 //! expiry task and the ops endpoint ([`ops`]); [`RunningNode::shutdown`] stops accepting,
 //! lets open connections finish within `limits.shutdown_drain_secs` (the health endpoint
 //! answers 503 meanwhile), then stops the ops endpoint. [`RelayNode::run`] is both around a
@@ -22,10 +22,8 @@
 
 pub mod config;
 pub mod ops;
-pub mod tls_acceptor;
 
 pub use config::{BackendKind, ConfigError, NodeConfig, StorageConfig, StorageTarget};
-pub use tls_acceptor::TlsRelayAcceptor;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -274,7 +272,8 @@ impl RelayNode {
             );
         }
         let server_config = cfg.server_config();
-        let acceptor = TlsRelayAcceptor::new(&identity, server_config.handshake_timeout)?;
+        // The relay's accept loop bounds the handshake by `handshake_timeout`.
+        let acceptor = Arc::new(crate::transport::acceptor(&identity)?);
         let host = cfg
             .public_host()
             .map_err(|e| NodeError::Task(format!("public host: {e}")))?;
