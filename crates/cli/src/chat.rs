@@ -7,7 +7,7 @@ use smpx_relay::node::RelayNode;
 use smpx_relay::transport::{RelayAddress, RelayIdentity};
 use smpx_wallet::chat::Direction;
 use smpx_wallet::Wallet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 const PRIVATE_ROUTING_NOTE: &str = "Private routing is not built yet: messages go straight to \
@@ -76,16 +76,6 @@ enum ChatCmd {
     History { name: String },
 }
 
-fn passphrase(file: Option<&Path>) -> Result<String> {
-    if let Some(p) = file {
-        return crate::read_token(p);
-    }
-    if let Ok(p) = std::env::var("SMPX_WALLET_PASSPHRASE") {
-        return Ok(p);
-    }
-    rpassword::prompt_password("wallet passphrase: ").context("reading the passphrase")
-}
-
 /// `--relay`, else the address of `<devnet-dir>/relays/relay-1`.
 fn relay_address(arg: &RelayArg) -> Result<RelayAddress> {
     if let Some(r) = &arg.relay {
@@ -113,7 +103,7 @@ fn relay_address(arg: &RelayArg) -> Result<RelayAddress> {
 }
 
 pub(crate) async fn run(args: ChatArgs) -> Result<()> {
-    let pass = passphrase(args.passphrase_file.as_deref())?;
+    let pass = crate::read_passphrase(args.passphrase_file.as_deref(), false)?;
     let w = Wallet::open(&args.wallet, &pass).await?;
     let chat = w.chat();
     let json = args.json;

@@ -1,6 +1,7 @@
 //! `smpx wallet credits …`: the wallet's operator credits (blind-signed tokens issued at
 //! redemption, see `smpx_wallet::credits`).
 
+use crate::print_json;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use smpx_core::Amount;
@@ -67,11 +68,6 @@ fn parse_credits(text: &str) -> Result<Amount> {
         .and_then(|w| w.checked_add(frac))
         .map(Amount)
         .with_context(|| format!("amount too large: {text:?}"))
-}
-
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }
 
 pub(crate) async fn run(w: &Wallet, cmd: CreditsCmd, json: bool) -> Result<()> {

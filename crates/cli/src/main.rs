@@ -866,7 +866,13 @@ async fn ledger(coordinator: &str, json: bool) -> Result<()> {
 }
 
 fn passphrase(args: &WalletArgs, confirm: bool) -> Result<String> {
-    if let Some(p) = &args.passphrase_file {
+    read_passphrase(args.passphrase_file.as_deref(), confirm)
+}
+
+/// The wallet passphrase: from `file`, else `SMPX_WALLET_PASSPHRASE`, else a prompt (twice
+/// when `confirm`).
+fn read_passphrase(file: Option<&Path>, confirm: bool) -> Result<String> {
+    if let Some(p) = file {
         return read_token(p);
     }
     if let Ok(p) = std::env::var("SMPX_WALLET_PASSPHRASE") {

@@ -291,6 +291,12 @@ fn sum(amounts: impl IntoIterator<Item = u64>) -> Amount {
 /// The operator at `url`: its API and its id.
 pub(crate) async fn operator_at(url: &str) -> Result<(ApiClient, String), WalletError> {
     let api = ApiClient::new(url);
+    let info = operator_info(&api).await?;
+    Ok((api, info.operator_id))
+}
+
+/// `GET /v1/info` of an operator, with its id checked.
+pub(crate) async fn operator_info(api: &ApiClient) -> Result<OperatorServiceInfo, WalletError> {
     let info: OperatorServiceInfo = api.get("/v1/info").await?;
     if !valid_id(&info.operator_id) {
         return Err(WalletError::Verification(format!(
@@ -298,7 +304,7 @@ pub(crate) async fn operator_at(url: &str) -> Result<(ApiClient, String), Wallet
             info.operator_id
         )));
     }
-    Ok((api, info.operator_id))
+    Ok(info)
 }
 
 /// Does this error say the operator has no credit endpoints (an operator from before

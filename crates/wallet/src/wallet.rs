@@ -663,13 +663,7 @@ impl Wallet {
             }
         };
         let op_api = ApiClient::new(operator);
-        let op: OperatorServiceInfo = op_api.get("/v1/info").await?;
-        if !valid_id(&op.operator_id) {
-            return Err(WalletError::Verification(format!(
-                "the operator's id {:?} is not a valid id",
-                op.operator_id
-            )));
-        }
+        let op = crate::credits::operator_info(&op_api).await?;
         let coord = ApiClient::new(coordinator);
         let p: ParamsResponse = coord.get("/v1/params").await?;
         let to = Operator {
