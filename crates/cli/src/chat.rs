@@ -10,8 +10,10 @@ use smpx_wallet::Wallet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const PRIVATE_ROUTING_NOTE: &str = "Private routing is not built yet: messages go straight to \
-    the recipient's relay, which sees the sender's IP address.";
+const PRIVATE_ROUTING_NOTE: &str = "Private routing is on by default: a message to a contact \
+    whose queue is on another relay goes through your own relay as proxy, so the contact's \
+    relay sees your relay's address, not yours, and your relay cannot read it. With --direct \
+    you connect to the contact's relay yourself (it then sees your IP address).";
 
 #[derive(Args)]
 #[command(after_help = PRIVATE_ROUTING_NOTE)]
@@ -25,6 +27,10 @@ pub(crate) struct ChatArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Turn private routing off: send (send, accept, receive's ready) by connecting to the
+    /// contact's relay directly instead of through your own relay as proxy.
+    #[arg(long, global = true)]
+    direct: bool,
     #[command(subcommand)]
     command: ChatCmd,
 }
@@ -105,7 +111,7 @@ fn relay_address(arg: &RelayArg) -> Result<RelayAddress> {
 pub(crate) async fn run(args: ChatArgs) -> Result<()> {
     let pass = crate::read_passphrase(args.passphrase_file.as_deref(), false)?;
     let w = Wallet::open(&args.wallet, &pass).await?;
-    let chat = w.chat();
+    let chat = w.chat().direct(args.direct);
     let json = args.json;
     match args.command {
         ChatCmd::Invite { name, relay } => {

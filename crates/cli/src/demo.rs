@@ -7,6 +7,11 @@ use anyhow::{bail, ensure, Context, Result};
 use smpx_core::api::{LedgerTotalsResponse, MintCodesRequest, MintCodesResponse, MmrInfo, Payment};
 use smpx_core::ErrorCode;
 use smpx_http::ApiClient;
+use smpx_relay::client::{connect_tls, ClientConfig, ClientError as RelayClientError};
+use smpx_relay::node::RunningNode;
+use smpx_relay::protocol::crypto::Content;
+use smpx_relay::protocol::ErrorCode as RelayErrorCode;
+use smpx_relay::server::capacity::Bought;
 use smpx_wallet::{LocalState, RedeemOptions, RedeemProgress, Wallet, WalletError};
 use std::time::Duration;
 
@@ -37,13 +42,24 @@ pub async fn run(
         ..DevnetOptions::default_params()
     });
     let devnet = Devnet::start(opts).await.context("starting the devnet")?;
-    let result = lifecycle(&devnet, dir, out).await;
+    let relays =
+        match crate::relay::start_devnet_relays(&dir.join("relays"), 0, &devnet.operator_url).await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                devnet.stop().await?;
+                return Err(e);
+            }
+        };
+    let result = lifecycle(&devnet, &relays, dir, out).await;
+    crate::relay::stop_relays(relays).await?;
     devnet.stop().await?;
     result
 }
 
 async fn lifecycle(
     net: &Devnet,
+    relays: &[RunningNode],
     dir: &std::path::Path,
     out: &mut dyn Out,
 ) -> Result<LedgerTotalsResponse> {
@@ -273,5 +289,91 @@ async fn lifecycle(
         "paid to operators {}  network fund {}  — conservation holds",
         t.paid_to_operators, t.network_fund
     ));
+    paid_relay_capacity(&wallet, relays, out).await?;
     Ok(totals)
+}
+
+/// The last act: a queue on a relay fills its free quota, the wallet pays the relay with
+/// credits, and the message the free tier refused is delivered over the paid capacity.
+async fn paid_relay_capacity(
+    wallet: &Wallet,
+    relays: &[RunningNode],
+    out: &mut dyn Out,
+) -> Result<()> {
+    let node = relays.first().context("no relay running")?;
+    let (client, _events) = connect_tls(node.address(), ClientConfig::default())
+        .await
+        .context("connecting to the relay")?;
+    let info = client.info().await?;
+    let q = client.create_queue().await?;
+    let mut sent = 0u32;
+    let refused = loop {
+        let body = format!("message {}", sent + 1);
+        match client.send(&q.sender_id, None, body.as_bytes()).await {
+            Ok(()) => sent += 1,
+            Err(RelayClientError::Relay(RelayErrorCode::Quota)) => break body,
+            Err(e) => return Err(e.into()),
+        }
+        ensure!(sent <= info.free_quota, "the free quota was not enforced");
+    };
+    ensure!(
+        sent == info.free_quota,
+        "the free tier held {sent} messages"
+    );
+    out.step(&format!(
+        "relay {}: a new queue holds {sent} undelivered messages free; message {} was refused (QUOTA)",
+        node.address(),
+        sent + 1
+    ));
+
+    let paid = wallet
+        .pay_relay(&client, &q.recipient_id, &q.recipient_key, None)
+        .await
+        .context("paying the relay")?;
+    let Bought::Queue { quota, paid_until } = paid.bought else {
+        bail!("the relay sold a queue something else: {:?}", paid.bought)
+    };
+    let earned = node.relay().stats().snapshot().credits_earned_units;
+    ensure!(
+        earned == paid.spend.paid.0,
+        "the relay counted {earned} units earned, the wallet paid {}",
+        paid.spend.paid
+    );
+    out.step(&format!(
+        "paid the relay {} credits through {}'s registry (change {}): the queue now holds {quota} messages for {} days; the relay earned {} credits",
+        paid.spend.paid,
+        paid.spend.operator_id,
+        paid.spend.change,
+        paid_until.saturating_sub(unix_now()).div_ceil(86_400),
+        smpx_core::Amount(earned)
+    ));
+
+    client.send(&q.sender_id, None, refused.as_bytes()).await?;
+    // The recipient drains the queue: the free messages, the quota marker, then the one
+    // sent over paid capacity.
+    let mut last = None;
+    let mut delivered = 0u32;
+    while let Some(m) = client.get(&q).await? {
+        if let Content::Body(b) = &m.content {
+            delivered += 1;
+            last = Some(String::from_utf8_lossy(b).into_owned());
+        }
+        client.ack(&q, &m.msg_id).await?;
+    }
+    ensure!(
+        delivered == sent + 1 && last.as_deref() == Some(refused.as_str()),
+        "expected {} messages ending with {refused:?}, got {delivered} ending with {last:?}",
+        sent + 1
+    );
+    out.step(&format!(
+        "delivered {delivered} messages; the last, {refused:?}, over capacity paid for with credits"
+    ));
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -10,3 +10,4 @@ pub mod audit;
 pub mod ceremony;
 pub mod demo;
 pub mod devnet;
+pub mod relay;

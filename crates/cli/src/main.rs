@@ -2,7 +2,7 @@
 
 mod chat;
 mod credits;
-mod relay;
+use smpx_cli::relay;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -538,7 +538,9 @@ async fn dispatch(cmd: Command) -> Result<()> {
                 "Try: smpx wallet --coordinator {} init",
                 net.coordinator_url
             );
-            let relays = relay::start_devnet_relays(&data_dir.join("relays"), port).await?;
+            let relays =
+                relay::start_devnet_relays(&data_dir.join("relays"), port, &net.operator_url)
+                    .await?;
             for r in &relays {
                 println!(
                     "  relay        {}   (ops http://{})",

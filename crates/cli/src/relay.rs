@@ -37,6 +37,10 @@ pub enum RelayCmd {
         /// postgres://… URL.
         #[arg(long, default_value = "log")]
         storage: String,
+        /// The operator's credit service (e.g. http://127.0.0.1:7402) that takes payments
+        /// for capacity; without it the relay offers the free tier only.
+        #[arg(long)]
+        operator: Option<String>,
     },
     /// Run the relay in --dir until SIGINT or SIGTERM (then shut down gracefully).
     Run {
@@ -82,6 +86,7 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
             listen,
             ops_listen,
             storage,
+            operator,
         } => {
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
             let address = RelayNode::init(
@@ -92,6 +97,7 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
                     public_port: Some(port),
                     ops_listen,
                     storage: storage_arg(&storage)?,
+                    operator_url: operator,
                 },
             )
             .await?;
@@ -136,8 +142,14 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
 
 /// The devnet's relays: `dir/relay-1` … `relay-3`, created on first use, listening on
 /// `base_port + 10 + i` with ops on `base_port + 20 + i` (0: ports picked at start), log
-/// storage. Already-created relays keep their configuration.
-pub async fn start_devnet_relays(dir: &Path, base_port: u16) -> Result<Vec<RunningNode>> {
+/// storage, paid with the credits of the devnet's operator at `operator_url`.
+/// Already-created relays keep their configuration, except the operator's URL (the devnet
+/// may have picked new ports).
+pub async fn start_devnet_relays(
+    dir: &Path,
+    base_port: u16,
+    operator_url: &str,
+) -> Result<Vec<RunningNode>> {
     let mut nodes = Vec::new();
     for i in 0..DEVNET_RELAYS {
         let d = dir.join(format!("relay-{}", i + 1));
@@ -151,15 +163,18 @@ pub async fn start_devnet_relays(dir: &Path, base_port: u16) -> Result<Vec<Runni
                 InitOptions {
                     listen: Some(SocketAddr::from(([127, 0, 0, 1], port(10)))),
                     ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], port(20)))),
+                    operator_url: Some(operator_url.to_owned()),
                     ..Default::default()
                 },
             )
             .await
             .with_context(|| format!("creating the devnet relay in {}", d.display()))?;
         }
-        let node = RelayNode::start(&d)
-            .await
-            .with_context(|| format!("starting the devnet relay in {}", d.display()))?;
+        let node = RelayNode::start_with(&d, |c| {
+            c.capacity.operator_url = Some(operator_url.to_owned());
+        })
+        .await
+        .with_context(|| format!("starting the devnet relay in {}", d.display()))?;
         nodes.push(node);
     }
     Ok(nodes)

@@ -228,6 +228,12 @@ fn demo_command_runs_the_lifecycle_and_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("conservation holds"), "{stdout}");
+    // It ends with a message the free tier refused, delivered over paid capacity.
+    assert!(stdout.contains("was refused (QUOTA)"), "{stdout}");
+    assert!(
+        stdout.contains("over capacity paid for with credits"),
+        "{stdout}"
+    );
     assert!(stdout.contains("every step succeeded"));
 }
 

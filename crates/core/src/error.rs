@@ -151,6 +151,10 @@ error_codes! {
     /// This exact spend was cancelled and its inputs refunded: spend them again with fresh
     /// outputs.
     SwapCancelled = ("swap_cancelled", 409),
+    /// This exact spend was sent before and is not finished: its answer belongs to the first
+    /// request. Collect the change with `GET /v1/swap/{id}`; a seller of capacity treats the
+    /// repeat as no payment.
+    SpendRepeated = ("spend_repeated", 409),
 
     // Server side.
     /// An upstream service (e.g. the coordinator, seen from an issuer or operator) failed or

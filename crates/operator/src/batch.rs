@@ -53,10 +53,20 @@ enum Registration {
 /// A spend's answer: the change's blind signatures, in the order of the outputs.
 pub(crate) type SpendResult = Result<Vec<BlindSignature>, ProtocolError>;
 
+/// A spend's answer and whether this request is a repeat of one answered before (the
+/// identical request again — in the same batch or later): a repeat gets the same change,
+/// and whoever sells something for the payment must not sell it twice
+/// ([`crate::credit_handlers`]: `replayed` in the swap answer).
+#[derive(Clone, Debug)]
+pub(crate) struct Answer {
+    pub(crate) result: SpendResult,
+    pub(crate) replayed: bool,
+}
+
 struct Job {
     spend: NewSpend,
     outputs: Vec<BlindedMessage>,
-    reply: oneshot::Sender<SpendResult>,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// Registers spends in batches (see the module documentation).
@@ -101,7 +111,7 @@ impl Spender {
         &self,
         spend: NewSpend,
         outputs: Vec<BlindedMessage>,
-    ) -> Result<Vec<BlindSignature>, ApiError> {
+    ) -> Result<(Vec<BlindSignature>, bool), ApiError> {
         let id = spend.saga_id.clone();
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -113,7 +123,14 @@ impl Spender {
             .await
             .map_err(|_| ApiError::internal("the credit spend workers stopped"))?;
         match rx.await {
-            Ok(answer) => answer.map_err(ApiError),
+            Ok(Answer {
+                result: Err(e),
+                replayed: true,
+            }) if e.code == ErrorCode::SwapPending => Err(ApiError(repeated(&id))),
+            Ok(answer) => answer
+                .result
+                .map(|sigs| (sigs, answer.replayed))
+                .map_err(ApiError),
             // The worker died mid-batch: the saga may be pending; recovery resolves it.
             Err(_) => Err(ApiError(pending(&id))),
         }
@@ -137,6 +154,16 @@ fn pending(id: &str) -> ProtocolError {
     )
 }
 
+fn repeated(id: &str) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::SpendRepeated,
+        format!(
+            "the identical spend {id} was sent before and is not finished; \
+             collect its change with GET /v1/swap/{id}"
+        ),
+    )
+}
+
 fn cancelled(id: &str) -> ProtocolError {
     ProtocolError::new(
         ErrorCode::SwapCancelled,
@@ -151,7 +178,7 @@ impl Worker {
     async fn process(&self, jobs: Vec<Job>) {
         let mut spends: Vec<NewSpend> = Vec::with_capacity(jobs.len());
         let mut outputs: Vec<Vec<BlindedMessage>> = Vec::with_capacity(jobs.len());
-        let mut replies: Vec<Vec<oneshot::Sender<SpendResult>>> = Vec::with_capacity(jobs.len());
+        let mut replies: Vec<Vec<oneshot::Sender<Answer>>> = Vec::with_capacity(jobs.len());
         let mut index: HashMap<String, usize> = HashMap::new();
         for job in jobs {
             match index.get(&job.spend.saga_id) {
@@ -165,10 +192,14 @@ impl Worker {
             }
         }
         let results = self.run(&spends, outputs).await;
-        for (result, senders) in results.into_iter().zip(replies) {
-            for sender in senders {
+        for ((result, replayed), senders) in results.into_iter().zip(replies) {
+            for (k, sender) in senders.into_iter().enumerate() {
                 // The handler may be gone; the spend stands and can be collected.
-                let _ = sender.send(result.clone());
+                let _ = sender.send(Answer {
+                    result: result.clone(),
+                    // Identical requests in one batch: the first is the spend, the rest repeats.
+                    replayed: replayed || k > 0,
+                });
             }
         }
     }
@@ -177,9 +208,10 @@ impl Worker {
         &self,
         spends: &[NewSpend],
         mut outputs: Vec<Vec<BlindedMessage>>,
-    ) -> Vec<SpendResult> {
+    ) -> Vec<(SpendResult, bool)> {
         let n = spends.len();
         let mut results: Vec<Option<SpendResult>> = vec![None; n];
+        let mut replayed = vec![false; n];
 
         // 1. The double-spend check: the spends registered in one transaction (or a few, see
         //    `register`).
@@ -212,6 +244,7 @@ impl Worker {
                     )));
                 }
                 Err(Registration::Exists) => {
+                    replayed[i] = true;
                     results[i] = Some(self.existing(&spend.saga_id).await);
                 }
                 Err(Registration::Failed) => results[i] = Some(Err(internal())),
@@ -293,7 +326,8 @@ impl Worker {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(internal())))
+            .zip(replayed)
+            .map(|(r, replayed)| (r.unwrap_or_else(|| Err(internal())), replayed))
             .collect()
     }
 
@@ -482,6 +516,15 @@ mod tests {
 
     /// Runs `jobs` as one batch; the answers in order.
     async fn batch(worker: &Worker, jobs: Vec<Job0>) -> Vec<SpendResult> {
+        batch_answers(worker, jobs)
+            .await
+            .into_iter()
+            .map(|a| a.result)
+            .collect()
+    }
+
+    /// Runs `jobs` as one batch; the answers with their `replayed` flags.
+    async fn batch_answers(worker: &Worker, jobs: Vec<Job0>) -> Vec<Answer> {
         let mut answers = Vec::new();
         let mut queued = Vec::new();
         for job in jobs {
@@ -557,7 +600,7 @@ mod tests {
         assert_eq!(answers[0], answers[1]);
         let signatures = answers[0].clone().unwrap();
         let other = token(ring, 2);
-        let answers = batch(
+        let answers = batch_answers(
             &f.worker,
             vec![
                 spend("same", ring, std::slice::from_ref(&t), &o),
@@ -565,8 +608,27 @@ mod tests {
             ],
         )
         .await;
-        assert_eq!(answers[0].as_ref().unwrap(), &signatures);
-        assert!(answers[1].is_ok());
+        assert_eq!(answers[0].result.as_ref().unwrap(), &signatures);
+        assert!(answers[1].result.is_ok());
+        // Whoever sells something for a spend can tell a repeat from the spend itself.
+        assert!(answers[0].replayed);
+        assert!(!answers[1].replayed);
+        let t = token(ring, 16);
+        let o = outputs(ring, 16);
+        let answers = batch_answers(
+            &f.worker,
+            vec![
+                spend("twice", ring, std::slice::from_ref(&t), &o),
+                spend("twice", ring, std::slice::from_ref(&t), &o),
+            ],
+        )
+        .await;
+        assert!(answers[0].result.is_ok() && answers[1].result.is_ok());
+        assert_eq!(
+            (answers[0].replayed, answers[1].replayed),
+            (false, true),
+            "the first of identical requests in one batch is the spend"
+        );
         assert!(f
             .worker
             .store
@@ -596,7 +658,9 @@ mod tests {
             }));
         }
         for call in calls {
-            assert_eq!(call.await.unwrap().unwrap().len(), 1);
+            let (sigs, replayed) = call.await.unwrap().unwrap();
+            assert_eq!(sigs.len(), 1);
+            assert!(!replayed);
         }
     }
 }

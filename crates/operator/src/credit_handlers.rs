@@ -148,12 +148,13 @@ pub(crate) async fn keysets(State(o): AppState) -> ApiResult<Json<CreditKeysetsR
 /// operator's servers; the outputs must be under today's keyset, appear once, never have been
 /// signed before, and be worth no more than the inputs. The change is signed only after the
 /// shared registry has taken the inputs. The identical request sent again is the same spend
-/// ([`SwapId`]) and gets the same change.
+/// ([`SwapId`]) and gets the same change, marked `"replayed": true` so that a server selling
+/// capacity for the payment (a relay) does not sell it twice.
 #[utoipa::path(post, path = "/v1/swap", tag = "credits", request_body = SwapRequest,
     responses((status = 200, body = SwapResponse),
               (status = 400, body = ErrorBody, description = "invalid_token, duplicate_input, duplicate_output, unbalanced, invalid_amount, keyset_not_current, invalid_request"),
               (status = 404, body = ErrorBody, description = "unknown_keyset"),
-              (status = 409, body = ErrorBody, description = "token_spent, output_reused, swap_cancelled"),
+              (status = 409, body = ErrorBody, description = "token_spent, output_reused, swap_cancelled, spend_repeated (the identical request is still being processed)"),
               (status = 410, body = ErrorBody, description = "keyset_expired"),
               (status = 503, body = ErrorBody, description = "swap_pending: collect the change with GET /v1/swap/{id}")))]
 pub(crate) async fn swap(
@@ -194,8 +195,11 @@ pub(crate) async fn swap(
     };
     // A capacity purchase provisions its resource here, before the registry is asked, and
     // cancels it if the spend below is refused. A plain swap buys nothing.
-    let signatures = c.spender.spend(spend, req.outputs).await?;
-    Ok(Json(SwapResponse { signatures }))
+    let (signatures, replayed) = c.spender.spend(spend, req.outputs).await?;
+    Ok(Json(SwapResponse {
+        signatures,
+        replayed,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/swap/{id}", tag = "credits",

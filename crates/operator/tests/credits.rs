@@ -464,9 +464,12 @@ async fn swap_spends_once_and_change_is_spendable(which: Which) {
     assert_eq!(states(&op, ys(&tokens)).await, vec![TokenState::Spent; 3]);
     assert_eq!(states(&op, ys(&change)).await, vec![TokenState::Unspent; 2]);
 
-    // The identical request again (the answer was lost) is the same spend: same change.
+    // The identical request again (the answer was lost) is the same spend: same change,
+    // marked as a repeat (a seller of capacity must not sell twice for one payment).
+    assert!(!answer.replayed);
     let again = swap(&op, &req).await.unwrap();
-    assert_eq!(again, answer);
+    assert_eq!(again.signatures, answer.signatures);
+    assert!(again.replayed);
     let id = SwapId::of_request(&req).unwrap();
     let status: SwapStatus = op.api.get(&format!("/v1/swap/{id}")).await.unwrap();
     assert_eq!(status.state, SwapState::Done);
@@ -907,12 +910,22 @@ async fn racing_spends_on_two_servers_exactly_one_wins(which: Which) {
     let status: SwapStatus = a.api.get(&format!("/v1/swap/{id}")).await.unwrap();
     assert_eq!(status.state, SwapState::Done);
     let sigs = status.signatures.unwrap();
+    // Exactly one of the two is the spend; the other is told it is a repeat (with the same
+    // change once done, or `spend_repeated` while the first is still being processed).
+    let mut first = 0;
     for r in [x, y] {
         match r {
-            Ok(answer) => assert_eq!(answer.signatures, sigs),
-            Err(e) => assert_eq!(refused::<()>(Err(e)).0, ErrorCode::SwapPending),
+            Ok(answer) => {
+                assert_eq!(answer.signatures, sigs);
+                first += usize::from(!answer.replayed);
+            }
+            Err(e) => assert!(matches!(
+                refused::<()>(Err(e)).0,
+                ErrorCode::SpendRepeated | ErrorCode::SwapPending
+            )),
         }
     }
+    assert!(first <= 1, "both answers claim to be the spend");
     finalize_all(&p, &sigs, &keys).unwrap();
     b.stop().await;
     a.stop().await;
@@ -1098,7 +1111,11 @@ async fn crash_between_pending_and_spent_is_recovered(which: Which) {
     let id3 = SwapId::of_request(&r3).unwrap();
     let status: SwapStatus = op.api.get(&format!("/v1/swap/{id3}")).await.unwrap();
     assert_eq!(status.state, SwapState::Pending);
-    assert_eq!(refused(swap(&op, &r3).await), (ErrorCode::SwapPending, 503));
+    // Sent again while pending: a repeat, whose change is collected with GET.
+    assert_eq!(
+        refused(swap(&op, &r3).await),
+        (ErrorCode::SpendRepeated, 409)
+    );
     // Once it is old enough, asking for it resolves it.
     net.clock.set(NOW + 120 + 61);
     let status: SwapStatus = op.api.get(&format!("/v1/swap/{id3}")).await.unwrap();

@@ -180,7 +180,7 @@ async fn init_run_connect_health_metrics_shutdown() {
     assert_eq!(m["smpx_relay_messages"], 1.0);
     assert_eq!(m["smpx_relay_connections_open"], 1.0);
     assert_eq!(m["smpx_relay_connections_total"], 1.0);
-    assert_eq!(m["smpx_relay_credits_earned_total"], 0.0);
+    assert_eq!(m["smpx_relay_credits_earned_units_total"], 0.0);
 
     // A wrong pin is refused by the client; the relay counts a failed handshake.
     let wrong: RelayAddress = format!(

@@ -2,7 +2,8 @@
 //! binary, re-run with `SMPX_RELAY_STORE_CHILD` set) pushes and acks on several queues at
 //! once and prints each change as soon as the store answered it; the parent SIGKILLs it
 //! mid-stream, reopens the store, and checks that every reported push is there (unless it
-//! was acked) and no reported ack came back.
+//! was acked) and no reported ack came back. The same for channel posts: every reported post
+//! is in every member queue, and no post reached only some of them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -213,6 +214,135 @@ async fn log_batch_fsync_survives_sigkill() {
 async fn sqlite_survives_sigkill() {
     let (url, _dir) = smpx_store::scratch::sqlite().unwrap();
     killed_mid_stream(&format!("sql:{url}")).await;
+}
+
+const POST_CHILD_ENV: &str = "SMPX_RELAY_STORE_POST_CHILD";
+const MEMBERS: u8 = 4;
+const POSTS_BEFORE_KILL: usize = 1500;
+
+fn owner() -> EntityId {
+    EntityId([0x40; 24])
+}
+fn join_id() -> EntityId {
+    EntityId([0x41; 24])
+}
+
+/// The post child: posts to the channel until killed (or 60 s), printing `T n` after each
+/// post the store answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_child() {
+    let Ok(spec) = std::env::var(POST_CHILD_ENV) else {
+        return; // not a child: nothing to do
+    };
+    let store = open(&spec).await;
+    let mut out = std::io::stdout();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(60) {
+        n += 1;
+        let body = vec![n as u8; 40 + (n % 200) as usize];
+        let p = store
+            .post(&owner(), mid(0, n), n, body)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.delivered.len(), usize::from(MEMBERS));
+        writeln!(out, "T {n}").unwrap();
+    }
+}
+
+/// A POST is atomic and durable once answered: after a SIGKILL every member queue holds the
+/// same posts, every reported one among them, and at most one more (the one in flight).
+async fn post_killed_mid_stream(spec: &str) {
+    {
+        let store = open(spec).await;
+        store
+            .create_channel(NewChannel {
+                owner_id: owner(),
+                join_id: join_id(),
+                owner_key: [5; 32],
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        for q in 0..MEMBERS {
+            let member = NewQueue {
+                recipient_id: rid(q),
+                sender_id: sid(q),
+                recipient_key: [1; 32],
+                recipient_dh: [2; 32],
+                server_dh: ServerDhSecret([3; 32]),
+                quota: 1_000_000,
+                created_at: 0,
+            };
+            assert!(store.join_channel(&join_id(), member).await.unwrap());
+        }
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "post_child", "--nocapture", "--test-threads=1"])
+        .env(POST_CHILD_ENV, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut reported = 0u64;
+    let mut seen = 0usize;
+    let mut killed = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).unwrap() == 0 || !line.ends_with('\n') {
+            break;
+        }
+        if let ["T", n] = line.split_whitespace().collect::<Vec<_>>()[..] {
+            let n: u64 = n.parse().unwrap();
+            // (The first line may share libtest's "test post_child ..." line: skipped.)
+            assert!(n > reported, "posts are reported in order");
+            reported = n;
+            seen += 1;
+            if seen == POSTS_BEFORE_KILL && !killed {
+                child.kill().unwrap(); // SIGKILL
+                killed = true;
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(killed, "child ended before it was killed: {status:?}");
+
+    let store = open(spec).await;
+    let mut first: Option<Vec<u64>> = None;
+    for q in 0..MEMBERS {
+        let mut present = Vec::new();
+        while let Some(m) = store.peek(&rid(q)).await.unwrap() {
+            present.push(num(&m.id));
+            assert_eq!(store.ack(&rid(q), &m.id).await.unwrap(), AckOutcome::Acked);
+        }
+        let k = present.len() as u64;
+        assert_eq!(present, (1..=k).collect::<Vec<_>>(), "{spec}: member {q}");
+        assert!(
+            k == reported || k == reported + 1,
+            "{spec}: member {q} holds {k} posts, {reported} were acknowledged"
+        );
+        match &first {
+            None => first = Some(present),
+            Some(f) => assert_eq!(f, &present, "{spec}: a post reached only some members"),
+        }
+    }
+    eprintln!("{spec}: {reported} posts acknowledged before the kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_post_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("log:never:{}", dir.path().join("relay.log").display());
+    post_killed_mid_stream(&spec).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_post_survives_sigkill() {
+    let (url, _dir) = smpx_store::scratch::sqlite().unwrap();
+    post_killed_mid_stream(&format!("sql:{url}")).await;
 }
 
 #[test]

@@ -51,9 +51,16 @@
 //!   contact. It does not learn the text, the names, or the other queue of the contact:
 //!   the reply queue's address travels inside the encrypted hello. Sender and recipient ids
 //!   of one queue are unlinkable to each other on the relay's side.
-//! * **Private routing is not built yet**: the sender connects to the recipient's relay
-//!   directly, so that relay sees the sender's IP address. The issue asks for private routing
-//!   by default; it comes with the relay's proxy commands.
+//! * **Private routing is on by default** ([`smpx_relay::protocol::forward`]): a message
+//!   to a contact whose queue is on *another* relay goes through the sender's own relay (the
+//!   relay of the sender's queue for that contact) as proxy. The contact's relay sees the
+//!   proxy relay's connection, not the sender's IP address; the proxy relay sees that the
+//!   sender talks to that relay, not the queue, the signature or the message (sealed to the
+//!   destination's key, which the wallet verifies against the fingerprint in the contact's
+//!   address). When both queues are on the same relay the message goes directly: that relay
+//!   already knows the sender's address. [`Chat::direct`] (`smpx chat send --direct`) turns
+//!   private routing off: the sender connects to the contact's relay itself. A proxy relay
+//!   that does not forward is an error, never a silent fallback to direct.
 //! * Whoever learns an invitation before it is accepted can answer it in Bob's place (as in
 //!   SMP): pass invitations over a channel you trust. After the hello, the queue is secured:
 //!   a third party who learns the sender id is refused (`AUTH`).
@@ -78,7 +85,7 @@ use smpx_relay::client::{
     connect_tls, Client, ClientConfig, ClientError, Event, Events, RecipientQueue,
 };
 use smpx_relay::protocol::crypto::{Content, Delivered};
-use smpx_relay::protocol::{EntityId, ErrorCode, ID_LEN, MAX_BODY};
+use smpx_relay::protocol::{EntityId, ErrorCode, ProxyError, ID_LEN, MAX_BODY};
 use smpx_relay::transport::{RelayAddress, TransportError};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -159,6 +166,34 @@ pub enum ChatError {
 impl From<sqlx::Error> for ChatError {
     fn from(e: sqlx::Error) -> Self {
         ChatError::Wallet(WalletError::Store(e))
+    }
+}
+
+/// An error of a send through `via` as proxy to `to`: blamed on the relay it concerns.
+fn proxy_error(via: &RelayAddress, to: &RelayAddress, e: ClientError) -> ChatError {
+    match e {
+        ClientError::Relay(ErrorCode::Proxy(ProxyError::Unreachable)) => {
+            ChatError::RelayUnreachable {
+                relay: to.to_string(),
+                source: e,
+            }
+        }
+        // Key material that does not verify against the contact relay's fingerprint.
+        ClientError::Forward(_) => ChatError::WrongFingerprint {
+            relay: to.to_string(),
+            source: e,
+        },
+        // The proxy's own refusals (it does not forward, a bad address): the own relay.
+        ClientError::Relay(ErrorCode::Proxy(
+            ProxyError::NotAllowed | ProxyError::BadAddress | ProxyError::NoSession,
+        )) => relay_error(via, e),
+        // The destination's answers (AUTH, QUOTA, …) concern the contact's relay.
+        ClientError::Relay(code) => ChatError::Refused {
+            relay: to.to_string(),
+            code,
+        },
+        // The connection to the own relay failed.
+        e => relay_error(via, e),
     }
 }
 
@@ -602,6 +637,8 @@ fn valid_name(name: &str) -> Result<(), ChatError> {
 pub struct Chat<'w> {
     wallet: &'w Wallet,
     config: ClientConfig,
+    /// Private routing off: connect to the contact's relay directly.
+    direct: bool,
 }
 
 impl fmt::Debug for Chat<'_> {
@@ -616,6 +653,7 @@ impl Wallet {
         Chat {
             wallet: self,
             config: ClientConfig::default(),
+            direct: false,
         }
     }
 }
@@ -631,6 +669,52 @@ impl<'w> Chat<'w> {
     pub fn with_client_config(mut self, config: ClientConfig) -> Self {
         self.config = config;
         self
+    }
+
+    /// `true`: send directly to the contact's relay instead of through the own relay as
+    /// proxy (private routing, the default; see the [module docs](self)).
+    pub fn direct(mut self, direct: bool) -> Self {
+        self.direct = direct;
+        self
+    }
+
+    /// Sends `body` to the queue `sid` on relay `to`: through `via` (the own relay of this
+    /// contact; `via_client` a connection to it, if one is open) as proxy when `to` is
+    /// another relay and private routing is on, directly otherwise.
+    async fn deliver(
+        &self,
+        via: &RelayAddress,
+        via_client: Option<&Client>,
+        to: &RelayAddress,
+        sid: &EntityId,
+        key: Option<&SigningKey>,
+        body: &[u8],
+    ) -> Result<(), ChatError> {
+        if to == via {
+            if let Some(c) = via_client {
+                return c.send(sid, key, body).await.map_err(|e| relay_error(to, e));
+            }
+        }
+        if to == via || self.direct {
+            let (client, _events) = self.connect(to).await?;
+            return client
+                .send(sid, key, body)
+                .await
+                .map_err(|e| relay_error(to, e));
+        }
+        let opened;
+        let proxy = match via_client {
+            Some(c) => c,
+            None => {
+                opened = self.connect(via).await?;
+                &opened.0
+            }
+        };
+        let routed = proxy.proxy(to).await.map_err(|e| proxy_error(via, to, e))?;
+        routed
+            .send(sid, key, body)
+            .await
+            .map_err(|e| proxy_error(via, to, e))
     }
 
     async fn connect(&self, relay: &RelayAddress) -> Result<(Client, Events), ChatError> {
@@ -862,15 +946,15 @@ impl<'w> Chat<'w> {
         };
         let sent = async {
             let body = seal_envelope(&key, Some(&e2e_public), Role::Inviter, &hello)?;
-            let (peer, _events) = if inv.relay == *my_relay {
-                (client.clone(), None)
-            } else {
-                let (c, e) = self.connect(&inv.relay).await?;
-                (c, Some(e))
-            };
-            peer.send(&inv.sender_id, None, &body)
-                .await
-                .map_err(|e| relay_error(&inv.relay, e))
+            self.deliver(
+                my_relay,
+                Some(&client),
+                &inv.relay,
+                &inv.sender_id,
+                None,
+                &body,
+            )
+            .await
         }
         .await;
         if let Err(e) = sent {
@@ -937,13 +1021,18 @@ impl<'w> Chat<'w> {
             },
         )?;
         let send_key = self.send_key(&row)?;
-        let (client, _events) = self.connect(relay).await?;
-        match client.send(&sid, Some(&send_key), &body).await {
+        match self
+            .deliver(&row.my_relay, None, relay, &sid, Some(&send_key), &body)
+            .await
+        {
             Ok(()) => {}
-            Err(ClientError::Relay(ErrorCode::Auth)) if row.state == ContactState::Accepted => {
+            Err(ChatError::Refused {
+                code: ErrorCode::Auth,
+                ..
+            }) if row.state == ContactState::Accepted => {
                 return Err(ChatError::NotConnected(name.to_owned()))
             }
-            Err(e) => return Err(relay_error(relay, e)),
+            Err(e) => return Err(e),
         }
         self.store_message(&row, Direction::Out, None, text, sent_at)
             .await?
@@ -1313,11 +1402,8 @@ impl<'w> Chat<'w> {
             return Ok(());
         };
         let body = seal_envelope(key, None, peer_role(row.role), &Payload::Ready)?;
-        let (client, _events) = self.connect(relay).await?;
-        client
-            .send(&sid, Some(send_key), &body)
+        self.deliver(&row.my_relay, None, relay, &sid, Some(send_key), &body)
             .await
-            .map_err(|e| relay_error(relay, e))
     }
 }
 

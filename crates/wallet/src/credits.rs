@@ -587,6 +587,30 @@ impl Wallet {
         operator: &str,
         amount: Amount,
     ) -> Result<CreditSpend, WalletError> {
+        self.spend_credits_via(operator, amount, |api, request| async move {
+            api.post::<_, SwapResponse>("/v1/swap", &request)
+                .await
+                .map(|r| r.signatures)
+        })
+        .await
+    }
+
+    /// [`Wallet::spend_credits`], with the swap request delivered by `send` instead of
+    /// `POST /v1/swap` at the operator: a relay's PAY carries it to the operator's registry
+    /// and provisions what it buys ([`Wallet::pay_relay`]). `send` gets the operator's API
+    /// (for reading state) and the request, and answers as the operator would: the change's
+    /// signatures, or the operator's error (a `swap_pending` or transport error leaves the
+    /// spend pending, to collect later).
+    pub async fn spend_credits_via<F, Fut>(
+        &self,
+        operator: &str,
+        amount: Amount,
+        send: F,
+    ) -> Result<CreditSpend, WalletError>
+    where
+        F: FnOnce(ApiClient, SwapRequest) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<BlindSignature>, ClientError>>,
+    {
         if amount == Amount::ZERO {
             return Err(WalletError::Verification(
                 "the amount to spend must be more than zero".into(),
@@ -645,9 +669,8 @@ impl Wallet {
         }
         tracing::info!(spend = %id, operator = %operator_id, paid = %amount, "spending credits");
         let prepared = Prepared { keys, outputs };
-        let sent = api.post::<_, SwapResponse>("/v1/swap", &request).await;
-        self.settle(&api, &spend, &prepared, sent.map(|r| r.signatures))
-            .await?;
+        let sent = send(api.clone(), request).await;
+        self.settle(&api, &spend, &prepared, sent).await?;
         Ok(CreditSpend {
             spend_id: id,
             operator_id: operator_id.clone(),
@@ -727,7 +750,10 @@ impl Wallet {
                     Err(e.into())
                 }
                 Some(
-                    ErrorCode::SwapPending | ErrorCode::Internal | ErrorCode::UpstreamUnavailable,
+                    ErrorCode::SwapPending
+                    | ErrorCode::SpendRepeated
+                    | ErrorCode::Internal
+                    | ErrorCode::UpstreamUnavailable,
                 )
                 | None => {
                     tracing::info!(spend = %spend.id, error = %e, "credit spend not answered; collect it later");

@@ -143,6 +143,11 @@ pub enum WalletError {
         spend_id: String,
         reason: String,
     },
+    /// A relay could not be paid: it takes no payments, refused the request (a price above
+    /// the amount offered, an unknown queue), or could not be reached before anything was
+    /// sent.
+    #[error("paying the relay: {0}")]
+    RelayPayment(String),
 }
 
 fn leaf_mismatch_message(id: i64, mmr_id: u64, leaf_index: Option<u64>) -> String {

@@ -107,6 +107,7 @@ pub mod credits;
 mod db;
 pub mod error;
 pub mod model;
+pub mod relay_pay;
 pub mod vault;
 mod wallet;
 mod zk;

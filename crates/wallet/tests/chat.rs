@@ -156,6 +156,7 @@ async fn two_wallets_on_two_relays_talk_both_ways_in_order() {
     assert!(got.messages.is_empty());
 
     // Bob's relay goes away: sending to him and his receiving say so, typed.
+    let rb_address = rb.address().to_string();
     rb.shutdown().await.unwrap();
     let e = alice.chat().send("bob", "are you there?").await;
     assert!(
@@ -167,8 +168,19 @@ async fn two_wallets_on_two_relays_talk_both_ways_in_order() {
         matches!(e, Err(ChatError::RelayUnreachable { .. })),
         "{e:?}"
     );
-    // Alice's relay is still up: Bob can still reach her.
-    bob.chat().send("alice", "still here").await.unwrap();
+    // Alice's relay is still up, but Bob's own relay — his proxy — is not: private routing
+    // does not fall back to a direct connection by itself (that would show Alice's relay
+    // Bob's address). The error names his relay; with `direct` he still reaches her.
+    let e = bob.chat().send("alice", "still here").await;
+    assert!(
+        matches!(&e, Err(ChatError::RelayUnreachable { relay, .. }) if *relay == rb_address),
+        "{e:?}"
+    );
+    bob.chat()
+        .direct(true)
+        .send("alice", "still here")
+        .await
+        .unwrap();
     let got = alice.chat().receive(WAIT).await.unwrap();
     assert_eq!(texts(&got), ["still here"]);
     ra.shutdown().await.unwrap();
@@ -332,4 +344,53 @@ async fn garbage_sent_to_an_unsecured_queue_is_dropped_and_the_hello_still_works
     bob.chat().send("alice", "hello").await.unwrap();
     assert_eq!(texts(&alice.chat().receive(WAIT).await.unwrap()), ["hello"]);
     r.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn messages_to_another_relay_go_through_the_own_relay_unless_direct() {
+    let dir = tempfile::tempdir().unwrap();
+    let (da, db) = (dir.path().join("ra"), dir.path().join("rb"));
+    let (ra, rb) = tokio::join!(relay(&da), relay(&db));
+    let alice = wallet(dir.path(), "alice").await;
+    let bob = wallet(dir.path(), "bob").await;
+    connect_pair(&alice, &bob, ra.address(), rb.address()).await;
+    // Bob's hello crossed from rb to ra, Alice's ready from ra to rb, each via the sender's
+    // own relay as proxy.
+    let (a0, b0) = (ra.relay().stats().snapshot(), rb.relay().stats().snapshot());
+    assert_eq!((a0.forwarded_in, b0.forwarded_out), (1, 1));
+    assert_eq!((b0.forwarded_in, a0.forwarded_out), (1, 1));
+
+    // Bob → Alice through rb: ra runs a forwarded SEND.
+    bob.chat().send("alice", "private").await.unwrap();
+    let (a1, b1) = (ra.relay().stats().snapshot(), rb.relay().stats().snapshot());
+    assert_eq!(a1.forwarded_in, a0.forwarded_in + 1);
+    assert_eq!(b1.forwarded_out, b0.forwarded_out + 1);
+    assert_eq!(a1.messages_in, a0.messages_in + 1);
+    assert_eq!(b1.messages_in, b0.messages_in);
+
+    // --direct: Bob connects to ra himself, nothing is forwarded.
+    bob.chat()
+        .direct(true)
+        .send("alice", "direct")
+        .await
+        .unwrap();
+    let (a2, b2) = (ra.relay().stats().snapshot(), rb.relay().stats().snapshot());
+    assert_eq!(a2.forwarded_in, a1.forwarded_in);
+    assert_eq!(b2.forwarded_out, b1.forwarded_out);
+    assert_eq!(a2.messages_in, a1.messages_in + 1);
+
+    let got = alice.chat().receive(WAIT).await.unwrap();
+    assert_eq!(texts(&got), ["private", "direct"]);
+
+    // Both queues on one relay: sent directly, nothing forwarded.
+    let carol = wallet(dir.path(), "carol").await;
+    let dave = wallet(dir.path(), "dave").await;
+    let before = ra.relay().stats().snapshot();
+    connect_pair(&carol, &dave, ra.address(), ra.address()).await;
+    dave.chat().send("alice", "same relay").await.unwrap();
+    let after = ra.relay().stats().snapshot();
+    assert_eq!(after.forwarded_in, before.forwarded_in);
+    assert_eq!(after.forwarded_out, before.forwarded_out);
+    ra.shutdown().await.unwrap();
+    rb.shutdown().await.unwrap();
 }

@@ -5,7 +5,7 @@
 //! BlindSignature  {"amount": 8, "id": "01…", "C_": "03…", "dleq": {"e": "…", "s": "…"}}
 //! Proof           {"amount": 8, "id": "01…", "secret": "…", "C": "02…", "dleq": {"e": "…", "s": "…", "r": "…"}}
 //! SwapRequest     {"inputs": [Proof…], "outputs": [BlindedMessage…]}
-//! SwapResponse    {"signatures": [BlindSignature…]}
+//! SwapResponse    {"signatures": [BlindSignature…]}   (+ "replayed": true for a repeat)
 //! ```
 //!
 //! Amounts are integers in `ucredit` (one smpx [`Amount`] unit). Unknown fields are refused.
@@ -144,6 +144,13 @@ pub struct SwapRequest {
 #[serde(deny_unknown_fields)]
 pub struct SwapResponse {
     pub signatures: Vec<BlindSignature>,
+    /// `true` when this request was answered before (the identical request sent again, or
+    /// at the same time): the change is the same, but the payment was already made by the
+    /// first. A wallet retrying its own spend ignores it; a relay selling capacity for the
+    /// payment refuses a repeat, so one payment never buys twice. Absent when `false`
+    /// (not part of Cashu's NUT-03).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 #[cfg(test)]

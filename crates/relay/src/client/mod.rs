@@ -10,6 +10,12 @@
 //! The event channel is unbounded on purpose: the relay pushes at most one unacknowledged
 //! message per subscribed queue, so what it can hold is bounded by the subscriptions.
 
+mod capacity;
+mod channel;
+pub use channel::OwnedChannel;
+mod forward;
+pub use forward::ProxiedRelay;
+
 use crate::protocol::command::{Command, Response};
 use crate::protocol::crypto::{self, Delivered, DeliveryKey, SealError};
 use crate::protocol::handshake::{ClientHello, ServerHello};
@@ -86,6 +92,31 @@ pub enum ClientError {
     TooLarge(usize),
     #[error("the relay gave a key we cannot use")]
     BadRelayKey,
+    /// A command's content could not be encoded (a PAY request that is not JSON-able).
+    #[error("encoding the command: {0}")]
+    Encode(String),
+    /// Private routing: the destination's key material did not verify (a proxy that lies
+    /// about it), or a forwarded answer did not open or did not match.
+    #[error("private routing: {0}")]
+    Forward(crate::protocol::forward::ForwardError),
+}
+
+/// A SEND of `body`; refused here when the relay would refuse it for its size.
+pub(crate) fn send_command(body: &[u8]) -> Result<Command, ClientError> {
+    if body.len() > MAX_BODY {
+        return Err(ClientError::TooLarge(body.len()));
+    }
+    Ok(Command::Send {
+        body: body.to_vec(),
+    })
+}
+
+/// OK, or the response that came instead as an error.
+pub(crate) fn expect_ok(r: Response) -> Result<(), ClientError> {
+    match r {
+        Response::Ok => Ok(()),
+        r => Err(ClientError::Unexpected(Box::new(r))),
+    }
 }
 
 /// Something the relay pushed, not in answer to a command.
@@ -372,16 +403,8 @@ impl Client {
         sender_key: Option<&SigningKey>,
         body: &[u8],
     ) -> Result<(), ClientError> {
-        if body.len() > MAX_BODY {
-            return Err(ClientError::TooLarge(body.len()));
-        }
-        let cmd = Command::Send {
-            body: body.to_vec(),
-        };
-        match self.request(Some(sender_id), sender_key, &cmd).await? {
-            Response::Ok => Ok(()),
-            r => Err(ClientError::Unexpected(Box::new(r))),
-        }
+        let cmd = send_command(body)?;
+        expect_ok(self.request(Some(sender_id), sender_key, &cmd).await?)
     }
 
     /// SUB: returns the oldest message, if any; later ones arrive as [`Event::Message`],

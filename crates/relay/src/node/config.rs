@@ -85,7 +85,51 @@ pub struct NodeConfig {
     pub limits: LimitsConfig,
     pub free_tier: FreeTierConfig,
     pub capacity: CapacityConfig,
+    pub forwarding: ForwardingSection,
     pub ops: OpsConfig,
+}
+
+/// `[forwarding]`: private routing ([`crate::server::forward`]).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardingSection {
+    /// Forward this relay's clients' commands to other relays (PRXY, PFWD).
+    pub proxy: bool,
+    /// Run commands other relays forward (RKEY, RFWD).
+    pub destination: bool,
+    /// Seconds to reach a destination (TCP, TLS, handshake, its key).
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for ForwardingSection {
+    fn default() -> Self {
+        Self {
+            proxy: true,
+            destination: true,
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+impl ForwardingSection {
+    /// The server's forwarding configuration; the destination role signs with `identity`.
+    pub fn server_config(
+        &self,
+        identity: &crate::transport::RelayIdentity,
+    ) -> Result<crate::server::forward::ForwardingConfig, crate::transport::TransportError> {
+        let signer = match self.destination {
+            true => Some(crate::server::forward::ForwardSigner::from_identity(
+                identity,
+            )?),
+            false => None,
+        };
+        Ok(crate::server::forward::ForwardingConfig {
+            proxy: self.proxy,
+            signer,
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -259,11 +303,20 @@ impl Default for FreeTierConfig {
     }
 }
 
-/// Paid capacity: what a community pays beyond the free allowance (not billed yet: the
-/// relay reads and checks these prices; billing arrives with paid capacity).
+/// Paid capacity: who is paid (the operator's credit service) and what capacity costs —
+/// a queue's larger quota, and a channel beyond its free allowance.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CapacityConfig {
+    /// The operator's credit service (`smpx operator`), whose spent registry takes the
+    /// credits paid here; `None`: this relay takes no payments (PAY answers ERR PAYMENT).
+    pub operator_url: Option<String>,
+    /// Undelivered messages a paid queue holds.
+    pub paid_quota: u32,
+    /// Credit units per paid queue per 30 days.
+    pub units_per_queue_month: u64,
+    /// Seconds between measurements (and charges) of a channel's usage.
+    pub billing_interval_secs: u64,
     /// Active receivers a community gets free.
     pub free_active_receivers: u64,
     /// Storage a community gets free, MB.
@@ -279,6 +332,10 @@ pub struct CapacityConfig {
 impl Default for CapacityConfig {
     fn default() -> Self {
         Self {
+            operator_url: None,
+            paid_quota: 10_000,
+            units_per_queue_month: 10_000,
+            billing_interval_secs: 3_600,
             free_active_receivers: 1_000,
             free_storage_mb: 500,
             units_per_receiver_month: DEFAULT_UNITS_PER_RECEIVER_MONTH,
@@ -289,6 +346,20 @@ impl Default for CapacityConfig {
 }
 
 impl CapacityConfig {
+    /// The server's view of these prices.
+    pub fn pricing(&self) -> crate::server::capacity::Pricing {
+        crate::server::capacity::Pricing {
+            paid_quota: self.paid_quota,
+            units_per_queue_month: self.units_per_queue_month,
+            free_active_receivers: self.free_active_receivers,
+            free_storage_bytes: self.free_storage_mb.saturating_mul(1_000_000),
+            units_per_receiver_month: self.units_per_receiver_month,
+            units_per_gb_month: self.units_per_gb_month,
+            inactive_after_secs: self.inactive_after_days.saturating_mul(86_400),
+            billing_interval_secs: self.billing_interval_secs,
+        }
+    }
+
     /// The monthly price, in credit units, of a community with `active_receivers` and
     /// `stored_bytes` (GB = 10^9 bytes, charged pro rata).
     pub fn monthly_price_units(&self, active_receivers: u64, stored_bytes: u64) -> u64 {
@@ -461,6 +532,44 @@ impl NodeConfig {
                 "must be at least 1".into(),
             ));
         }
+        let c = &self.capacity;
+        if let Some(url) = &c.operator_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+                return Err(invalid(
+                    "capacity",
+                    "operator_url",
+                    "must be an http:// or https:// URL".into(),
+                ));
+            }
+        }
+        if c.paid_quota < self.free_tier.quota {
+            return Err(invalid(
+                "capacity",
+                "paid_quota",
+                "must be at least the free tier's quota".into(),
+            ));
+        }
+        if c.units_per_queue_month == 0 {
+            return Err(invalid(
+                "capacity",
+                "units_per_queue_month",
+                "must be at least 1".into(),
+            ));
+        }
+        if c.billing_interval_secs == 0 || c.billing_interval_secs > 86_400 {
+            return Err(invalid(
+                "capacity",
+                "billing_interval_secs",
+                "must be 1 to 86400 seconds".into(),
+            ));
+        }
+        if self.forwarding.connect_timeout_secs == 0 || self.forwarding.connect_timeout_secs > 300 {
+            return Err(invalid(
+                "forwarding",
+                "connect_timeout_secs",
+                "must be 1 to 300 seconds".into(),
+            ));
+        }
         if self.ops.listen == self.server.listen && self.ops.listen.port() != 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
@@ -489,6 +598,11 @@ impl NodeConfig {
             quota: self.free_tier.quota,
             retention_secs: self.free_tier.retention_days.saturating_mul(86_400),
             expire_interval: Duration::from_secs(self.free_tier.expire_interval_secs),
+            pricing: self.capacity.pricing(),
+            redeemer: self.capacity.operator_url.as_deref().map(|url| {
+                std::sync::Arc::new(crate::server::capacity::OperatorRedeemer::new(url))
+                    as std::sync::Arc<dyn crate::server::capacity::Redeemer>
+            }),
             ..ServerConfig::default()
         }
     }
@@ -578,10 +692,18 @@ retention_days = {retention}
 expire_interval_secs = {expire}
 
 [capacity]
-# Paid capacity for large groups and channels, billed in operator credits. Prices are in
-# credit units: 1 credit = 1,000,000 units, and 1 credit is about 1 USD at launch.
-# The relay reads and checks these prices now; billing arrives with paid capacity.
-# Active receivers and storage a community gets free:
+# Paid capacity, bought with the operator's credits. Prices are in credit units:
+# 1 credit = 1,000,000 units, and 1 credit is about 1 USD at launch.
+# The operator's credit service (`smpx operator`), whose spent registry takes the credits
+# paid here. Without it the relay takes no payments: everyone gets the free tier.
+{operator_line}
+# A paid queue holds this many undelivered messages, for this many units per 30 days
+# (default 0.01 credit).
+paid_quota = {paid_quota}
+units_per_queue_month = {per_queue}
+# Channels are billed by use: measured (and charged to their prepaid balance) this often.
+billing_interval_secs = {billing}
+# Active receivers and storage a channel gets free:
 free_active_receivers = {free_receivers}
 free_storage_mb = {free_mb}
 # Per month, per active receiver beyond the free ones (default 0.001 credit) and per GB
@@ -591,6 +713,15 @@ units_per_receiver_month = {per_receiver}
 units_per_gb_month = {per_gb}
 # Members inactive this many days are not counted as active receivers.
 inactive_after_days = {inactive}
+
+[forwarding]
+# Private routing: this relay forwards its clients' messages to queues on other relays
+# (proxy), so those relays see this relay's address instead of the clients'; it cannot
+# read what it forwards. It also runs messages other relays forward to it (destination).
+proxy = {fwd_proxy}
+destination = {fwd_destination}
+# Seconds to reach another relay (TCP, TLS with its pinned fingerprint, handshake).
+connect_timeout_secs = {fwd_connect}
 
 [ops]
 # Health (GET /health) and Prometheus metrics (GET /metrics) over plain HTTP. Keep it on
@@ -609,11 +740,21 @@ listen = "{ops}"
             quota = f.quota,
             retention = f.retention_days,
             expire = f.expire_interval_secs,
+            operator_line = match &c.operator_url {
+                Some(u) => format!("operator_url = {}", toml_string(u)),
+                None => "# operator_url = \"http://127.0.0.1:7402\"".into(),
+            },
+            paid_quota = c.paid_quota,
+            per_queue = c.units_per_queue_month,
+            billing = c.billing_interval_secs,
             free_receivers = c.free_active_receivers,
             free_mb = c.free_storage_mb,
             per_receiver = c.units_per_receiver_month,
             per_gb = c.units_per_gb_month,
             inactive = c.inactive_after_days,
+            fwd_proxy = self.forwarding.proxy,
+            fwd_destination = self.forwarding.destination,
+            fwd_connect = self.forwarding.connect_timeout_secs,
             ops = self.ops.listen,
         )
     }

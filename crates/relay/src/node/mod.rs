@@ -97,6 +97,9 @@ pub struct InitOptions {
     pub ops_listen: Option<SocketAddr>,
     /// The store (default: the log backend in `queues.log`).
     pub storage: StorageConfig,
+    /// The operator's credit service that takes payments for capacity (default: none, the
+    /// relay offers the free tier only).
+    pub operator_url: Option<String>,
 }
 
 /// The relay node's entry points.
@@ -217,6 +220,7 @@ impl RelayNode {
             cfg.ops.listen = ops;
         }
         cfg.storage = options.storage;
+        cfg.capacity.operator_url = options.operator_url;
         // What init writes must be what run accepts: check the rendered file.
         let text = cfg.render();
         NodeConfig::parse(&text, &cfg_path)?;
@@ -263,7 +267,17 @@ impl RelayNode {
 
     /// Starts the relay in `dir`: identity, store, TLS listener, expiry, ops endpoint.
     pub async fn start(dir: &Path) -> Result<RunningNode, NodeError> {
-        let cfg = Self::config(dir)?;
+        Self::start_with(dir, |_| {}).await
+    }
+
+    /// [`RelayNode::start`] with the configuration changed by `adjust` first (not written
+    /// back): the devnet points its relays at the operator it started.
+    pub async fn start_with(
+        dir: &Path,
+        adjust: impl FnOnce(&mut NodeConfig),
+    ) -> Result<RunningNode, NodeError> {
+        let mut cfg = Self::config(dir)?;
+        adjust(&mut cfg);
         let identity = RelayIdentity::load(dir)?;
         if !identity.online_cert_valid_at(SystemTime::now() + CERT_WARNING) {
             tracing::warn!(
@@ -271,7 +285,9 @@ impl RelayNode {
                  rotate it (RelayIdentity::rotate_online), then restart"
             );
         }
-        let server_config = cfg.server_config();
+        let mut server_config = cfg.server_config();
+        // Private routing: proxy for this relay's clients, destination for other relays.
+        server_config.forwarding = cfg.forwarding.server_config(&identity)?;
         // The relay's accept loop bounds the handshake by `handshake_timeout`.
         let acceptor = Arc::new(crate::transport::acceptor(&identity)?);
         let host = cfg

@@ -7,8 +7,9 @@
 //!   answer.
 //! * `GET /metrics` — Prometheus text exposition format 0.0.4: every counter of
 //!   [`RelayStats`](crate::server::RelayStats) as `smpx_relay_<name>_total`, the store's
-//!   current queues and messages and the open connections as gauges, and
-//!   `smpx_relay_credits_earned_total`, which stays 0 until paid capacity is billed.
+//!   current queues and messages and the open connections as gauges. Paid capacity shows as
+//!   `smpx_relay_credits_earned_units_total` (1 credit = 1,000,000 units) and
+//!   `smpx_relay_payments_refused_total`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -83,7 +84,7 @@ pub fn render_metrics(
             "# HELP smpx_relay_{name} {help}\n# TYPE smpx_relay_{name} {kind}\nsmpx_relay_{name} {value}\n"
         );
     };
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: &[(&str, &str, u64)] = &[
         (
             "messages_in_total",
             "Messages accepted from senders.",
@@ -145,12 +146,32 @@ pub fn render_metrics(
             stats.subscriptions_ended,
         ),
         (
-            "credits_earned_total",
-            "Credits earned from paid capacity (always 0: billing arrives with paid capacity).",
-            0,
+            "forwarded_out_total",
+            "Private routing: commands this relay forwarded as a proxy.",
+            stats.forwarded_out,
+        ),
+        (
+            "forwarded_in_total",
+            "Private routing: forwarded commands this relay ran as a destination.",
+            stats.forwarded_in,
+        ),
+        (
+            "forward_failures_total",
+            "Private routing: unreachable destinations and refused forwarded commands.",
+            stats.forward_failures,
+        ),
+        (
+            "credits_earned_units_total",
+            "Credit units (1 credit = 1,000,000) the operator's registry took for capacity paid here.",
+            stats.credits_earned_units,
+        ),
+        (
+            "payments_refused_total",
+            "Payments the operator's registry refused (what they provisioned was cancelled).",
+            stats.payments_refused,
         ),
     ];
-    for (name, help, value) in counters {
+    for &(name, help, value) in counters {
         metric(name, "counter", help, value);
     }
     metric(
@@ -258,6 +279,7 @@ pub(crate) mod tests {
             messages_in: 7,
             connections_open: 2,
             auth_failures: 1,
+            credits_earned_units: 2_500_000,
             ..Default::default()
         };
         let text = render_metrics(
@@ -275,9 +297,10 @@ pub(crate) mod tests {
         assert_eq!(m["smpx_relay_auth_failures_total"], 1.0);
         assert_eq!(m["smpx_relay_queues"], 3.0);
         assert_eq!(m["smpx_relay_messages"], 4.0);
-        assert_eq!(m["smpx_relay_credits_earned_total"], 0.0);
+        assert_eq!(m["smpx_relay_credits_earned_units_total"], 2_500_000.0);
+        assert_eq!(m["smpx_relay_payments_refused_total"], 0.0);
         assert_eq!(m["smpx_relay_store_up"], 1.0);
-        assert_eq!(m.len(), 19);
+        assert!(m.len() >= 20, "{} metrics", m.len());
 
         let text = render_metrics(&stats, None, true, 0);
         let m = parse_exposition(&text).unwrap();

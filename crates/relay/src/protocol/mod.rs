@@ -61,6 +61,16 @@
 //! | `O` | OFF  | — | recipient id | recipient key |
 //! | `D` | DEL  | — | recipient id | recipient key |
 //! | `P` | PING | — | none | nobody |
+//! | `I` | INFO | — | none | nobody |
+//! | `$` | PAY  | JSON swap request (NUT-03 inputs + blinded change) | recipient id or channel owner id | recipient or owner key |
+//! | `C` | NEWC | owner Ed25519 key[32] | none | the new owner key |
+//! | `J` | JOIN | member Ed25519 key[32] ‖ member X25519 key[32] | channel join id | the new member key |
+//! | `T` | POST | body (to the end, ≤ [`MAX_BODY`]) | channel owner id | owner key |
+//! | `U` | USAGE | — | channel owner id | owner key |
+//! | `X` | PRXY | destination `smpx://` address (UTF-8, ≤ 512 bytes) | none | nobody |
+//! | `F` | PFWD | eph X25519 key[32] ‖ sealed[[`forward::FORWARD_SEALED_LEN`]] | proxy session id | nobody |
+//! | `R` | RKEY | — | none | nobody |
+//! | `W` | RFWD | eph X25519 key[32] ‖ sealed[[`forward::FORWARD_SEALED_LEN`]] | none | nobody |
 //!
 //! ## Responses ([`command::Response`])
 //!
@@ -71,7 +81,20 @@
 //! | `k` | OK   | — |
 //! | `e` | END  | — (entity: the queue whose subscription moved to another connection) |
 //! | `p` | PONG | — |
-//! | `x` | ERR  | u8 code ‖ (for CMD) u8 detail — see [`ErrorCode`] |
+//! | `x` | ERR  | u8 code ‖ (for CMD and PROXY = 9) u8 detail — see [`ErrorCode`], [`ProxyError`] |
+//! | `n` | INFO | JSON: operator, prices, quotas |
+//! | `c` | PAID | JSON: the operator's change signatures and what was bought, or why it was refused |
+//! | `h` | CHANNEL | owner_id[24] ‖ join_id[24] |
+//! | `j` | MEMBER | member recipient_id[24] ‖ relay's per-queue X25519 key[32] |
+//! | `u` | USAGE | JSON: members, active receivers, bytes held, balance, monthly price |
+//! | `y` | PKEY | proxy session id[24] ‖ forwarding key (below) |
+//! | `r` | RKEY | forwarding key: session_id[32] ‖ X25519 key[32] ‖ u16 len ‖ CA cert DER ‖ u16 len ‖ online cert DER ‖ Ed25519 signature[64] |
+//! | `f` | PRES | sealed inner response[[`forward::RESPONSE_SEALED_LEN`]] |
+//!
+//! PRXY/PFWD (client → its proxy relay) and RKEY/RFWD (proxy → destination relay) are
+//! **private routing**: the destination sees the proxy's connection, the proxy cannot read
+//! the forwarded SEND or its answer. Key material, encryption, padding and what each side
+//! learns are in [`forward`].
 //!
 //! The sealed MSG payload is `XChaCha20-Poly1305(key, nonce = msg_id, plaintext)` where
 //! `key = SHA-256("smpx-relay/v1 delivery" ‖ X25519(relay queue secret, recipient key) ‖
@@ -92,14 +115,20 @@
 //!   does from v7 on); the hello echoes it once.
 //! * **SHA-256 key derivation + XChaCha20-Poly1305** for re-encryption instead of NaCl
 //!   `crypto_box` (XSalsa20-Poly1305): same construction class, the AEAD the workspace uses.
-//! * **One version**, no notifier commands, no proxy commands yet (private routing comes
-//!   later), no basic-auth on NEW (capacity is paid with credits instead).
+//! * **One version**, no notifier commands, no basic-auth on NEW (capacity is paid with
+//!   credits instead).
+//! * **Private routing** ([`forward`]) follows SMP's idea (PRXY/PFWD/RFWD) with our own
+//!   construction: the destination signs its per-connection X25519 key with its online TLS
+//!   certificate key and the client checks that chain against the pinned fingerprint, the
+//!   inner transmission is sealed with XChaCha20-Poly1305 under a per-request ephemeral key
+//!   and padded to one size, and its signature binds the proxy↔destination session id.
 //! * **Unknown queue ids answer AUTH** exactly as in SMP, after verifying the signature
 //!   against a dummy key so existing and unknown ids take the same path.
 
 pub mod block;
 pub mod command;
 pub mod crypto;
+pub mod forward;
 pub mod handshake;
 pub mod transmission;
 
@@ -185,6 +214,65 @@ pub enum ErrorCode {
     /// The relay failed (storage); the command may be retried.
     #[error("relay internal error")]
     Internal,
+    /// Capacity must be paid first (a channel over its free allowance with no balance left),
+    /// or a PAY offered less than the price or credits this relay does not take.
+    #[error("payment required")]
+    Payment,
+    /// Private routing failed ([`forward`]).
+    #[error("private routing: {0}")]
+    Proxy(ProxyError),
+}
+
+/// Details of [`ErrorCode::Proxy`] (wire code 9, then this detail byte).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The proxy could not reach the destination (connect, TLS with the pinned fingerprint,
+    /// handshake, or no answer in time). Detail 1.
+    #[error("destination unreachable")]
+    Unreachable,
+    /// PRXY named something that is not an `smpx://` address. Detail 2.
+    #[error("bad destination address")]
+    BadAddress,
+    /// PFWD named no proxy session of this connection, or the destination's forwarding key
+    /// was rotated or its connection replaced: send PRXY again. Detail 3.
+    #[error("no such proxy session")]
+    NoSession,
+    /// This relay does not forward (or is not a destination), or the inner command may not
+    /// be forwarded (only SEND and PING are). Detail 4.
+    #[error("forwarding not allowed")]
+    NotAllowed,
+    /// The destination could not open the forwarded transmission (tampered, or sealed under
+    /// another key). Detail 5.
+    #[error("forwarded transmission does not decrypt")]
+    Crypto,
+    /// The destination saw this ephemeral key before on the connection. Detail 6.
+    #[error("forwarded transmission replayed")]
+    Replay,
+}
+
+impl ProxyError {
+    fn code(&self) -> u8 {
+        match self {
+            ProxyError::Unreachable => 1,
+            ProxyError::BadAddress => 2,
+            ProxyError::NoSession => 3,
+            ProxyError::NotAllowed => 4,
+            ProxyError::Crypto => 5,
+            ProxyError::Replay => 6,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            1 => ProxyError::Unreachable,
+            2 => ProxyError::BadAddress,
+            3 => ProxyError::NoSession,
+            4 => ProxyError::NotAllowed,
+            5 => ProxyError::Crypto,
+            6 => ProxyError::Replay,
+            _ => return None,
+        })
+    }
 }
 
 /// Details of [`ErrorCode::Cmd`].
@@ -234,6 +322,11 @@ impl ErrorCode {
             ErrorCode::NoMsg => out.push(5),
             ErrorCode::LargeMsg => out.push(6),
             ErrorCode::Internal => out.push(7),
+            ErrorCode::Payment => out.push(8),
+            ErrorCode::Proxy(p) => {
+                out.push(9);
+                out.push(p.code());
+            }
         }
     }
 
@@ -255,6 +348,8 @@ impl ErrorCode {
             [5] => ErrorCode::NoMsg,
             [6] => ErrorCode::LargeMsg,
             [7] => ErrorCode::Internal,
+            [8] => ErrorCode::Payment,
+            [9, d] => ErrorCode::Proxy(ProxyError::from_code(*d).ok_or(DecodeError::BadErrorCode)?),
             _ => return Err(DecodeError::BadErrorCode),
         };
         Ok(code)

@@ -22,7 +22,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn internal(_: StoreError) -> ErrorCode {
+pub(super) fn internal(_: StoreError) -> ErrorCode {
     ErrorCode::Internal
 }
 
@@ -45,7 +45,7 @@ pub(crate) struct ConnHandle {
 
 impl ConnHandle {
     /// A message arrived for `rid`: deliver it if nothing is in flight.
-    fn kick(&self, rid: EntityId) {
+    pub(super) fn kick(&self, rid: EntityId) {
         lock(&self.kicks).insert(rid);
         self.wake.notify_one();
     }
@@ -139,6 +139,7 @@ where
         shared,
         conn,
         session_id,
+        forwarding: Default::default(),
     };
 
     let result = loop {
@@ -200,10 +201,12 @@ async fn deliver_loop(shared: Arc<Shared>, conn: Arc<ConnHandle>) {
     }
 }
 
-struct Ctx {
-    shared: Arc<Shared>,
-    conn: Arc<ConnHandle>,
-    session_id: SessionId,
+pub(super) struct Ctx {
+    pub(super) shared: Arc<Shared>,
+    pub(super) conn: Arc<ConnHandle>,
+    pub(super) session_id: SessionId,
+    /// Private routing state of this connection ([`super::forward`]).
+    pub(super) forwarding: super::forward::ConnForwarding,
 }
 
 impl Ctx {
@@ -255,7 +258,7 @@ impl Ctx {
 
     /// Verifies the transmission's signature against `key`, or against the dummy key when
     /// there is none, so that "no such queue" costs what "wrong signature" costs.
-    fn authorised(&self, key: Option<[u8; 32]>, t: &Transmission<'_>) -> bool {
+    pub(super) fn authorised(&self, key: Option<[u8; 32]>, t: &Transmission<'_>) -> bool {
         let sig = t.auth.unwrap_or([0; 64]);
         let verified = crypto::verify(
             &key.unwrap_or(self.shared.dummy_key),
@@ -281,6 +284,19 @@ impl Ctx {
                 recipient_dh,
             } => self.new_queue(t, recipient_key, recipient_dh).await,
             Command::Send { body } => self.send(t, entity, body).await,
+            Command::Info => self.info(),
+            Command::Pay { request } => self.pay(t, entity, request).await,
+            Command::NewChannel { owner_key } => self.new_channel(t, owner_key).await,
+            Command::Join {
+                recipient_key,
+                recipient_dh,
+            } => self.join(t, entity, recipient_key, recipient_dh).await,
+            Command::Post { body } => self.post(t, entity, body).await,
+            Command::Usage => self.usage(t, entity).await,
+            Command::Proxy { destination } => self.proxy_open(&destination).await,
+            Command::ProxyForward(payload) => self.proxy_forward(entity, payload).await,
+            Command::RelayKey => self.relay_key(),
+            Command::RelayForward(payload) => self.relay_forward(payload).await,
             cmd => {
                 let q = store.by_recipient(&entity).await.map_err(internal)?;
                 if !self.authorised(q.as_ref().map(|q| q.recipient_key), t) {
@@ -290,6 +306,12 @@ impl Ctx {
                     return Err(ErrorCode::Auth);
                 };
                 let rid = q.recipient_id;
+                if q.member_of.is_some()
+                    && matches!(cmd, Command::Sub | Command::Get | Command::Ack { .. })
+                {
+                    // Billing counts members active in the last 14 days.
+                    store.touch(&rid, now()).await.map_err(internal)?;
+                }
                 // Two X25519 operations: only the commands that deliver pay for them.
                 let key = || {
                     DeliveryKey::for_relay(&q.server_dh.0, &q.recipient_dh)
@@ -339,12 +361,44 @@ impl Ctx {
                         Ok(Response::Ok)
                     }
                     // Handled above.
-                    Command::Ping | Command::New { .. } | Command::Send { .. } => {
-                        Err(ErrorCode::Internal)
-                    }
+                    Command::Ping
+                    | Command::New { .. }
+                    | Command::Send { .. }
+                    | Command::Info
+                    | Command::Pay { .. }
+                    | Command::NewChannel { .. }
+                    | Command::Join { .. }
+                    | Command::Post { .. }
+                    | Command::Usage
+                    | Command::Proxy { .. }
+                    | Command::ProxyForward(_)
+                    | Command::RelayKey
+                    | Command::RelayForward(_) => Err(ErrorCode::Internal),
                 }
             }
         }
+    }
+
+    /// For a command that creates a queue (NEW, JOIN): checks the recipient's keys and that
+    /// the command is signed with the recipient key (proof of possession), and makes the
+    /// relay's X25519 key pair for the queue: `(secret, public)`.
+    pub(super) fn recipient_keys(
+        &self,
+        t: &Transmission<'_>,
+        recipient_key: [u8; 32],
+        recipient_dh: [u8; 32],
+    ) -> Result<([u8; 32], [u8; 32]), ErrorCode> {
+        if ed25519_dalek::VerifyingKey::from_bytes(&recipient_key).is_err() {
+            return Err(ErrorCode::Cmd(CmdError::Syntax));
+        }
+        if !self.authorised(Some(recipient_key), t) {
+            return Err(ErrorCode::Auth);
+        }
+        let server_secret = crypto::x25519_secret();
+        if DeliveryKey::for_relay(&server_secret, &recipient_dh).is_none() {
+            return Err(ErrorCode::Cmd(CmdError::Syntax));
+        }
+        Ok((server_secret, crypto::x25519_public(&server_secret)))
     }
 
     async fn new_queue(
@@ -353,18 +407,7 @@ impl Ctx {
         recipient_key: [u8; 32],
         recipient_dh: [u8; 32],
     ) -> Result<Response, ErrorCode> {
-        if ed25519_dalek::VerifyingKey::from_bytes(&recipient_key).is_err() {
-            return Err(ErrorCode::Cmd(CmdError::Syntax));
-        }
-        // NEW proves possession of the recipient key by being signed with it.
-        if !self.authorised(Some(recipient_key), t) {
-            return Err(ErrorCode::Auth);
-        }
-        let server_secret = crypto::x25519_secret();
-        if DeliveryKey::for_relay(&server_secret, &recipient_dh).is_none() {
-            return Err(ErrorCode::Cmd(CmdError::Syntax));
-        }
-        let server_dh = crypto::x25519_public(&server_secret);
+        let (server_secret, server_dh) = self.recipient_keys(t, recipient_key, recipient_dh)?;
         for _ in 0..3 {
             let recipient_id = EntityId(rand::random());
             let sender_id = EntityId(rand::random());
@@ -393,7 +436,7 @@ impl Ctx {
         Err(ErrorCode::Internal)
     }
 
-    async fn send(
+    pub(super) async fn send(
         &self,
         t: &Transmission<'_>,
         sid: EntityId,

@@ -25,10 +25,18 @@
 //! full queue gets QUOTA and the recipient later receives the quota marker. A background
 //! task ([`Relay::spawn_expiry`]) removes messages older than the retention.
 //!
+//! Private routing ([`forward`]): with [`ServerConfig::forwarding`] the relay proxies its
+//! clients' SENDs to other relays (PRXY, PFWD) over one pinned TLS connection per
+//! destination, and runs SENDs other relays forward to it (RKEY, RFWD) without learning
+//! which client sent them.
+//!
 //! Shutdown: [`Relay::shutdown`] stops the accept loop; connections finish the block they
 //! are running, flush their responses and close; [`Relay::drained`] waits for that.
 
+pub mod capacity;
+pub mod channel;
 mod conn;
+pub mod forward;
 pub mod framing;
 pub mod stats;
 
@@ -67,6 +75,13 @@ pub struct ServerConfig {
     pub retention_secs: u64,
     /// How often the expiry task runs.
     pub expire_interval: Duration,
+    /// What paid capacity costs and buys.
+    pub pricing: capacity::Pricing,
+    /// The operator's spent registry; `None`: PAY is refused (ERR PAYMENT).
+    pub redeemer: Option<Arc<dyn capacity::Redeemer>>,
+    /// Private routing: proxy for this relay's clients and/or destination for proxies
+    /// ([`forward`]); off by default, on for a node.
+    pub forwarding: forward::ForwardingConfig,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +96,9 @@ impl Default for ServerConfig {
             quota: FREE_QUOTA,
             retention_secs: FREE_RETENTION_SECS,
             expire_interval: Duration::from_secs(3600),
+            pricing: capacity::Pricing::default(),
+            redeemer: None,
+            forwarding: forward::ForwardingConfig::default(),
         }
     }
 }
@@ -157,6 +175,12 @@ pub(crate) struct Shared {
     pub(crate) subscriptions: Mutex<HashMap<crate::protocol::EntityId, Arc<ConnHandle>>>,
     /// Verified against when a queue is unknown.
     pub(crate) dummy_key: [u8; 32],
+    /// As a proxy: the connections to destinations ([`forward`]).
+    pub(crate) proxy_links: forward::ProxyLinks,
+    /// Serialises PAYs per queue or channel ([`capacity`]).
+    pub(crate) pay_locks: Mutex<HashMap<crate::protocol::EntityId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The usage measured last per channel ([`channel`] billing).
+    pub(crate) channel_usage: channel::UsageCache,
     limit: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -194,6 +218,9 @@ impl Relay {
                 stats: Arc::new(RelayStats::default()),
                 subscriptions: Mutex::new(HashMap::new()),
                 dummy_key: crypto::dummy_verifying_key(),
+                proxy_links: forward::ProxyLinks::default(),
+                pay_locks: Mutex::new(HashMap::new()),
+                channel_usage: channel::UsageCache::default(),
                 shutdown,
                 next_conn: AtomicU64::new(1),
             }),
@@ -311,9 +338,14 @@ impl Relay {
             .is_ok()
     }
 
-    /// Removes messages accepted before `now − retention`; returns how many.
+    /// Removes messages accepted before `now − retention` and ends paid quotas whose time is
+    /// up (back to the free quota); returns how many messages were removed.
     pub async fn expire_once(&self, now: UnixTime) -> Result<u64, StoreError> {
         let before = now.saturating_sub(self.shared.config.retention_secs);
+        self.shared
+            .store
+            .expire_capacity(now, self.shared.config.quota)
+            .await?;
         let n = self.shared.store.expire(before).await?;
         self.shared
             .stats

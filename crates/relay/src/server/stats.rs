@@ -29,6 +29,17 @@ pub struct RelayStats {
     pub malformed: AtomicU64,
     /// Subscriptions moved to another connection (END sent).
     pub subscriptions_ended: AtomicU64,
+    /// As a proxy: PFWDs relayed to a destination and answered by it.
+    pub forwarded_out: AtomicU64,
+    /// As a destination: forwarded (RFWD) transmissions opened and run.
+    pub forwarded_in: AtomicU64,
+    /// PRXY/PFWD that failed to reach a destination, and RFWDs refused (undecryptable,
+    /// replayed).
+    pub forward_failures: AtomicU64,
+    /// Credit units taken by the operator's registry for capacity paid here.
+    pub credits_earned_units: AtomicU64,
+    /// PAYs the operator's registry refused (what they provisioned was cancelled).
+    pub payments_refused: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -47,6 +58,11 @@ pub struct StatsSnapshot {
     pub auth_failures: u64,
     pub malformed: u64,
     pub subscriptions_ended: u64,
+    pub forwarded_out: u64,
+    pub forwarded_in: u64,
+    pub forward_failures: u64,
+    pub credits_earned_units: u64,
+    pub payments_refused: u64,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -70,6 +86,11 @@ impl RelayStats {
             auth_failures: g(&self.auth_failures),
             malformed: g(&self.malformed),
             subscriptions_ended: g(&self.subscriptions_ended),
+            forwarded_out: g(&self.forwarded_out),
+            forwarded_in: g(&self.forwarded_in),
+            forward_failures: g(&self.forward_failures),
+            credits_earned_units: g(&self.credits_earned_units),
+            payments_refused: g(&self.payments_refused),
         }
     }
 }

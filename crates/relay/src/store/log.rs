@@ -21,11 +21,26 @@
 //!   6 marker   recipient id, message id, at u64 (the quota marker)         (57 bytes)
 //!   7 ack      recipient id, message id (replay checks it is the head)     (49 bytes)
 //!   8 expire   before u64 (replay drops the same messages)                 (9 bytes)
+//!   9 capacity recipient id, quota u32, paid_until u64 (0: free)            (37 bytes)
+//!  10 uncap    now u64, free quota u32 (replay gives the same queues the free
+//!              quota back: `expire_capacity`)                              (13 bytes)
+//!  11 channel  owner id, join id, owner key, created_at u64                (89 bytes)
+//!  12 join     owner id, then the fields of `create` (a member queue; its last
+//!              active time starts at created_at)                           (181 bytes)
+//!  13 post     owner id, message id, at u64, body (the rest of the payload); replay
+//!              repeats the decisions: a body or a marker in each member queue, in
+//!              recipient id order, as `push` would
+//!  14 touch    recipient id (a member queue), at u64; written only when the day of
+//!              the last active time changes                                (33 bytes)
+//!  15 charge   owner id, credit u64, charge u64, billed_until u64
+//!              (`charge_channel`)                                          (49 bytes)
 //! ```
 //!
-//! Only changes are logged (a refused push or a wrong ack writes nothing). Replaying the
-//! records in order from an empty index rebuilds the index exactly; a record that does not
-//! apply (a push to an unknown queue, an ack of a message that is not the head) is corruption.
+//! Only changes are logged (a refused push or a wrong ack writes nothing; a post that finds
+//! every member queue full with the marker already in place, or no member at all, writes
+//! nothing). Replaying the records in order from an empty index rebuilds the index exactly;
+//! a record that does not apply (a push to an unknown queue, an ack of a message that is not
+//! the head, a join or post to an unknown channel) is corruption.
 //!
 //! # Opening: torn tails and corruption
 //!
@@ -71,8 +86,10 @@
 //!
 //! When the log is larger than [`LogOptions::compact_factor`] × an estimate of the live state
 //! (and at least [`LogOptions::compact_min_bytes`]), a background task rewrites it: under the
-//! index lock it serialises the live state as records (`create`, `secure`, `suspend`, and a
-//! `push`/`marker` per held message) after flushing the buffer; it writes them to
+//! index lock it serialises the live state as records (each channel as `channel` and a
+//! `charge` setting its balance; then each queue as `create` or, for a member queue, `join`,
+//! then `capacity` if it is paid, `touch` if its member was active since joining, `secure`,
+//! `suspend`, and a `push`/`marker` per held message) after flushing the buffer; it writes them to
 //! `<path>.compact` without any lock while writers keep appending to the old log; then,
 //! holding the writer role (writers wait, the index does not), it copies the records the
 //! old log received meanwhile, `fsync`s the new file, renames it over the log and `fsync`s
@@ -106,10 +123,22 @@ const T_PUSH: u8 = 5;
 const T_MARKER: u8 = 6;
 const T_ACK: u8 = 7;
 const T_EXPIRE: u8 = 8;
+const T_CAPACITY: u8 = 9;
+const T_UNCAP: u8 = 10;
+const T_CHANNEL: u8 = 11;
+const T_JOIN: u8 = 12;
+const T_POST: u8 = 13;
+const T_TOUCH: u8 = 14;
+const T_CHARGE: u8 = 15;
 
 const CREATE_LEN: usize = 157;
 const SECURE_LEN: usize = 57;
 const PUSH_FIXED: usize = 57;
+const CHANNEL_LEN: usize = 89;
+const CHARGE_LEN: usize = 49;
+const JOIN_LEN: usize = 181;
+const TOUCH_LEN: usize = 33;
+const CAPACITY_LEN: usize = 37;
 
 const CRC: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
@@ -265,8 +294,16 @@ fn finish(buf: &mut [u8], start: usize) {
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// `create`, or `join` for a member queue.
 fn enc_create(buf: &mut Vec<u8>, q: &Queue) {
-    let s = begin(buf, T_CREATE);
+    let s = match &q.member_of {
+        None => begin(buf, T_CREATE),
+        Some(owner) => {
+            let s = begin(buf, T_JOIN);
+            buf.extend_from_slice(&owner.0);
+            s
+        }
+    };
     buf.extend_from_slice(&q.recipient_id.0);
     buf.extend_from_slice(&q.sender_id.0);
     buf.extend_from_slice(&q.recipient_key);
@@ -301,12 +338,84 @@ fn enc_expire(buf: &mut Vec<u8>, before: UnixTime) {
     finish(buf, s);
 }
 
+fn enc_capacity(buf: &mut Vec<u8>, rid: &EntityId, c: Capacity) {
+    let s = begin(buf, T_CAPACITY);
+    buf.extend_from_slice(&rid.0);
+    buf.extend_from_slice(&c.quota.to_le_bytes());
+    buf.extend_from_slice(&c.paid_until.to_le_bytes());
+    finish(buf, s);
+}
+
+fn enc_uncap(buf: &mut Vec<u8>, now: UnixTime, free_quota: u32) {
+    let s = begin(buf, T_UNCAP);
+    buf.extend_from_slice(&now.to_le_bytes());
+    buf.extend_from_slice(&free_quota.to_le_bytes());
+    finish(buf, s);
+}
+
+fn enc_channel(buf: &mut Vec<u8>, c: &Channel) {
+    let s = begin(buf, T_CHANNEL);
+    buf.extend_from_slice(&c.owner_id.0);
+    buf.extend_from_slice(&c.join_id.0);
+    buf.extend_from_slice(&c.owner_key);
+    buf.extend_from_slice(&c.created_at.to_le_bytes());
+    finish(buf, s);
+}
+
+fn enc_post(buf: &mut Vec<u8>, owner: &EntityId, id: &MsgId, at: UnixTime, body: &[u8]) {
+    let s = begin(buf, T_POST);
+    buf.extend_from_slice(&owner.0);
+    buf.extend_from_slice(&id.0);
+    buf.extend_from_slice(&at.to_le_bytes());
+    buf.extend_from_slice(body);
+    finish(buf, s);
+}
+
+fn enc_touch(buf: &mut Vec<u8>, rid: &EntityId, at: UnixTime) {
+    let s = begin(buf, T_TOUCH);
+    buf.extend_from_slice(&rid.0);
+    buf.extend_from_slice(&at.to_le_bytes());
+    finish(buf, s);
+}
+
+fn enc_charge(buf: &mut Vec<u8>, owner: &EntityId, credit: u64, charge: u64, until: UnixTime) {
+    let s = begin(buf, T_CHARGE);
+    buf.extend_from_slice(&owner.0);
+    buf.extend_from_slice(&credit.to_le_bytes());
+    buf.extend_from_slice(&charge.to_le_bytes());
+    buf.extend_from_slice(&until.to_le_bytes());
+    finish(buf, s);
+}
+
 /// The live state as records (what compaction writes after the magic).
 fn snapshot(st: &State) -> Vec<u8> {
     let mut buf = Vec::with_capacity(live_estimate(st) as usize);
+    // Channels first: member queues name them.
+    for c in st.channels.values() {
+        let c = &c.channel;
+        enc_channel(&mut buf, c);
+        if c.balance_units != 0 || c.billed_until != 0 {
+            let b = c.balance_units;
+            let (credit, charge) = if b >= 0 {
+                (b.unsigned_abs(), 0)
+            } else {
+                (0, b.unsigned_abs())
+            };
+            enc_charge(&mut buf, &c.owner_id, credit, charge, c.billed_until);
+        }
+    }
     for e in st.queues.values() {
         let q = &e.queue;
         enc_create(&mut buf, q);
+        if let Some(c) = st.capacity(&q.recipient_id).filter(|c| c.paid_until != 0) {
+            enc_capacity(&mut buf, &q.recipient_id, c);
+        }
+        if let Some(at) = st
+            .last_active(&q.recipient_id)
+            .filter(|at| *at != q.created_at)
+        {
+            enc_touch(&mut buf, &q.recipient_id, at);
+        }
         if let Some(k) = &q.sender_key {
             enc_id_key(&mut buf, T_SECURE, &q.recipient_id, k);
         }
@@ -323,7 +432,16 @@ fn snapshot(st: &State) -> Vec<u8> {
 /// An upper estimate of [`snapshot`]'s size.
 fn live_estimate(st: &State) -> u64 {
     let per_queue = (2 * HEADER + CREATE_LEN + SECURE_LEN) as u64;
-    st.queues.len() as u64 * per_queue + st.messages * (HEADER + PUSH_FIXED) as u64 + st.body_bytes
+    let per_channel = (2 * HEADER + CHANNEL_LEN + CHARGE_LEN) as u64;
+    // Member queues: `join` is longer than `create`, and may come with a `touch`.
+    let per_member = (HEADER + JOIN_LEN - CREATE_LEN + TOUCH_LEN) as u64;
+    let members: u64 = st.channels.values().map(|c| c.members.len() as u64).sum();
+    st.queues.len() as u64 * per_queue
+        + st.paid.len() as u64 * (HEADER + CAPACITY_LEN) as u64
+        + st.channels.len() as u64 * per_channel
+        + members * per_member
+        + st.messages * (HEADER + PUSH_FIXED) as u64
+        + st.body_bytes
 }
 
 // ---------------------------------------------------------------------------------------
@@ -351,6 +469,9 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, String> {
         self.take::<8>().map(u64::from_le_bytes)
     }
+    fn u32(&mut self) -> Result<u32, String> {
+        self.take::<4>().map(u32::from_le_bytes)
+    }
     fn end(&self) -> Result<(), String> {
         if self.0.is_empty() {
             Ok(())
@@ -364,7 +485,8 @@ fn apply(st: &mut State, payload: &[u8]) -> Result<(), String> {
     let (&tag, rest) = payload.split_first().ok_or("empty record")?;
     let mut r = Reader(rest);
     match tag {
-        T_CREATE => {
+        T_CREATE | T_JOIN => {
+            let owner = if tag == T_JOIN { Some(r.id()?) } else { None };
             let q = NewQueue {
                 recipient_id: r.id()?,
                 sender_id: r.id()?,
@@ -375,8 +497,72 @@ fn apply(st: &mut State, payload: &[u8]) -> Result<(), String> {
                 created_at: r.u64()?,
             };
             r.end()?;
-            st.create(q)
-                .map_err(|_| "create of an existing id".to_string())
+            match owner {
+                None => st
+                    .create(q)
+                    .map_err(|_| "create of an existing id".to_string()),
+                Some(owner) => st.join_owner(owner, q).map_err(|e| match e {
+                    StoreError::DuplicateId => "join with an existing id".to_string(),
+                    e => e.to_string(),
+                }),
+            }
+        }
+        T_CAPACITY => {
+            let rid = r.id()?;
+            let c = Capacity {
+                quota: r.u32()?,
+                paid_until: r.u64()?,
+            };
+            r.end()?;
+            st.set_capacity(&rid, c)
+                .map(|_| ())
+                .ok_or_else(|| "capacity of an unknown queue".into())
+        }
+        T_UNCAP => {
+            let now = r.u64()?;
+            let free_quota = r.u32()?;
+            r.end()?;
+            st.expire_capacity(now, free_quota);
+            Ok(())
+        }
+        T_CHANNEL => {
+            let c = NewChannel {
+                owner_id: r.id()?,
+                join_id: r.id()?,
+                owner_key: r.take()?,
+                created_at: r.u64()?,
+            };
+            r.end()?;
+            st.create_channel(c)
+                .map_err(|_| "channel with an existing id".to_string())
+        }
+        T_POST => {
+            let owner = r.id()?;
+            let id = r.msg()?;
+            let at = r.u64()?;
+            st.post(&owner, id, at, r.0)
+                .map(|_| ())
+                .ok_or_else(|| "post to an unknown channel".into())
+        }
+        T_TOUCH => {
+            let rid = r.id()?;
+            let at = r.u64()?;
+            r.end()?;
+            st.touch(&rid, at)
+                .map(|_| ())
+                .ok_or_else(|| "touch of an unknown member queue".into())
+        }
+        T_CHARGE => {
+            let owner = r.id()?;
+            let credit = r.u64()?;
+            let charge = r.u64()?;
+            let until = r.u64()?;
+            r.end()?;
+            match st.charge_channel(&owner, credit, charge, until) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err("charge of an unknown channel".into()),
+                Err(e) => Err(e.to_string()),
+            }
         }
         T_SECURE => {
             let rid = r.id()?;
@@ -937,5 +1123,134 @@ impl QueueStore for LogStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         Ok(self.lock()?.st.stats())
+    }
+
+    async fn set_capacity(
+        &self,
+        rid: &EntityId,
+        capacity: Capacity,
+    ) -> Result<Option<Capacity>, StoreError> {
+        self.mutate(|st, buf| {
+            let old = st.set_capacity(rid, capacity);
+            if old.is_some() {
+                enc_capacity(buf, rid, capacity);
+            }
+            old
+        })
+        .await
+    }
+
+    async fn capacity(&self, rid: &EntityId) -> Result<Option<Capacity>, StoreError> {
+        Ok(self.lock()?.st.capacity(rid))
+    }
+
+    async fn expire_capacity(&self, now: UnixTime, free_quota: u32) -> Result<u64, StoreError> {
+        self.mutate(|st, buf| {
+            let n = st.expire_capacity(now, free_quota);
+            if n > 0 {
+                enc_uncap(buf, now, free_quota);
+            }
+            n
+        })
+        .await
+    }
+
+    async fn create_channel(&self, channel: NewChannel) -> Result<(), StoreError> {
+        self.mutate(|st, buf| {
+            let owner = channel.owner_id;
+            st.create_channel(channel)?;
+            if let Some(c) = st.channel_by_owner(&owner) {
+                enc_channel(buf, c);
+            }
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn channel_by_owner(&self, owner: &EntityId) -> Result<Option<Channel>, StoreError> {
+        Ok(self.lock()?.st.channel_by_owner(owner).cloned())
+    }
+
+    async fn channel_by_join(&self, join: &EntityId) -> Result<Option<Channel>, StoreError> {
+        Ok(self.lock()?.st.channel_by_join(join).cloned())
+    }
+
+    async fn join_channel(&self, join: &EntityId, member: NewQueue) -> Result<bool, StoreError> {
+        self.mutate(|st, buf| {
+            let rid = member.recipient_id;
+            if st.join_channel(join, member)?.is_none() {
+                return Ok(false);
+            }
+            if let Some(q) = st.by_recipient(&rid) {
+                enc_create(buf, q);
+            }
+            Ok(true)
+        })
+        .await?
+    }
+
+    async fn post(
+        &self,
+        owner: &EntityId,
+        id: MsgId,
+        at: UnixTime,
+        body: Vec<u8>,
+    ) -> Result<Option<PostOutcome>, StoreError> {
+        if body.len() > MAX_BODY {
+            return Err(StoreError::Backend(format!(
+                "message body of {} bytes exceeds {MAX_BODY}",
+                body.len()
+            )));
+        }
+        self.mutate(|st, buf| {
+            let applied = st.post(owner, id, at, &body)?;
+            if applied.changed {
+                enc_post(buf, owner, &id, at, &body);
+            }
+            Some(applied.outcome)
+        })
+        .await
+    }
+
+    async fn touch(&self, rid: &EntityId, at: UnixTime) -> Result<(), StoreError> {
+        {
+            // Most touches change nothing: answer those without the writer.
+            let g = self.lock()?;
+            match g.st.last_active(rid) {
+                Some(last) if at / 86_400 > last / 86_400 => {}
+                _ => return Ok(()),
+            }
+        }
+        self.mutate(|st, buf| {
+            if st.touch(rid, at) == Some(true) {
+                enc_touch(buf, rid, at);
+            }
+        })
+        .await
+    }
+
+    async fn channel_usage(
+        &self,
+        owner: &EntityId,
+        active_since: UnixTime,
+    ) -> Result<Option<ChannelUsage>, StoreError> {
+        Ok(self.lock()?.st.channel_usage(owner, active_since))
+    }
+
+    async fn charge_channel(
+        &self,
+        owner: &EntityId,
+        credit_units: u64,
+        charge_units: u64,
+        billed_until: UnixTime,
+    ) -> Result<Option<i64>, StoreError> {
+        self.mutate(|st, buf| {
+            let b = st.charge_channel(owner, credit_units, charge_units, billed_until)?;
+            if b.is_some() {
+                enc_charge(buf, owner, credit_units, charge_units, billed_until);
+            }
+            Ok(b)
+        })
+        .await?
     }
 }

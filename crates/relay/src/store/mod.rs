@@ -10,13 +10,26 @@
 //! | [`sql::SqlStore`] | SQLite (WAL, `synchronous=NORMAL`) or PostgreSQL | process kill (SQLite); power loss (PostgreSQL, default settings) | group commit; schema in [`sql`] |
 //!
 //! The same conformance suite (`tests/store_conformance.rs`) runs against all four; the
-//! durability tests (`tests/store_durability.rs`) SIGKILL a writing process and check that
-//! every acknowledged change is there after reopening.
+//! durability tests (`tests/store_durability.rs`) SIGKILL a writing process (pushes and acks,
+//! or channel posts) and check that every acknowledged change is there after reopening;
+//! `tests/store_channels.rs` covers the log's channel records (replay, compaction) and the
+//! SQL migration of a database made before channels.
 //!
-//! Semantics every backend shares: ids are unique across recipient *and* sender ids; `peek`
-//! of an unknown queue is `None`; the quota counts bodies, not the marker; a refused push
-//! stores the marker only if the queue's last message is not already the marker; `expire`
-//! removes bodies and markers alike and counts both.
+//! Semantics every backend shares: ids are unique across recipient, sender, channel owner
+//! and channel join ids; `peek` of an unknown queue is `None`; the quota counts bodies, not
+//! the marker; a refused push stores the marker only if the queue's last message is not
+//! already the marker; `expire` removes bodies and markers alike (channel copies included)
+//! and counts both.
+//!
+//! Channels: a channel's members are **member queues** — ordinary queues (SUB, GET, ACK,
+//! OFF and DEL work on them unchanged; DEL is leaving the channel; they count in
+//! [`StoreStats::queues`]) whose [`Queue::member_of`] names the channel and whose sender id
+//! is never given out. [`QueueStore::post`] stores one message in every member queue under
+//! the rules of `push` (a suspended member queue is skipped), atomically. A member queue
+//! also has a last active time (its join time, then moved by [`QueueStore::touch`] at most
+//! once per UTC day), which [`QueueStore::channel_usage`] counts active members by.
+//! Paid capacity: a queue's [`Capacity`] is its quota and `paid_until`;
+//! [`QueueStore::expire_capacity`] gives queues whose paid time ended the free quota back.
 
 use crate::protocol::{EntityId, MsgId};
 use smpx_core::UnixTime;
@@ -78,6 +91,8 @@ pub struct Queue {
     pub status: QueueStatus,
     pub quota: u32,
     pub created_at: UnixTime,
+    /// For a channel's member queue, the channel's owner id.
+    pub member_of: Option<EntityId>,
 }
 
 /// A message as the relay accepted it.
@@ -127,6 +142,60 @@ pub enum AckOutcome {
     NoQueue,
 }
 
+/// A queue's capacity: its quota and until when a paid quota lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub quota: u32,
+    /// 0 for a free queue; after this time [`QueueStore::expire_capacity`] puts the quota
+    /// back to the free one.
+    pub paid_until: UnixTime,
+}
+
+/// A channel as it is created.
+#[derive(Clone, Debug)]
+pub struct NewChannel {
+    /// Names the channel in the owner's commands (POST, USAGE, PAY).
+    pub owner_id: EntityId,
+    /// Given to members: names the channel in JOIN. Unlinkable to `owner_id`.
+    pub join_id: EntityId,
+    /// The owner's Ed25519 key: authorises POST, USAGE and PAY.
+    pub owner_key: [u8; 32],
+    pub created_at: UnixTime,
+}
+
+/// A stored channel and its account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub owner_id: EntityId,
+    pub join_id: EntityId,
+    pub owner_key: [u8; 32],
+    pub created_at: UnixTime,
+    /// Prepaid credit units left (may go below 0 by at most one billing period's charge).
+    pub balance_units: i64,
+    /// Until when usage has been charged against the balance.
+    pub billed_until: UnixTime,
+}
+
+/// What a channel uses now: what it is billed by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelUsage {
+    /// Member queues.
+    pub members: u64,
+    /// Members active (SUB, GET or ACK) at or after the `active_since` asked about.
+    pub active: u64,
+    /// Bytes of undelivered bodies held in the member queues.
+    pub stored_bytes: u64,
+}
+
+/// What a POST did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PostOutcome {
+    /// Member queues (recipient ids) the message was stored in: wake their subscribers.
+    pub delivered: Vec<EntityId>,
+    /// Member queues that were full (each got a quota marker, once, as for SEND).
+    pub over_quota: Vec<EntityId>,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub queues: u64,
@@ -135,8 +204,9 @@ pub struct StoreStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A queue with this recipient or sender id exists (ids are random: retry with new ones).
-    #[error("a queue with this id exists")]
+    /// A queue (recipient or sender id) or channel (owner or join id) with this id exists
+    /// (ids are random: retry with new ones).
+    #[error("a queue or channel with this id exists")]
     DuplicateId,
     #[error("storage failed: {0}")]
     Backend(String),
@@ -172,4 +242,61 @@ pub trait QueueStore: Send + Sync {
     /// Deletes messages accepted before `before`; returns how many.
     async fn expire(&self, before: UnixTime) -> Result<u64, StoreError>;
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    // --- paid capacity -------------------------------------------------------------------
+
+    /// Sets a queue's capacity; returns what it was (`None`: no such queue). Used to
+    /// provision a paid quota at once and to put the old one back if the payment fails.
+    async fn set_capacity(
+        &self,
+        recipient_id: &EntityId,
+        capacity: Capacity,
+    ) -> Result<Option<Capacity>, StoreError>;
+    /// A queue's capacity (`None`: no such queue).
+    async fn capacity(&self, recipient_id: &EntityId) -> Result<Option<Capacity>, StoreError>;
+    /// Queues whose paid capacity ended before `now` get `free_quota` back (messages over
+    /// it stay until delivered or expired); returns how many.
+    async fn expire_capacity(&self, now: UnixTime, free_quota: u32) -> Result<u64, StoreError>;
+
+    // --- channels --------------------------------------------------------------------------
+
+    /// [`StoreError::DuplicateId`] if either id is taken (by a channel or a queue).
+    async fn create_channel(&self, channel: NewChannel) -> Result<(), StoreError>;
+    async fn channel_by_owner(&self, owner_id: &EntityId) -> Result<Option<Channel>, StoreError>;
+    async fn channel_by_join(&self, join_id: &EntityId) -> Result<Option<Channel>, StoreError>;
+    /// Creates `member` as a member queue of the channel joined by `join_id` (its sender id
+    /// is never given out: only POST fills it). `Ok(false)`: no such channel.
+    async fn join_channel(&self, join_id: &EntityId, member: NewQueue) -> Result<bool, StoreError>;
+    /// Stores the body in every member queue of the channel (each under its quota, with the
+    /// marker as for a refused SEND; suspended member queues are skipped), all in one atomic
+    /// step. The message has the same id in every member queue. `None`: no such channel.
+    async fn post(
+        &self,
+        owner_id: &EntityId,
+        id: MsgId,
+        at: UnixTime,
+        body: Vec<u8>,
+    ) -> Result<Option<PostOutcome>, StoreError>;
+    /// Records that a member queue's recipient was active at `at` (SUB, GET, ACK): every
+    /// backend moves the stored time to `at` only when `at` is on a later UTC day
+    /// (`at / 86400` greater), so the write happens at most once a day per member. No-op for
+    /// ordinary and unknown queues.
+    async fn touch(&self, recipient_id: &EntityId, at: UnixTime) -> Result<(), StoreError>;
+    /// Member queues, those whose last active time is `>= active_since`, and the bytes of
+    /// the undelivered bodies they hold. `None`: no such channel.
+    async fn channel_usage(
+        &self,
+        owner_id: &EntityId,
+        active_since: UnixTime,
+    ) -> Result<Option<ChannelUsage>, StoreError>;
+    /// Atomically: `balance += credit − charge`, `billed_until = billed_until`. Returns the new
+    /// balance (`None`: no such channel). Amounts over `i64::MAX`, or a balance that would
+    /// leave the `i64` range, are refused with [`StoreError::Backend`] and change nothing.
+    async fn charge_channel(
+        &self,
+        owner_id: &EntityId,
+        credit_units: u64,
+        charge_units: u64,
+        billed_until: UnixTime,
+    ) -> Result<Option<i64>, StoreError>;
 }

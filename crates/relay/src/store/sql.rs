@@ -7,6 +7,14 @@
 //! |---|---|---|
 //! | `relay_queues` | `recipient_id` (24 bytes) | `sender_id` (24 bytes, UNIQUE), recipient key and DH key, the relay's DH secret, the sender key once secured, `status` (0 active, 1 suspended), `quota`, `held` (bodies held: what the quota limits, CHECK ≥ 0), `created_at`; CHECK recipient id ≠ sender id |
 //! | `relay_messages` | `seq` (auto-increment: FIFO order) | `recipient_id` (REFERENCES `relay_queues`), message id, `at`, `kind` (0 body, 1 quota marker), `body` (NULL exactly for the marker); index (`recipient_id`, `seq`) for the head of a queue |
+//! | `relay_channels` | `owner_id` (24 bytes) | `join_id` (24 bytes, UNIQUE), `owner_key`, `created_at`, `balance_units` (may be negative), `billed_until`; CHECK owner id ≠ join id |
+//!
+//! Migration 2 added the channels table and three columns to `relay_queues`: `paid_until`
+//! (0 for a free queue; partial index on the paid ones for `expire_capacity`), `member_of`
+//! (the channel's owner id for a member queue, else NULL; partial index on the member
+//! queues: what POST and USAGE select by) and `last_active` (member queues: join time, then
+//! moved by `touch` at most once per UTC day). Ordinary queues cost no index entries for
+//! either.
 //!
 //! # Where correctness comes from
 //!
@@ -28,7 +36,17 @@
 //!   undelivered messages; no index on `at`, which would cost every push).
 //! - **Duplicate ids**: the primary key and the UNIQUE sender id (`INSERT … ON CONFLICT DO
 //!   NOTHING`), and a check that neither id is used as the other kind of id by another queue
-//!   (ids are 24 random bytes; that check is not serialised across processes).
+//!   or as a channel's owner or join id, and the same for a channel's ids (ids are 24 random
+//!   bytes; that check is not serialised across processes).
+//! - **Post** is one change: the marker for each full member queue whose last message is not
+//!   the marker (one `INSERT … SELECT`), then the body for each member queue under its quota
+//!   — on PostgreSQL `WITH acc AS (UPDATE relay_queues SET held = held + 1 WHERE member_of =
+//!   $1 AND status = 0 AND held < quota RETURNING recipient_id) INSERT … SELECT … FROM acc`
+//!   (row locks, as for a push), on SQLite one `INSERT … SELECT` (the trigger counts `held`).
+//! - **Charge** is the single `UPDATE relay_channels SET balance_units = balance_units + $2 −
+//!   $3, billed_until = $4 … RETURNING balance_units`.
+//! - **Touch** reads the member's `last_active` from the pool and asks the writer only when
+//!   the day changed; the `UPDATE` repeats the day condition.
 //!
 //! # Group commit
 //!
@@ -51,8 +69,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE relay_queues (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE relay_queues (
         recipient_id {blob} PRIMARY KEY,
         sender_id {blob} NOT NULL UNIQUE,
         recipient_key {blob} NOT NULL,
@@ -65,7 +84,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at BIGINT NOT NULL,
         CHECK (length(recipient_id) = 24 AND length(sender_id) = 24),
         CHECK (recipient_id <> sender_id))",
-    "CREATE TABLE relay_messages (
+        "CREATE TABLE relay_messages (
         seq {serial},
         recipient_id {blob} NOT NULL REFERENCES relay_queues (recipient_id),
         msg_id {blob} NOT NULL,
@@ -73,16 +92,35 @@ const MIGRATIONS: &[&[&str]] = &[&[
         kind BIGINT NOT NULL CHECK (kind IN (0, 1)),
         body {blob},
         CHECK ((kind = 0) = (body IS NOT NULL)))",
-    "CREATE INDEX relay_messages_queue ON relay_messages (recipient_id, seq)",
-    // SQLite only (one writer at a time): `held` follows the messages table in the engine,
-    // so a push and an ack are one statement each.
-    "SQLITE: CREATE TRIGGER relay_messages_held_in AFTER INSERT ON relay_messages \
+        "CREATE INDEX relay_messages_queue ON relay_messages (recipient_id, seq)",
+        // SQLite only (one writer at a time): `held` follows the messages table in the engine,
+        // so a push and an ack are one statement each.
+        "SQLITE: CREATE TRIGGER relay_messages_held_in AFTER INSERT ON relay_messages \
      WHEN NEW.kind = 0 BEGIN \
      UPDATE relay_queues SET held = held + 1 WHERE recipient_id = NEW.recipient_id; END",
-    "SQLITE: CREATE TRIGGER relay_messages_held_out AFTER DELETE ON relay_messages \
+        "SQLITE: CREATE TRIGGER relay_messages_held_out AFTER DELETE ON relay_messages \
      WHEN OLD.kind = 0 BEGIN \
      UPDATE relay_queues SET held = held - 1 WHERE recipient_id = OLD.recipient_id; END",
-]];
+    ],
+    &[
+        // 2: paid capacity and channels.
+        "CREATE TABLE relay_channels (
+        owner_id {blob} PRIMARY KEY,
+        join_id {blob} NOT NULL UNIQUE,
+        owner_key {blob} NOT NULL,
+        created_at BIGINT NOT NULL,
+        balance_units BIGINT NOT NULL DEFAULT 0,
+        billed_until BIGINT NOT NULL DEFAULT 0,
+        CHECK (length(owner_id) = 24 AND length(join_id) = 24),
+        CHECK (owner_id <> join_id))",
+        "ALTER TABLE relay_queues ADD COLUMN paid_until BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE relay_queues ADD COLUMN member_of {blob} REFERENCES relay_channels (owner_id)",
+        "ALTER TABLE relay_queues ADD COLUMN last_active BIGINT NOT NULL DEFAULT 0",
+        "CREATE INDEX relay_queues_member_of ON relay_queues (member_of) \
+     WHERE member_of IS NOT NULL",
+        "CREATE INDEX relay_queues_paid ON relay_queues (paid_until) WHERE paid_until > 0",
+    ],
+];
 
 /// Most changes run in one transaction.
 const MAX_BATCH: usize = 512;
@@ -100,6 +138,26 @@ enum Op {
     },
     Ack(EntityId, MsgId),
     Expire(i64),
+    SetCapacity(EntityId, Capacity),
+    ExpireCapacity {
+        now: i64,
+        free_quota: u32,
+    },
+    CreateChannel(NewChannel),
+    Join(EntityId, NewQueue),
+    Post {
+        owner: EntityId,
+        id: MsgId,
+        at: i64,
+        body: Vec<u8>,
+    },
+    Touch(EntityId, i64),
+    Charge {
+        owner: EntityId,
+        credit: i64,
+        charge: i64,
+        billed_until: i64,
+    },
 }
 
 #[derive(Debug)]
@@ -111,6 +169,11 @@ enum Outcome {
     Push(PushOutcome),
     Ack(AckOutcome),
     Count(u64),
+    Capacity(Option<Capacity>),
+    /// `None`: no such channel.
+    Post(Option<PostOutcome>),
+    Balance(Option<i64>),
+    Done,
 }
 
 type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
@@ -139,7 +202,7 @@ fn arr<const N: usize>(v: Vec<u8>, what: &str) -> Result<[u8; N], StoreError> {
 }
 
 const QUEUE_COLUMNS: &str = "recipient_id, sender_id, recipient_key, recipient_dh, server_dh, \
-                             sender_key, status, quota, created_at";
+                             sender_key, status, quota, created_at, member_of";
 
 fn queue_of(row: &AnyRow) -> Result<Queue, StoreError> {
     let get = |i: usize| row.try_get::<Vec<u8>, _>(i).map_err(be);
@@ -159,7 +222,31 @@ fn queue_of(row: &AnyRow) -> Result<Queue, StoreError> {
         quota: u32::try_from(row.try_get::<i64, _>(7).map_err(be)?)
             .map_err(|_| StoreError::Backend("stored quota out of range".into()))?,
         created_at: u64_of(row.try_get(8).map_err(be)?, "created_at")?,
+        member_of: row
+            .try_get::<Option<Vec<u8>>, _>(9)
+            .map_err(be)?
+            .map(|o| arr(o, "member_of").map(EntityId))
+            .transpose()?,
     })
+}
+
+const CHANNEL_COLUMNS: &str =
+    "owner_id, join_id, owner_key, created_at, balance_units, billed_until";
+
+fn channel_of(row: &AnyRow) -> Result<Channel, StoreError> {
+    let get = |i: usize| row.try_get::<Vec<u8>, _>(i).map_err(be);
+    Ok(Channel {
+        owner_id: EntityId(arr(get(0)?, "owner id")?),
+        join_id: EntityId(arr(get(1)?, "join id")?),
+        owner_key: arr(get(2)?, "owner key")?,
+        created_at: u64_of(row.try_get(3).map_err(be)?, "created_at")?,
+        balance_units: row.try_get(4).map_err(be)?,
+        billed_until: u64_of(row.try_get(5).map_err(be)?, "billed_until")?,
+    })
+}
+
+fn quota_of(v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Backend("stored quota out of range".into()))
 }
 
 impl SqlStore {
@@ -194,6 +281,20 @@ impl SqlStore {
             .await
             .map_err(be)?;
         row.as_ref().map(queue_of).transpose()
+    }
+
+    async fn channel_where(
+        &self,
+        column: &str,
+        id: &EntityId,
+    ) -> Result<Option<Channel>, StoreError> {
+        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM relay_channels WHERE {column} = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.0.as_slice())
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(be)?;
+        row.as_ref().map(channel_of).transpose()
     }
 }
 
@@ -292,38 +393,186 @@ async fn exec(
     sqlite: bool,
 ) -> Result<Outcome, StoreError> {
     Ok(match op {
-        Op::Create(q) => {
-            let rid = q.recipient_id.0.as_slice();
-            let sid = q.sender_id.0.as_slice();
-            let taken: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM relay_queues WHERE recipient_id = $1 OR sender_id = $1 \
-                 OR recipient_id = $2 OR sender_id = $2",
-            )
-            .bind(rid)
-            .bind(sid)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(be)?;
-            if taken > 0 || rid == sid {
+        Op::Create(q) => Outcome::Created(insert_queue(tx, q, None).await?),
+        Op::Join(join, q) => {
+            let owner: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT owner_id FROM relay_channels WHERE join_id = $1")
+                    .bind(join.0.as_slice())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(be)?;
+            match owner {
+                // `Found(false)`: no channel; `Created(_)`: joined, or an id is taken.
+                None => Outcome::Found(false),
+                Some(owner) => Outcome::Created(insert_queue(tx, q, Some(&owner)).await?),
+            }
+        }
+        Op::CreateChannel(c) => {
+            let (oid, jid) = (c.owner_id.0.as_slice(), c.join_id.0.as_slice());
+            if taken(tx, oid, jid).await? || oid == jid {
                 return Ok(Outcome::Created(false));
             }
             let n = sqlx::query(
-                "INSERT INTO relay_queues (recipient_id, sender_id, recipient_key, recipient_dh, \
-                 server_dh, sender_key, status, quota, held, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, NULL, 0, $6, 0, $7) ON CONFLICT DO NOTHING",
+                "INSERT INTO relay_channels (owner_id, join_id, owner_key, created_at, \
+                 balance_units, billed_until) VALUES ($1, $2, $3, $4, 0, 0) \
+                 ON CONFLICT DO NOTHING",
             )
-            .bind(rid)
-            .bind(sid)
-            .bind(q.recipient_key.as_slice())
-            .bind(q.recipient_dh.as_slice())
-            .bind(q.server_dh.0.as_slice())
-            .bind(i64::from(q.quota))
-            .bind(i64_of(q.created_at, "created_at")?)
+            .bind(oid)
+            .bind(jid)
+            .bind(c.owner_key.as_slice())
+            .bind(i64_of(c.created_at, "created_at")?)
             .execute(&mut **tx)
             .await
             .map_err(be)?
             .rows_affected();
             Outcome::Created(n == 1)
+        }
+        Op::SetCapacity(rid, c) => {
+            // Lock the row on PostgreSQL so the old value returned is the one replaced.
+            let sql = if sqlite {
+                "SELECT quota, paid_until FROM relay_queues WHERE recipient_id = $1"
+            } else {
+                "SELECT quota, paid_until FROM relay_queues WHERE recipient_id = $1 FOR UPDATE"
+            };
+            let row = sqlx::query(sql)
+                .bind(rid.0.as_slice())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(be)?;
+            let Some(row) = row else {
+                return Ok(Outcome::Capacity(None));
+            };
+            let old = Capacity {
+                quota: quota_of(row.try_get(0).map_err(be)?)?,
+                paid_until: u64_of(row.try_get(1).map_err(be)?, "paid_until")?,
+            };
+            sqlx::query(
+                "UPDATE relay_queues SET quota = $2, paid_until = $3 WHERE recipient_id = $1",
+            )
+            .bind(rid.0.as_slice())
+            .bind(i64::from(c.quota))
+            .bind(i64_of(c.paid_until, "paid_until")?)
+            .execute(&mut **tx)
+            .await
+            .map_err(be)?;
+            Outcome::Capacity(Some(old))
+        }
+        Op::ExpireCapacity { now, free_quota } => {
+            let n = sqlx::query(
+                "UPDATE relay_queues SET quota = $2, paid_until = 0 \
+                 WHERE paid_until > 0 AND paid_until < $1",
+            )
+            .bind(*now)
+            .bind(i64::from(*free_quota))
+            .execute(&mut **tx)
+            .await
+            .map_err(be)?
+            .rows_affected();
+            Outcome::Count(n)
+        }
+        Op::Post {
+            owner,
+            id,
+            at,
+            body,
+        } => {
+            let o = owner.0.as_slice();
+            let exists = sqlx::query("SELECT 1 FROM relay_channels WHERE owner_id = $1")
+                .bind(o)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(be)?
+                .is_some();
+            if !exists {
+                return Ok(Outcome::Post(None));
+            }
+            // Full member queues, before any body is added: each gets the marker unless its
+            // last message already is one.
+            let full: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT recipient_id FROM relay_queues \
+                 WHERE member_of = $1 AND status = 0 AND held >= quota",
+            )
+            .bind(o)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(be)?;
+            if !full.is_empty() {
+                sqlx::query(
+                    "INSERT INTO relay_messages (recipient_id, msg_id, at, kind, body) \
+                     SELECT q.recipient_id, $2, $3, 1, NULL FROM relay_queues q \
+                     WHERE q.member_of = $1 AND q.status = 0 AND q.held >= q.quota \
+                     AND COALESCE((SELECT m.kind FROM relay_messages m \
+                     WHERE m.recipient_id = q.recipient_id ORDER BY m.seq DESC LIMIT 1), 0) <> 1",
+                )
+                .bind(o)
+                .bind(id.0.as_slice())
+                .bind(*at)
+                .execute(&mut **tx)
+                .await
+                .map_err(be)?;
+            }
+            let sql = if sqlite {
+                // The trigger counts each body in `held`.
+                "INSERT INTO relay_messages (recipient_id, msg_id, at, kind, body) \
+                 SELECT recipient_id, $2, $3, 0, $4 FROM relay_queues \
+                 WHERE member_of = $1 AND status = 0 AND held < quota RETURNING recipient_id"
+            } else {
+                "WITH acc AS (UPDATE relay_queues SET held = held + 1 \
+                 WHERE member_of = $1 AND status = 0 AND held < quota RETURNING recipient_id) \
+                 INSERT INTO relay_messages (recipient_id, msg_id, at, kind, body) \
+                 SELECT recipient_id, $2, $3, 0, $4 FROM acc RETURNING recipient_id"
+            };
+            let delivered: Vec<Vec<u8>> = sqlx::query_scalar(sql)
+                .bind(o)
+                .bind(id.0.as_slice())
+                .bind(*at)
+                .bind(body.as_slice())
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(be)?;
+            let ids = |v: Vec<Vec<u8>>| -> Result<Vec<EntityId>, StoreError> {
+                let mut v = v
+                    .into_iter()
+                    .map(|r| arr(r, "recipient id").map(EntityId))
+                    .collect::<Result<Vec<_>, _>>()?;
+                v.sort_unstable();
+                Ok(v)
+            };
+            Outcome::Post(Some(PostOutcome {
+                delivered: ids(delivered)?,
+                over_quota: ids(full)?,
+            }))
+        }
+        Op::Touch(rid, at) => {
+            sqlx::query(
+                "UPDATE relay_queues SET last_active = $2 WHERE recipient_id = $1 \
+                 AND member_of IS NOT NULL AND last_active / 86400 < $2 / 86400",
+            )
+            .bind(rid.0.as_slice())
+            .bind(*at)
+            .execute(&mut **tx)
+            .await
+            .map_err(be)?;
+            Outcome::Done
+        }
+        Op::Charge {
+            owner,
+            credit,
+            charge,
+            billed_until,
+        } => {
+            let b: Option<i64> = sqlx::query_scalar(
+                "UPDATE relay_channels SET balance_units = balance_units + $2 - $3, \
+                 billed_until = $4 WHERE owner_id = $1 RETURNING balance_units",
+            )
+            .bind(owner.0.as_slice())
+            .bind(*credit)
+            .bind(*charge)
+            .bind(*billed_until)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(be)?;
+            Outcome::Balance(b)
         }
         Op::Secure(rid, key) => {
             let n = sqlx::query(
@@ -476,6 +725,55 @@ async fn exec(
             Outcome::Count(n)
         }
     })
+}
+
+/// Whether either id is used by a queue (recipient or sender id) or a channel (owner or join
+/// id). One statement.
+async fn taken(tx: &mut Transaction<'static, Any>, a: &[u8], b: &[u8]) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM relay_queues WHERE recipient_id = $1 OR sender_id = $1 \
+         OR recipient_id = $2 OR sender_id = $2) + (SELECT COUNT(*) FROM relay_channels \
+         WHERE owner_id = $1 OR join_id = $1 OR owner_id = $2 OR join_id = $2)",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(be)?;
+    Ok(n > 0)
+}
+
+/// Creates a queue (a member queue of the channel `member_of` if given); `false` when an id
+/// is taken.
+async fn insert_queue(
+    tx: &mut Transaction<'static, Any>,
+    q: &NewQueue,
+    member_of: Option<&[u8]>,
+) -> Result<bool, StoreError> {
+    let rid = q.recipient_id.0.as_slice();
+    let sid = q.sender_id.0.as_slice();
+    if taken(tx, rid, sid).await? || rid == sid {
+        return Ok(false);
+    }
+    let created_at = i64_of(q.created_at, "created_at")?;
+    let n = sqlx::query(
+        "INSERT INTO relay_queues (recipient_id, sender_id, recipient_key, recipient_dh, \
+         server_dh, sender_key, status, quota, held, created_at, member_of, last_active) \
+         VALUES ($1, $2, $3, $4, $5, NULL, 0, $6, 0, $7, $8, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind(rid)
+    .bind(sid)
+    .bind(q.recipient_key.as_slice())
+    .bind(q.recipient_dh.as_slice())
+    .bind(q.server_dh.0.as_slice())
+    .bind(i64::from(q.quota))
+    .bind(created_at)
+    .bind(member_of)
+    .execute(&mut **tx)
+    .await
+    .map_err(be)?
+    .rows_affected();
+    Ok(n == 1)
 }
 
 /// Why a push was refused; stores the marker if the queue is full and does not end with one.
@@ -644,5 +942,168 @@ impl QueueStore for SqlStore {
             queues: u64_of(queues, "count")?,
             messages: u64_of(messages, "count")?,
         })
+    }
+
+    async fn set_capacity(
+        &self,
+        rid: &EntityId,
+        capacity: Capacity,
+    ) -> Result<Option<Capacity>, StoreError> {
+        i64_of(capacity.paid_until, "paid_until")?;
+        match self.call(Op::SetCapacity(*rid, capacity)).await? {
+            Outcome::Capacity(c) => Ok(c),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn capacity(&self, rid: &EntityId) -> Result<Option<Capacity>, StoreError> {
+        let row = sqlx::query("SELECT quota, paid_until FROM relay_queues WHERE recipient_id = $1")
+            .bind(rid.0.as_slice())
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(be)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Capacity {
+            quota: quota_of(row.try_get(0).map_err(be)?)?,
+            paid_until: u64_of(row.try_get(1).map_err(be)?, "paid_until")?,
+        }))
+    }
+
+    async fn expire_capacity(&self, now: UnixTime, free_quota: u32) -> Result<u64, StoreError> {
+        // Times past i64::MAX end every paid capacity.
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        match self.call(Op::ExpireCapacity { now, free_quota }).await? {
+            Outcome::Count(n) => Ok(n),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn create_channel(&self, channel: NewChannel) -> Result<(), StoreError> {
+        match self.call(Op::CreateChannel(channel)).await? {
+            Outcome::Created(true) => Ok(()),
+            Outcome::Created(false) => Err(StoreError::DuplicateId),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn channel_by_owner(&self, owner: &EntityId) -> Result<Option<Channel>, StoreError> {
+        self.channel_where("owner_id", owner).await
+    }
+
+    async fn channel_by_join(&self, join: &EntityId) -> Result<Option<Channel>, StoreError> {
+        self.channel_where("join_id", join).await
+    }
+
+    async fn join_channel(&self, join: &EntityId, member: NewQueue) -> Result<bool, StoreError> {
+        match self.call(Op::Join(*join, member)).await? {
+            Outcome::Created(true) => Ok(true),
+            Outcome::Created(false) => Err(StoreError::DuplicateId),
+            Outcome::Found(false) => Ok(false),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn post(
+        &self,
+        owner: &EntityId,
+        id: MsgId,
+        at: UnixTime,
+        body: Vec<u8>,
+    ) -> Result<Option<PostOutcome>, StoreError> {
+        let at = i64_of(at, "message time")?;
+        match self
+            .call(Op::Post {
+                owner: *owner,
+                id,
+                at,
+                body,
+            })
+            .await?
+        {
+            Outcome::Post(p) => Ok(p),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn touch(&self, rid: &EntityId, at: UnixTime) -> Result<(), StoreError> {
+        let at = i64_of(at, "activity time")?;
+        // Most touches change nothing: a read on the pool, not a change for the writer.
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT last_active FROM relay_queues WHERE recipient_id = $1 \
+             AND member_of IS NOT NULL",
+        )
+        .bind(rid.0.as_slice())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(be)?;
+        match last {
+            Some(last) if at / 86_400 > last / 86_400 => {}
+            _ => return Ok(()),
+        }
+        match self.call(Op::Touch(*rid, at)).await? {
+            Outcome::Done => Ok(()),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn channel_usage(
+        &self,
+        owner: &EntityId,
+        active_since: UnixTime,
+    ) -> Result<Option<ChannelUsage>, StoreError> {
+        let pool = self.db.pool();
+        let o = owner.0.as_slice();
+        let exists = sqlx::query("SELECT 1 FROM relay_channels WHERE owner_id = $1")
+            .bind(o)
+            .fetch_optional(pool)
+            .await
+            .map_err(be)?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let since = i64::try_from(active_since).unwrap_or(i64::MAX);
+        let row = sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN last_active >= $2 THEN 1 ELSE 0 END), 0) \
+             AS BIGINT) FROM relay_queues WHERE member_of = $1",
+        )
+        .bind(o)
+        .bind(since)
+        .fetch_one(pool)
+        .await
+        .map_err(be)?;
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(length(m.body)), 0) AS BIGINT) FROM relay_messages m \
+             JOIN relay_queues q ON m.recipient_id = q.recipient_id \
+             WHERE q.member_of = $1 AND m.kind = 0",
+        )
+        .bind(o)
+        .fetch_one(pool)
+        .await
+        .map_err(be)?;
+        Ok(Some(ChannelUsage {
+            members: u64_of(row.try_get(0).map_err(be)?, "count")?,
+            active: u64_of(row.try_get(1).map_err(be)?, "count")?,
+            stored_bytes: u64_of(bytes, "bytes")?,
+        }))
+    }
+
+    async fn charge_channel(
+        &self,
+        owner: &EntityId,
+        credit_units: u64,
+        charge_units: u64,
+        billed_until: UnixTime,
+    ) -> Result<Option<i64>, StoreError> {
+        let op = Op::Charge {
+            owner: *owner,
+            credit: i64_of(credit_units, "credit")?,
+            charge: i64_of(charge_units, "charge")?,
+            billed_until: i64_of(billed_until, "billed_until")?,
+        };
+        match self.call(op).await? {
+            Outcome::Balance(b) => Ok(b),
+            o => Err(unexpected(o)),
+        }
     }
 }
