@@ -13,14 +13,15 @@
 //!   (memory, memory + append-only log, SQLite/PostgreSQL).
 //! * [`server`] — connections (reader, writer, deliverer per connection), authorisation in
 //!   constant time, subscriptions (a new one ends the old), the free tier's quota and expiry,
-//!   deadlines for slow and idle clients, counters, graceful shutdown.
+//!   deadlines for slow and idle clients, counters, graceful shutdown; private routing as
+//!   proxy and as destination ([`server::forward`]); paid capacity ([`server::capacity`]:
+//!   INFO, PAY through the operator's spent registry) and channels billed by active
+//!   receivers ([`server::channel`]).
 //! * [`client`] — connect (TLS with the pinned fingerprint), handshake, typed commands matched
-//!   by correlation id, decrypted deliveries as a stream of events.
+//!   by correlation id, decrypted deliveries as a stream of events; sending through a proxy
+//!   ([`client::ProxiedRelay`]), paying, channels.
 //! * [`node`] — running a relay: `smpx relay init` / `run`, the commented config file, the
 //!   TLS acceptor, the ops endpoint (health, Prometheus metrics), graceful shutdown.
-//!
-//! Not built yet: private routing (proxying a command to another relay), paid capacity and
-//! channel queues billed with credits.
 
 pub mod client;
 pub mod node;
