@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use smpx_relay::node::RelayNode;
+use smpx_relay::server::capacity::Bought;
 use smpx_relay::transport::{RelayAddress, RelayIdentity};
 use smpx_wallet::chat::Direction;
 use smpx_wallet::Wallet;
@@ -80,6 +81,14 @@ enum ChatCmd {
     Contacts,
     /// Show the stored messages with a contact.
     History { name: String },
+    /// Pay your relay with operator credits for a larger quota on your queue for a contact
+    /// (the relay's price per 30 days, from the credits of the operator it is paid through).
+    Upgrade {
+        name: String,
+        /// How many 30-day periods to pay for.
+        #[arg(long, default_value_t = 1)]
+        months: u64,
+    },
 }
 
 /// `--relay`, else the address of `<devnet-dir>/relays/relay-1`.
@@ -192,6 +201,23 @@ pub(crate) async fn run(args: ChatArgs) -> Result<()> {
                         state.as_str().unwrap_or("?"),
                         c.my_relay
                     );
+                }
+            }
+        }
+        ChatCmd::Upgrade { name, months } => {
+            let paid = chat.upgrade(&name, months).await?;
+            if json {
+                crate::print_json(&serde_json::json!({
+                    "spend": paid.spend, "bought": paid.bought
+                }))?;
+            } else {
+                match paid.bought {
+                    Bought::Queue { quota, paid_until } => println!(
+                        "paid {} credits ({} back as change): your queue for {name} holds {quota} \
+                         messages until {paid_until} (Unix time); credits left there: {}",
+                        paid.spend.paid, paid.spend.change, paid.spend.balance
+                    ),
+                    other => println!("paid {} credits: {other:?}", paid.spend.paid),
                 }
             }
         }

@@ -72,6 +72,7 @@
 //! the clear (schema version 4 in `db`).
 
 use crate::error::WalletError;
+use crate::relay_pay::RelayPayment;
 use crate::wallet::{unix_now, Wallet};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -1037,6 +1038,25 @@ impl<'w> Chat<'w> {
         self.store_message(&row, Direction::Out, None, text, sent_at)
             .await?
             .ok_or_else(|| corrupt("outgoing message not stored"))
+    }
+
+    /// Pays your relay, with operator credits, for a larger quota on your queue for the
+    /// contact `name` (the queue their messages wait in): `months` × the relay's price for
+    /// 30 days ([`Wallet::pay_relay`]). Useful when you are away long or the contact sends a
+    /// lot; the free tier holds 128 undelivered messages.
+    pub async fn upgrade(&self, name: &str, months: u64) -> Result<RelayPayment, ChatError> {
+        let row = self.row(name).await?;
+        let q = self.queue(&row)?;
+        let (client, _events) = self.connect(&row.my_relay).await?;
+        let info = client
+            .info()
+            .await
+            .map_err(|e| relay_error(&row.my_relay, e))?;
+        let amount = smpx_core::Amount(info.units_per_queue_month.saturating_mul(months.max(1)));
+        Ok(self
+            .wallet
+            .pay_relay(&client, &q.recipient_id, &q.recipient_key, Some(amount))
+            .await?)
     }
 
     /// The stored messages with `name`, oldest first.

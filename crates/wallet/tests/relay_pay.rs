@@ -213,6 +213,33 @@ async fn relays_sell_capacity_for_credits_once_per_payment() {
         "{r:?}"
     );
 
+    // `smpx chat upgrade`: a contact's receiving queue, paid for two months.
+    let chat = w.chat();
+    let (_, invitation) = chat.create_contact(a.address(), Some("bob")).await.unwrap();
+    let up = chat.upgrade("bob", 2).await.unwrap();
+    assert_eq!(up.spend.paid, Amount(2 * info.units_per_queue_month));
+    let Bought::Queue { quota, paid_until } = up.bought else {
+        panic!("{:?}", up.bought)
+    };
+    assert_eq!(quota, info.paid_quota);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(paid_until.abs_diff(now + 60 * 86_400) < 120);
+    let sid = invitation
+        .parse::<smpx_wallet::Invitation>()
+        .unwrap()
+        .sender_id;
+    assert_eq!(
+        fill(&ca, &sid, info.free_quota + 5).await,
+        info.free_quota + 5
+    );
+    assert!(matches!(
+        chat.upgrade("nobody", 1).await,
+        Err(smpx_wallet::ChatError::UnknownContact(_))
+    ));
+
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
     net.stop().await.unwrap();

@@ -267,9 +267,9 @@ fn sum(amounts: impl Iterator<Item = u64>) -> Option<u64> {
 }
 
 impl Shared {
-    /// One PAY (or cancellation) at a time per queue or channel: provisioning reads and
-    /// writes the capacity.
-    async fn pay_lock(&self, entity: EntityId) -> tokio::sync::OwnedMutexGuard<()> {
+    /// One PAY, cancellation or channel bill at a time per queue or channel: each reads and
+    /// writes the capacity or the balance.
+    pub(super) async fn pay_lock(&self, entity: EntityId) -> tokio::sync::OwnedMutexGuard<()> {
         let m = {
             let mut locks = self.pay_locks.lock().unwrap_or_else(|e| e.into_inner());
             locks.retain(|_, l| Arc::strong_count(l) > 1);

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use smpx_core::UnixTime;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// USAGE's answer (JSON): what the channel uses and owes now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,16 +163,7 @@ impl Ctx {
     ) -> Result<Account, ErrorCode> {
         let store = &self.shared.store;
         let interval = self.pricing().billing_interval_secs;
-        let lock = {
-            let mut locks = self
-                .shared
-                .pay_locks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-            locks.entry(*owner_id).or_default().clone()
-        };
-        let _guard = lock.lock_owned().await;
+        let _guard = self.shared.pay_lock(*owner_id).await;
         // Read again under the lock: a PAY or another POST may have changed the account.
         let ch = store
             .channel_by_owner(owner_id)
