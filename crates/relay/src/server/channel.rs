@@ -120,20 +120,6 @@ impl Ctx {
         &self.shared.config.pricing
     }
 
-    /// Wakes the subscriber of `rid`, if any (as SEND does).
-    fn wake(&self, rid: EntityId) {
-        let owner = self
-            .shared
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&rid)
-            .cloned();
-        if let Some(c) = owner {
-            c.kick(rid);
-        }
-    }
-
     /// The channel named by `owner_id` if the transmission is signed with its owner key;
     /// AUTH for an unknown id and a bad signature alike (one verification either way).
     async fn owned_channel(
@@ -313,7 +299,7 @@ impl Ctx {
             .messages_over_quota
             .fetch_add(outcome.over_quota.len() as u64, Ordering::Relaxed);
         for rid in outcome.delivered.iter().chain(&outcome.over_quota) {
-            self.wake(*rid);
+            self.kick(*rid);
         }
         Ok(Response::Ok)
     }

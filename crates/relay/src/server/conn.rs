@@ -477,7 +477,7 @@ impl Ctx {
         }
     }
 
-    fn kick(&self, rid: EntityId) {
+    pub(super) fn kick(&self, rid: EntityId) {
         let owner = lock(&self.shared.subscriptions).get(&rid).cloned();
         if let Some(c) = owner {
             c.kick(rid);
