@@ -7,11 +7,13 @@
 
 use crate::error::WalletError;
 use crate::model::{CreditRecord, LocalState, VoucherRecord};
+use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Executor, Row};
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -64,6 +66,7 @@ const SCHEMA: &[&str] = &[
 /// Schema changes after [`SCHEMA`], in order: `MIGRATIONS[k]` takes a file from schema version
 /// `k + 1` to `k + 2`. The version is the `schema` counter (absent = 1, the original schema).
 /// A new file gets [`SCHEMA`] and then every migration, so old and new files end up alike.
+/// Never edit a migration that has shipped: the checksum check refuses files it ran on.
 const MIGRATIONS: &[&[&str]] = &[
     // 2: v0.2 redemption. Membership paths from the publish receipt (public: they name the
     // MMR and leaf index, which the commitment in the clear already identifies), the leaf
@@ -227,7 +230,8 @@ pub(crate) struct InitialMeta<'a> {
     pub seed: &'a [u8],
 }
 
-/// Creates the schema and the wallet's meta rows in one transaction.
+/// Creates the original schema and the wallet's meta rows in one transaction, then migrates
+/// the file like any other (a crash in between leaves a file the next open migrates).
 pub(crate) async fn initialize(
     pool: &SqlitePool,
     meta: &InitialMeta<'_>,
@@ -252,52 +256,98 @@ pub(crate) async fn initialize(
     sqlx::query("INSERT INTO counters (name, value) VALUES ('next_index', 0)")
         .execute(&mut *tx)
         .await?;
-    apply_migrations(&mut tx, 1).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Brings an opened wallet file to [`SCHEMA_VERSION`], in one transaction. A file from a newer
-/// wallet (a version above ours) is refused rather than misread.
-pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), WalletError> {
-    let mut tx = pool.begin().await?;
-    // A write first, so the transaction holds the write lock before it reads the version:
-    // two processes opening an old file at once migrate it one after the other.
-    sqlx::query("INSERT INTO counters (name, value) VALUES ('schema', 1) ON CONFLICT DO NOTHING")
+    sqlx::query("INSERT INTO counters (name, value) VALUES ('schema', 1)")
         .execute(&mut *tx)
         .await?;
-    let version: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'schema'")
-        .fetch_one(&mut *tx)
-        .await?;
+    tx.commit().await?;
+    migrate(pool).await
+}
+
+/// Brings an opened wallet file to [`SCHEMA_VERSION`] with sqlx's migrator: `MIGRATIONS[k]`
+/// is sqlx version `k + 2`, recorded with the SHA-384 of its SQL, so a migration edited
+/// after it ran is refused instead of skipped. A file from a newer wallet (a version above
+/// ours) is refused rather than misread; a file from before sqlx's table (only the `schema`
+/// counter) is adopted as it is. Two processes opening an old file at once: the loser's
+/// migration fails inside its own transaction once the winner has committed, and one more
+/// pass finds it applied.
+pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), WalletError> {
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT value FROM counters WHERE name = 'schema'")
+            .fetch_optional(pool)
+            .await?;
+    let version = version.unwrap_or(1);
     if version > SCHEMA_VERSION {
         return Err(WalletError::Corrupt(format!(
             "the file has schema version {version}, newer than this wallet's {SCHEMA_VERSION}; \
              use a newer smpx"
         )));
     }
-    apply_migrations(&mut tx, version).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn apply_migrations(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    from: i64,
-) -> Result<(), WalletError> {
-    let skip = usize::try_from(from - 1).unwrap_or(0);
-    for stmts in MIGRATIONS.iter().skip(skip) {
-        for stmt in *stmts {
-            tx.execute(*stmt).await?;
+    let migrator = migrator();
+    let mut conn = pool.acquire().await?;
+    conn.ensure_migrations_table()
+        .await
+        .map_err(migrate_error)?;
+    for m in migrator.iter().filter(|m| m.version <= version) {
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (?, ?, TRUE, ?, 0) ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(m.version)
+        .bind(&*m.description)
+        .bind(&*m.checksum)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        match migrator.run_direct(&mut *conn).await {
+            Ok(()) => break,
+            Err(MigrateError::ExecuteMigration(..)) if passes < 3 => continue,
+            Err(e) => return Err(migrate_error(e)),
         }
     }
     sqlx::query(
         "INSERT INTO counters (name, value) VALUES ('schema', ?) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+         ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
     )
     .bind(SCHEMA_VERSION)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+fn migrator() -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .enumerate()
+        .map(|(k, stmts)| {
+            Migration::new(
+                k as i64 + 2,
+                Cow::Owned(format!("wallet schema {}", k + 2)),
+                MigrationType::Simple,
+                Cow::Owned(stmts.join(";\n")),
+                false,
+            )
+        })
+        .collect::<Vec<_>>();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: false,
+        // SQLite: sqlx has no lock to take; see `migrate`.
+        locking: false,
+        no_tx: false,
+    }
+}
+
+fn migrate_error(e: MigrateError) -> WalletError {
+    match e {
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => e.into(),
+        MigrateError::VersionMismatch(v) => WalletError::Corrupt(format!(
+            "schema step {v} of this file was applied with other SQL than this wallet's"
+        )),
+        other => WalletError::Corrupt(format!("cannot migrate the wallet file: {other}")),
+    }
 }
 
 pub(crate) async fn meta(pool: &SqlitePool, name: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {

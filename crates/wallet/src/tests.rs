@@ -178,6 +178,7 @@ async fn a_wallet_of_the_first_schema_is_migrated_on_open() {
         "DROP TABLE chat_messages",
         "DROP TABLE chat_contacts",
         "DELETE FROM counters WHERE name = 'schema'",
+        "DROP TABLE _sqlx_migrations",
         "UPDATE vouchers SET state = 'redeemed'",
     ] {
         sqlx::query(stmt).execute(w.pool()).await.unwrap();
@@ -640,4 +641,38 @@ fn wallet_and_its_futures_are_send(w: &Wallet) {
     send(w.refresh(""));
     send(w.recover("", 1, &|_| {}));
     send(w.balance());
+}
+
+/// A file written before the wallet used sqlx's migrator (all steps applied, only the
+/// `schema` counter says so) opens without running any step again, and its steps are then
+/// recorded with their checksums.
+#[tokio::test]
+async fn a_file_from_before_sqlx_migrations_is_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wallet_path(&dir);
+    let (w, _) = Wallet::create_with(&path, PASS, fast()).await.unwrap();
+    let id = start_purchase(&w).await;
+    complete_purchase(&w, id).await;
+    sqlx::query("DROP TABLE _sqlx_migrations")
+        .execute(w.pool())
+        .await
+        .unwrap();
+    w.close().await;
+
+    let w = Wallet::open(&path, PASS).await.unwrap();
+    let steps: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(w.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        steps.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (2..=db::SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+    assert!(steps.iter().all(|s| s.1.len() == 48));
+    assert_eq!(
+        w.vouchers().await.unwrap().len(),
+        1,
+        "the voucher is still there"
+    );
 }
