@@ -13,7 +13,6 @@
 //! on stderr ([`StderrProgress`]); results go to stdout. Every failure is an error whose
 //! message starts with the ceremony's stable error code (e.g. `ceremony.hash_mismatch`).
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -107,27 +106,13 @@ pub fn read_transcript(path: &Path) -> Result<Transcript> {
         .with_context(|| format!("cannot read the transcript {}", path.display()))
 }
 
-/// Writes a public file atomically: a temporary file in the same directory, synced, then
-/// renamed over `path`.
+/// Writes a public file (transcripts and verifying keys) atomically and durably.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let ctx = || format!("cannot write {}", path.display());
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(ctx)?;
-    tmp.write_all(bytes).with_context(ctx)?;
-    // Transcripts and verifying keys are public (the temporary file is created 0600).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .with_context(ctx)?;
-    }
-    tmp.as_file().sync_all().with_context(ctx)?;
-    tmp.persist(path).map_err(|e| e.error).with_context(ctx)?;
-    Ok(())
+    Ok(smpx_os::fs::write_atomic(
+        path,
+        bytes,
+        smpx_os::fs::Access::Public,
+    )?)
 }
 
 /// Writes `t` to `path` atomically (temporary file in the same directory, then rename).

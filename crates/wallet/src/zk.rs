@@ -628,13 +628,13 @@ pub(crate) async fn proving_key(
 
 async fn save_key(file: &Path, pk: &ProvingKey) -> Result<(), WalletError> {
     let bytes = pk.to_bytes()?;
-    if let Some(dir) = file.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    // Written whole, then renamed: a reader never sees half a key.
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    tokio::fs::write(&tmp, &bytes).await?;
-    tokio::fs::rename(&tmp, file).await?;
+    let file = file.to_owned();
+    tokio::task::spawn_blocking(move || {
+        smpx_os::fs::write_atomic(&file, &bytes, smpx_os::fs::Access::Public)
+    })
+    .await
+    .map_err(|e| WalletError::Corrupt(format!("a background task failed: {e}")))?
+    .map_err(std::io::Error::from)?;
     Ok(())
 }
 

@@ -62,23 +62,13 @@ pub fn cached_local_ceremony(
     let t = local_ceremony(levels, contributors, progress)?;
     let bytes = t.to_bytes()?;
     let (proving_key, verifying_key) = verified_keys(levels, &t, progress)?;
-    let _ = store(&path, &bytes);
+    // A cache: a failed write only costs the next devnet a ceremony.
+    let _ = smpx_os::fs::write_atomic(&path, &bytes, smpx_os::fs::Access::Public);
     Ok(CeremonyKeys {
         transcript: bytes,
         proving_key,
         verifying_key,
     })
-}
-
-/// Writes atomically (a unique temporary file, then rename), so concurrent writers and
-/// readers never see half a transcript.
-fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
