@@ -94,7 +94,7 @@ pub struct PublishRequest {
 
 /// Body of the coordinator's signed receipt for a published voucher.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+// No `deny_unknown_fields`: a newer signer may add fields (see `crate::receipt`).
 pub struct PublishReceipt {
     #[schema(value_type = String)]
     pub commitment: Commitment,
@@ -214,7 +214,7 @@ impl ZkRedemption {
 /// Body of the coordinator's signed redemption receipt (given to the operator).
 /// It names no voucher: the envelope digest ties it to the request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+// No `deny_unknown_fields`: a newer signer may add fields (see `crate::receipt`).
 pub struct RedemptionReceipt {
     pub operator_id: String,
     pub denomination: u64,
@@ -447,7 +447,7 @@ pub struct RedeemRequest {
 
 /// Body of the operator's signed receipt: what the wallet was credited.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+// No `deny_unknown_fields`: a newer signer may add fields (see `crate::receipt`).
 pub struct OperatorCreditReceipt {
     pub operator_id: String,
     pub denomination: u64,
@@ -528,7 +528,7 @@ pub struct CheckpointQuery {
 /// `size`, recorded at `at`. Two checkpoints of one MMR must be consistent
 /// (`GET /v1/mmrs/{id}/consistency`); an inconsistent pair is proof of a forked view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+// No `deny_unknown_fields`: a newer signer may add fields (see `crate::receipt`).
 pub struct Checkpoint {
     pub mmr_id: u64,
     pub levels: u32,

@@ -3,6 +3,8 @@
 //! A code is part of the wire protocol: clients match on it, so a code never changes meaning
 //! and is never reused. Each code carries its HTTP status, so every service answers the same
 //! failure the same way. Wire form: `{"error": {"code": "already_published", "message": "..."}}`.
+//! The table is frozen in `testdata/error_codes.txt` (every code with its status), which a
+//! test checks: renaming a code, changing its status or removing it fails there.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -209,6 +211,49 @@ mod tests {
             assert_eq!(back, *code);
             assert!((400..600).contains(&code.http_status()));
         }
+    }
+
+    const GOLDEN: &str = include_str!("testdata/error_codes.txt");
+
+    #[test]
+    fn error_codes_match_the_golden_table() {
+        let golden: Vec<(&str, u16)> = GOLDEN
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (code, status) = l.split_once(' ').unwrap();
+                (code, status.parse().unwrap())
+            })
+            .collect();
+        for &(code, status) in &golden {
+            let parsed: ErrorCode = serde_json::from_str(&format!("\"{code}\"")).unwrap();
+            assert_eq!(
+                parsed.as_str(),
+                code,
+                "code {code:?} of testdata/error_codes.txt is gone or renamed: codes are frozen"
+            );
+            assert_eq!(
+                parsed.http_status(),
+                status,
+                "code {code:?} changed its HTTP status: codes are frozen"
+            );
+            assert_eq!(
+                serde_json::to_string(&parsed).unwrap(),
+                format!("\"{code}\"")
+            );
+        }
+        for code in ErrorCode::ALL {
+            assert!(
+                golden.contains(&(code.as_str(), code.http_status())),
+                "new code {code} ({}): add the line `{code} {}` to \
+                 crates/core/src/testdata/error_codes.txt",
+                code.http_status(),
+                code.http_status()
+            );
+        }
+        // Every known code, and the fallback, once each.
+        assert_eq!(golden.len(), ErrorCode::ALL.len() + 1);
+        assert!(golden.contains(&("unknown", 500)));
     }
 
     #[test]

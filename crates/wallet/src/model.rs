@@ -134,7 +134,9 @@ pub struct CreditRecord {
     pub operator_id: String,
     pub credited: Amount,
     /// The operator's signed receipt (`Signed<OperatorCreditReceipt>`, with the coordinator's
-    /// receipt inside), verified when it arrived; kept as proof.
+    /// receipt inside), verified when it arrived; kept as proof, exactly as received (format 2:
+    /// the body is the JSON text in `payload`; older wallets stored format 1, with `body`).
+    /// [`CreditRecord::signed_receipt`] parses either.
     pub receipt: serde_json::Value,
     /// When the operator issued it (its `issued_at`, unix seconds).
     pub at: u64,
@@ -146,6 +148,18 @@ pub struct CreditRecord {
     /// with their DLEQ proofs, spendable with [`crate::Wallet::spend_credits`]); zero when
     /// the operator gave a receipt only (an operator without credits).
     pub issued: Amount,
+}
+
+impl CreditRecord {
+    /// The stored receipt, parsed (it was verified when it arrived). Its JSON is the receipt
+    /// format of [`smpx_core::receipt`]: read the body here rather than out of `receipt`.
+    pub fn signed_receipt(
+        &self,
+    ) -> Result<smpx_core::receipt::Signed<smpx_core::api::OperatorCreditReceipt>, crate::WalletError>
+    {
+        serde_json::from_value(self.receipt.clone())
+            .map_err(|e| crate::WalletError::Corrupt(format!("stored receipt: {e}")))
+    }
 }
 
 /// Count and face value of the vouchers in one state.

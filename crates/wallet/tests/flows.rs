@@ -673,7 +673,7 @@ async fn buy_publish_redeem_refresh() {
         .unwrap();
     assert_eq!(credit.operator_id, OPERATOR);
     assert_eq!(credit.credited, Amount::from_credits(10).unwrap());
-    assert_eq!(credit.receipt["body"]["operator_id"], OPERATOR);
+    assert_eq!(credit.signed_receipt().unwrap().body.operator_id, OPERATOR);
     let v = w.voucher(v.id).await.unwrap();
     assert_eq!(v.state, LocalState::Redeemed);
     assert_eq!(v.redeemed_at_operator.as_deref(), Some(OPERATOR));
@@ -1083,8 +1083,14 @@ async fn v2_redemption_end_to_end_with_progress_and_caches() {
     assert_eq!(credit.protocol, 2);
     assert_eq!(credit.credited, Amount::from_credits(10).unwrap());
     assert_eq!(
-        credit.receipt["body"]["coordinator_receipt"]["body"]["mmr_id"],
-        0
+        credit
+            .signed_receipt()
+            .unwrap()
+            .body
+            .coordinator_receipt
+            .body
+            .mmr_id,
+        Some(0)
     );
     let v = w.voucher(v.id).await.unwrap();
     assert_eq!(v.state, LocalState::Redeemed);

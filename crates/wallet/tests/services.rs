@@ -101,9 +101,14 @@ async fn v2_redemptions_end_to_end() {
     assert_eq!(credit.credited.0, 10_000_000);
     // Paid in credit tokens too (protocol 2 as protocol 1).
     assert_eq!(credit.issued, credit.credited);
-    let cr = &credit.receipt["body"]["coordinator_receipt"]["body"];
-    assert_eq!(cr["mmr_id"], open[0]);
-    assert!(cr["nullifier"].is_string());
+    let cr = credit
+        .signed_receipt()
+        .unwrap()
+        .body
+        .coordinator_receipt
+        .body;
+    assert_eq!(cr.mmr_id, Some(open[0]));
+    assert!(cr.nullifier.is_some());
     assert_eq!(w.voucher(a.id).await.unwrap().state, LocalState::Redeemed);
     let seen = seen.into_inner().unwrap();
     assert!(seen.contains(&RedeemProgress::FetchingKeys));
@@ -139,8 +144,14 @@ async fn v2_redemptions_end_to_end() {
         .await
         .unwrap();
     assert_eq!(
-        credit.receipt["body"]["coordinator_receipt"]["body"]["mmr_id"],
-        *open.last().unwrap()
+        credit
+            .signed_receipt()
+            .unwrap()
+            .body
+            .coordinator_receipt
+            .body
+            .mmr_id,
+        Some(*open.last().unwrap())
     );
 
     // The ledger conserves value and counts the three redemptions; d stays live.

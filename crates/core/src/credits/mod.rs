@@ -95,6 +95,9 @@ pub mod swap;
 pub mod wallet;
 pub mod wire;
 
+#[cfg(test)]
+mod vectors;
+
 pub use amounts::{is_denomination, split};
 pub use dhke::{blind, hash_to_curve, sign, unblind, verify};
 pub use dleq::{hash_e, DleqProof};
