@@ -25,22 +25,8 @@ pub async fn replay_ledger(coordinator: &ApiClient) -> Result<(LedgerTotalsRespo
     Ok((totals, replayed, entries.len() as u64))
 }
 
-/// The v0.2 release check: what the MMR books allow against what was released.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ReleaseCheck {
-    /// Released by the books so far (units).
-    pub released: u64,
-    /// The most the books allow: the largest `Σ group − Σ redeemed-through` over the
-    /// prefixes of MMRs that have all expired (units).
-    pub allowed: u64,
-}
-
-impl ReleaseCheck {
-    /// Never released value that could still be redeemed.
-    pub fn conservative(&self) -> bool {
-        self.released <= self.allowed
-    }
-}
+/// The v0.2 release check; the verdict over it is [`smpx_core::rules::audit`].
+pub use smpx_core::rules::audit::ReleaseCheck;
 
 /// Recomputes, from the public MMR books (`GET /v1/mmrs`), how much expired value the
 /// coordinator may have released, with `smpx_core::rotation::releasable` — the books of

@@ -293,7 +293,8 @@ enum WalletCmd {
     /// Publish a bought voucher to the coordinator, after an optional random delay.
     Publish {
         id: i64,
-        /// Wait a random time up to this many seconds first, to mask when it was bought.
+        /// Wait a random time up to this many seconds first, to mask when it was bought (0:
+        /// publish at once; at most 30 days).
         #[arg(long, default_value_t = 0)]
         max_delay: u64,
     },
@@ -651,8 +652,9 @@ fn load_zk_keys(home: &CoordinatorHome) -> Result<Option<smpx_coordinator::ZkKey
         .protocol_versions
         .contains(&smpx_core::redemption::PROTOCOL_V2);
     let path = home.dir.join(smpx_coordinator::zk::TRANSCRIPT_FILE);
-    if !path.exists() {
-        if wants_v2 {
+    use smpx_core::rules::zk_startup::{self, ZkStartup};
+    if let ZkStartup::V1Only { warn } = zk_startup::decide(wants_v2, path.exists()) {
+        if warn {
             eprintln!(
                 "warning: no ceremony transcript at {}: serving v0.1 redemption only \
                  (create one with `smpx ceremony`, see `smpx ceremony --help`)",
@@ -826,12 +828,12 @@ async fn admin(a: AdminArgs) -> Result<()> {
 async fn ledger(coordinator: &str, json: bool) -> Result<()> {
     let (totals, replayed, entries) =
         smpx_cli::audit::replay_ledger(&ApiClient::new(coordinator)).await?;
-    let agrees = replayed == totals.totals;
     let release = smpx_cli::audit::check_release(&ApiClient::new(coordinator)).await?;
+    let verdict = smpx_core::rules::audit::audit(&totals, &replayed, release);
     if json {
         print_json(&serde_json::json!({
-            "totals": totals, "replayed": replayed, "replay_agrees": agrees,
-            "release_by_mmr_books": release, "release_conservative": release.conservative(),
+            "totals": totals, "replayed": replayed, "replay_agrees": verdict.replay_agrees,
+            "release_by_mmr_books": release, "release_conservative": verdict.release_conservative,
         }))?;
     } else {
         let t = &replayed;
@@ -844,7 +846,7 @@ async fn ledger(coordinator: &str, json: bool) -> Result<()> {
         println!("network fund        {}", t.network_fund);
         println!(
             "conservation        {}",
-            if t.is_conserved() && totals.conserved && agrees {
+            if verdict.conservation_holds {
                 "holds"
             } else {
                 "BROKEN"
@@ -854,14 +856,14 @@ async fn ledger(coordinator: &str, json: bool) -> Result<()> {
             "release (MMR books) {} released, at most {} provably dead: {}",
             smpx_core::Amount(release.released),
             smpx_core::Amount(release.allowed),
-            if release.conservative() {
+            if verdict.release_conservative {
                 "conservative"
             } else {
                 "RELEASED TOO MUCH"
             }
         );
     }
-    if !(agrees && totals.conserved && replayed.is_conserved() && release.conservative()) {
+    if !verdict.ok() {
         bail!("the ledger does not check out");
     }
     Ok(())
@@ -968,11 +970,9 @@ async fn wallet(args: WalletArgs) -> Result<()> {
             }
         }
         WalletCmd::Publish { id, max_delay } => {
-            let delay = if max_delay == 0 {
-                Duration::ZERO
-            } else {
-                Duration::from_millis(rand::random::<u64>() % (max_delay * 1000))
-            };
+            // The policy (and its bounds) is the wallet library's; the CLI only says how long.
+            let policy = smpx_wallet::PublishDelay::up_to_secs(max_delay)?;
+            let delay = policy.choose(&mut rand::rngs::OsRng);
             if !delay.is_zero() && !json {
                 eprintln!("waiting {:.1} s before publishing…", delay.as_secs_f64());
             }

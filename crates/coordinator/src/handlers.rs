@@ -1,6 +1,6 @@
-//! `/v1` endpoints. Each handler reads the clock once, asks the core whether the request is
-//! acceptable, lets the store apply it in one transaction, and answers; none keeps state of
-//! its own.
+//! `/v1` endpoints. Each handler reads the clock once, loads what the rule needs, asks the
+//! rule in [`smpx_core::rules`] whether the request is acceptable, lets the store apply it in
+//! one transaction, and answers; none keeps state or decides anything of its own.
 
 use crate::Coordinator;
 use axum::extract::{Path, State};
@@ -14,10 +14,12 @@ use smpx_core::crypto::field::FieldBytes;
 use smpx_core::crypto::voucher::Commitment;
 use smpx_core::crypto::VoucherSecret;
 use smpx_core::error::err;
-use smpx_core::ledger::{self, valid_id};
+use smpx_core::ledger::valid_id;
 use smpx_core::receipt::{Signed, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
-use smpx_core::redemption::{open_v1, PROTOCOL_V1, PROTOCOL_V2};
-use smpx_core::{keys, rotation, Amount, ErrorCode};
+use smpx_core::redemption::{open_v1, PROTOCOL_V2};
+use smpx_core::rules::publish::Refused;
+use smpx_core::rules::redeem::{ProofRejected, V1Refused, V2Refused, Version};
+use smpx_core::{keys, rules, Amount, ErrorCode};
 use smpx_http::common::require_admin;
 use smpx_http::{bearer_token, split_credential, token_matches, ApiError, ApiResult, Json, Query};
 use smpx_store::coordinator::{
@@ -68,6 +70,11 @@ pub(crate) fn router(state: Arc<Coordinator>) -> Router {
 
 pub(crate) fn store_err(e: StoreError) -> ApiError {
     ApiError::internal(e)
+}
+
+/// A rule's refusal of what the store (or the verifier) answered, as the API says it.
+fn refuse(why: impl Into<smpx_core::ProtocolError>) -> ApiError {
+    ApiError::from(why.into())
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
@@ -165,16 +172,7 @@ pub(crate) async fn register_key(
 ) -> ApiResult<Json<IssuerKeyInfo>> {
     let issuer_id = authenticate_issuer(&c, &headers).await?;
     let now = c.now();
-    if !c.params.is_denomination(req.denomination) {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedDenomination,
-            format!(
-                "the network issues denominations {:?}",
-                c.params.denominations
-            ),
-        ));
-    }
-    keys::check_registrable(&c.params, req.period, now)?;
+    rules::publish::registration(&c.params, req.denomination, req.period, now)?;
     let spki = b64::decode(&req.public_key)
         .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "public_key is not base64url"))?;
     let pk = IssuerPublicKey::from_spki(&spki).map_err(|e| {
@@ -196,18 +194,14 @@ pub(crate) async fn register_key(
         Ok(()) => {}
         Err(e) if e.is_duplicate() => {
             // Registering the same key again is a harmless retry.
-            if let Some(existing) = c.store.key(&key_id).await.map_err(store_err)? {
-                if existing.issuer_id == row.issuer_id
-                    && existing.denomination == row.denomination
-                    && existing.period == row.period
-                {
-                    return Ok(Json(key_info(&c, existing)));
-                }
+            let existing = c.store.key(&key_id).await.map_err(store_err)?;
+            let stored = existing
+                .as_ref()
+                .map(|k| (k.issuer_id.as_str(), publish_key(k)));
+            rules::publish::registration_retry(stored, &row.issuer_id, publish_key(&row))?;
+            if let Some(existing) = existing {
+                return Ok(Json(key_info(&c, existing)));
             }
-            return Err(ApiError::new(
-                ErrorCode::KeyRegistrationRejected,
-                "another key is already registered for this issuer, denomination and period",
-            ));
         }
         Err(e) => return Err(store_err(e)),
     }
@@ -215,16 +209,23 @@ pub(crate) async fn register_key(
     Ok(Json(key_info(&c, row)))
 }
 
-fn parse_key_id(s: &str) -> ApiResult<[u8; 32]> {
-    hex::decode(s)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                "key_id must be 64 hex characters",
-            )
-        })
+/// The store's answer to publishing: where the voucher landed, or the rule's refusal.
+fn published(outcome: PublishOutcome) -> ApiResult<Vec<smpx_core::mmr::Proof>> {
+    match outcome {
+        PublishOutcome::Published(appended) => Ok(appended.into_iter().map(|a| a.proof).collect()),
+        PublishOutcome::MmrFull => Err(refuse(Refused::MmrFull)),
+        PublishOutcome::AlreadyPublished => Err(refuse(Refused::AlreadyPublished)),
+        PublishOutcome::IssuerInactive => Err(refuse(Refused::IssuerInactive)),
+        PublishOutcome::LimitExceeded => Err(refuse(Refused::LimitExceeded)),
+    }
+}
+
+/// What the publication and registration rules read of a stored key.
+fn publish_key(k: &KeyRow) -> rules::publish::Key {
+    rules::publish::Key {
+        denomination: k.denomination,
+        period: k.period,
+    }
 }
 
 async fn issuer_public_key(c: &Coordinator, key: &KeyRow) -> ApiResult<Arc<IssuerPublicKey>> {
@@ -245,26 +246,17 @@ pub(crate) async fn publish(
     Json(req): Json<PublishRequest>,
 ) -> ApiResult<Json<Signed<PublishReceipt>>> {
     let now = c.now();
-    let value = c.params.voucher_value(req.denomination).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::UnsupportedDenomination,
-            "the network does not issue this denomination",
-        )
-    })?;
-    let key_id = parse_key_id(&req.key_id)?;
-    let key = c
-        .store
-        .key(&key_id)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownKey, "no issuer key with this id"))?;
-    if key.denomination != req.denomination {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("key {} signs denomination {}", req.key_id, key.denomination),
-        ));
-    }
-    keys::check_publishable(&c.params, key.period, now)?;
+    let key = match rules::parse_key_id(&req.key_id) {
+        Ok(id) => c.store.key(&id).await.map_err(store_err)?,
+        Err(_) => None,
+    };
+    let request = rules::publish::Request {
+        denomination: req.denomination,
+        key_id: &req.key_id,
+    };
+    let accepted = rules::publish::decide(&c.params, &request, key.as_ref().map(publish_key), now)?;
+    // `decide` found the key, so it is there.
+    let key = key.ok_or_else(|| ApiError::internal("publish: accepted without a key"))?;
     let pk = issuer_public_key(&c, &key).await?;
     pk.verify(
         &req.signature,
@@ -276,11 +268,12 @@ pub(crate) async fn publish(
             "the signature does not verify under this key",
         )
     })?;
-    // Appended to every open MMR; redeemable until its newest one (its group) expires.
-    let mmrs = rotation::open_mmrs(&c.params, now);
-    let group = mmrs.last().copied().unwrap_or(0);
-    let expires_at =
-        rotation::mmr_expires_at(&c.params, group).max(keys::voucher_expires_at(&c.params, now));
+    let rules::publish::Accepted {
+        value,
+        key_id,
+        mmrs,
+        expires_at,
+    } = accepted;
     let v = NewVoucher {
         commitment: req.commitment.0 .0,
         denomination: req.denomination,
@@ -292,33 +285,7 @@ pub(crate) async fn publish(
         mmrs,
         levels: c.params.mmr_levels,
     };
-    let paths = match c.store.publish(&v).await.map_err(store_err)? {
-        PublishOutcome::Published(appended) => appended.into_iter().map(|a| a.proof).collect(),
-        PublishOutcome::MmrFull => {
-            return Err(ApiError::new(
-                ErrorCode::MmrFull,
-                "the open MMR is full; publishing resumes when the next one opens",
-            ))
-        }
-        PublishOutcome::AlreadyPublished => {
-            return Err(ApiError::new(
-                ErrorCode::AlreadyPublished,
-                "this voucher is already published",
-            ))
-        }
-        PublishOutcome::IssuerInactive => {
-            return Err(ApiError::new(
-                ErrorCode::IssuerNotWhitelisted,
-                "the issuer is not whitelisted",
-            ))
-        }
-        PublishOutcome::LimitExceeded => {
-            return Err(ApiError::new(
-                ErrorCode::IssuerLimitExceeded,
-                "the issuer has reached its issuing limit",
-            ))
-        }
-    };
+    let paths = published(c.store.publish(&v).await.map_err(store_err)?)?;
     let body = PublishReceipt {
         commitment: req.commitment,
         denomination: req.denomination,
@@ -398,23 +365,17 @@ pub(crate) async fn redeem(
     Json(req): Json<ForwardRedemptionRequest>,
 ) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
     let operator = authenticate_operator(&c, &headers).await?;
-    match (req.version, req.envelope, req.zk) {
-        (PROTOCOL_V1, Some(envelope), None) => redeem_v1(&c, operator, envelope).await,
-        (PROTOCOL_V2, None, Some(zk)) if c.params.protocol_versions.contains(&PROTOCOL_V2) => {
-            redeem_v2(&c, operator, zk).await
-        }
-        (PROTOCOL_V2, None, Some(_)) => Err(ApiError::new(
-            ErrorCode::ZkUnavailable,
-            "this coordinator has no ceremony keys: v0.2 redemption is not available",
-        )),
-        (PROTOCOL_V1 | PROTOCOL_V2, _, _) => Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "version 1 carries `envelope` only, version 2 `zk` only",
-        )),
-        (v, _, _) => Err(ApiError::new(
-            ErrorCode::UnsupportedVersion,
-            format!("redemption protocol version {v} is not supported"),
-        )),
+    let v2_offered = c.params.protocol_versions.contains(&PROTOCOL_V2);
+    let version = rules::redeem::route(
+        req.version,
+        req.envelope.is_some(),
+        req.zk.is_some(),
+        v2_offered,
+    )?;
+    match (version, req.envelope, req.zk) {
+        (Version::V1, Some(envelope), _) => redeem_v1(&c, operator, envelope).await,
+        (Version::V2, _, Some(zk)) => redeem_v2(&c, operator, zk).await,
+        _ => Err(ApiError::internal("redeem: routed without its payload")),
     }
 }
 
@@ -425,23 +386,15 @@ async fn redeem_v1(
 ) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
     let now = c.now();
     let payload = open_v1(&c.envelope_key, &envelope)?;
-    if payload.operator_id != operator.id {
-        return Err(ApiError::new(
-            ErrorCode::OperatorMismatch,
-            "the envelope names another operator than the one forwarding it",
-        ));
-    }
-    let value = c
-        .params
-        .voucher_value(payload.denomination)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnsupportedDenomination,
-                "the network does not issue this denomination",
-            )
-        })?;
-    let share = operator.share_bps.min(c.params.max_operator_share_bps);
-    let (operator_amount, fund_amount) = ledger::redemption_split(value, share);
+    let forwarder = rules::redeem::Operator {
+        id: &operator.id,
+        share_bps: operator.share_bps,
+    };
+    let opened = rules::redeem::v1::Payload {
+        operator_id: &payload.operator_id,
+        denomination: payload.denomination,
+    };
+    let clearing = rules::redeem::v1::decide(&c.params, &opened, forwarder)?;
     let digest = envelope.digest();
     let secret = VoucherSecret::from_bytes(&payload.secret).map_err(|_| {
         ApiError::new(
@@ -450,19 +403,15 @@ async fn redeem_v1(
         )
     })?;
     let nullifier = smpx_core::crypto::nullifier(&secret).0 .0;
-    let body = RedemptionReceipt {
-        operator_id: operator.id.clone(),
-        denomination: payload.denomination,
-        value,
-        operator_amount,
-        fund_amount,
-        share_bps: share,
-        envelope_digest: digest,
-        redeemed_at: now,
-        nullifier: None,
-        mmr_id: None,
-    };
-    let receipt = Signed::sign(&c.receipt_key, REDEMPTION_DOMAIN, body)?;
+    let receipt = sign_receipt(
+        &c.receipt_key,
+        &operator.id,
+        payload.denomination,
+        &clearing,
+        digest,
+        now,
+        None,
+    )?;
     let receipt_json = serde_json::to_string(&receipt).map_err(ApiError::internal)?;
     let outcome = c
         .store
@@ -470,33 +419,58 @@ async fn redeem_v1(
             commitment: payload.commitment.0 .0,
             nullifier,
             denomination: payload.denomination,
-            value,
+            value: clearing.value,
             operator_id: &operator.id,
             envelope_digest: digest,
             now,
-            postings: ledger::redeem(&operator.id, value, share),
+            postings: clearing.postings,
             receipt: receipt_json,
         })
         .await
         .map_err(store_err)?;
+    v1_outcome(outcome, receipt)
+}
+
+/// The store's answer to a v0.1 redemption: the fresh receipt, the stored one for a retry,
+/// or the rule's refusal.
+fn v1_outcome(
+    outcome: RedeemOutcome,
+    fresh: Signed<RedemptionReceipt>,
+) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
     match outcome {
-        RedeemOutcome::Redeemed => Ok(Json(receipt)),
+        RedeemOutcome::Redeemed => Ok(Json(fresh)),
         RedeemOutcome::Replay(stored) => Ok(Json(
             serde_json::from_str(&stored).map_err(ApiError::internal)?,
         )),
-        RedeemOutcome::Unknown => Err(ApiError::new(
-            ErrorCode::UnknownVoucher,
-            "no published voucher has this commitment",
-        )),
-        RedeemOutcome::AlreadyRedeemed => Err(ApiError::new(
-            ErrorCode::AlreadyRedeemed,
-            "this voucher was already redeemed",
-        )),
-        RedeemOutcome::Expired => Err(ApiError::new(
-            ErrorCode::VoucherExpired,
-            "this voucher has expired",
-        )),
+        RedeemOutcome::Unknown => Err(refuse(V1Refused::Unknown)),
+        RedeemOutcome::AlreadyRedeemed => Err(refuse(V1Refused::AlreadyRedeemed)),
+        RedeemOutcome::Expired => Err(refuse(V1Refused::Expired)),
     }
+}
+
+/// The coordinator's signed receipt for a redemption cleared as `clearing`.
+fn sign_receipt(
+    key: &smpx_core::crypto::SigningKey,
+    operator_id: &str,
+    denomination: u64,
+    clearing: &rules::redeem::Clearing,
+    digest: [u8; 32],
+    now: smpx_core::UnixTime,
+    zk: Option<&ZkRedemption>,
+) -> ApiResult<Signed<RedemptionReceipt>> {
+    let body = RedemptionReceipt {
+        operator_id: operator_id.to_owned(),
+        denomination,
+        value: clearing.value,
+        operator_amount: clearing.operator_amount,
+        fund_amount: clearing.fund_amount,
+        share_bps: clearing.share_bps,
+        envelope_digest: digest,
+        redeemed_at: now,
+        nullifier: zk.map(|zk| zk.nullifier),
+        mmr_id: zk.map(|zk| zk.mmr_id),
+    };
+    Ok(Signed::sign(key, REDEMPTION_DOMAIN, body)?)
 }
 
 /// A v0.2 redemption: the root must be a recorded root of the named MMR that still accepts
@@ -508,55 +482,33 @@ async fn redeem_v2(
     zk: ZkRedemption,
 ) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
     let now = c.now();
-    let Some(state) = c.zk.as_ref() else {
-        return Err(ApiError::new(
-            ErrorCode::ZkUnavailable,
-            "v0.2 redemption is not available",
-        ));
+    // The root is looked up only where v0.2 is served; the rule refuses first otherwise.
+    let root_mmr = match c.zk {
+        Some(_) => c
+            .store
+            .find_root(&zk.root)
+            .await
+            .map_err(store_err)?
+            .map(|r| r.mmr_id),
+        None => None,
     };
-    let value = c.params.voucher_value(zk.denomination).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::UnsupportedDenomination,
-            "the network does not issue this denomination",
-        )
-    })?;
-    if zk.fee != Amount::ZERO {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "redemption fees are not supported by this version: fee must be 0",
-        ));
-    }
-    if zk.proof.len() != smpx_zk::PROOF_BYTES {
-        return Err(ApiError::new(
-            ErrorCode::MalformedProof,
-            format!(
-                "a proof is {} bytes, got {}",
-                smpx_zk::PROOF_BYTES,
-                zk.proof.len()
-            ),
-        ));
-    }
-    let root = c
-        .store
-        .find_root(&zk.root)
-        .await
-        .map_err(store_err)?
-        .filter(|r| r.mmr_id == zk.mmr_id)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownRoot,
-                format!("this was never a root of MMR {}", zk.mmr_id),
-            )
-        })?;
-    if !rotation::mmr_accepts_redemptions(&c.params, root.mmr_id, now) {
-        return Err(ApiError::new(
-            ErrorCode::RetiredRoot,
-            format!(
-                "MMR {} no longer accepts redemptions (its vouchers have expired)",
-                root.mmr_id
-            ),
-        ));
-    }
+    let setup = c.zk.as_ref().map(|_| rules::redeem::v2::Setup {
+        proof_bytes: smpx_zk::PROOF_BYTES,
+    });
+    let request = rules::redeem::v2::Request {
+        mmr_id: zk.mmr_id,
+        denomination: zk.denomination,
+        fee: zk.fee,
+        proof_len: zk.proof.len(),
+    };
+    let forwarder = rules::redeem::Operator {
+        id: &operator.id,
+        share_bps: operator.share_bps,
+    };
+    let clearing = rules::redeem::v2::decide(&c.params, setup, &request, root_mmr, forwarder, now)?;
+    let state =
+        c.zk.as_ref()
+            .ok_or_else(|| ApiError::internal("redeem_v2: accepted without ceremony keys"))?;
     let digest = zk.digest();
     // A spent nullifier needs no pairing: answer a retry with its receipt, anything else no.
     if let Some(outcome) = c
@@ -580,34 +532,20 @@ async fn redeem_v2(
     match state.verifier.verify(public, zk.proof.clone()).await {
         Some(crate::zk::Verdict::Valid) => {}
         Some(crate::zk::Verdict::Malformed(why)) => {
-            return Err(ApiError::new(
-                ErrorCode::MalformedProof,
-                format!("the proof is not well formed: {why}"),
-            ))
+            return Err(refuse(ProofRejected::Malformed(why)))
         }
-        Some(crate::zk::Verdict::Invalid) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidProof,
-                "the proof does not verify for this operator, denomination, root and nullifier",
-            ))
-        }
+        Some(crate::zk::Verdict::Invalid) => return Err(refuse(ProofRejected::Invalid)),
         None => return Err(ApiError::internal("the proof verifier stopped")),
     }
-    let share = operator.share_bps.min(c.params.max_operator_share_bps);
-    let (operator_amount, fund_amount) = ledger::redemption_split(value, share);
-    let body = RedemptionReceipt {
-        operator_id: operator.id.clone(),
-        denomination: zk.denomination,
-        value,
-        operator_amount,
-        fund_amount,
-        share_bps: share,
-        envelope_digest: digest,
-        redeemed_at: now,
-        nullifier: Some(zk.nullifier),
-        mmr_id: Some(zk.mmr_id),
-    };
-    let receipt = Signed::sign(&c.receipt_key, REDEMPTION_DOMAIN, body)?;
+    let receipt = sign_receipt(
+        &c.receipt_key,
+        &operator.id,
+        zk.denomination,
+        &clearing,
+        digest,
+        now,
+        Some(&zk),
+    )?;
     let receipt_json = serde_json::to_string(&receipt).map_err(ApiError::internal)?;
     let outcome = c
         .store
@@ -615,11 +553,11 @@ async fn redeem_v2(
             nullifier: zk.nullifier.0,
             mmr_id: zk.mmr_id,
             denomination: zk.denomination,
-            value,
+            value: clearing.value,
             operator_id: &operator.id,
             request_digest: digest,
             now,
-            postings: ledger::redeem(&operator.id, value, share),
+            postings: clearing.postings,
             receipt: receipt_json,
         })
         .await
@@ -637,10 +575,7 @@ fn zk_outcome(
         (ZkRedeemOutcome::Replay(stored), _) => Ok(Json(
             serde_json::from_str(&stored).map_err(ApiError::internal)?,
         )),
-        (ZkRedeemOutcome::AlreadyRedeemed, _) => Err(ApiError::new(
-            ErrorCode::AlreadyRedeemed,
-            "this nullifier is spent: the voucher was already redeemed",
-        )),
+        (ZkRedeemOutcome::AlreadyRedeemed, _) => Err(refuse(V2Refused)),
     }
 }
 
@@ -874,4 +809,143 @@ pub(crate) async fn expire(
         released_count: n,
         released: v,
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! What stays in the coordinator once the rules decide: turning the store's answers into
+    //! HTTP answers, and signing what the rule cleared.
+    use super::*;
+    use smpx_core::crypto::SigningKey;
+    use smpx_core::rules::redeem::{clearing, Operator};
+
+    fn status(e: ApiError) -> (ErrorCode, u16) {
+        (e.code(), e.code().http_status())
+    }
+
+    fn receipt(key: &SigningKey, zk: Option<&ZkRedemption>) -> Signed<RedemptionReceipt> {
+        let params = smpx_core::NetworkParams::default();
+        let op = Operator {
+            id: "op",
+            share_bps: 9000,
+        };
+        let cleared = clearing(&params, op, Amount(10_000_000));
+        sign_receipt(key, "op", 10, &cleared, [3; 32], 77, zk).unwrap()
+    }
+
+    #[test]
+    fn publish_refusals_keep_their_codes_and_statuses() {
+        let cases = [
+            (PublishOutcome::MmrFull, ErrorCode::MmrFull),
+            (
+                PublishOutcome::AlreadyPublished,
+                ErrorCode::AlreadyPublished,
+            ),
+            (
+                PublishOutcome::IssuerInactive,
+                ErrorCode::IssuerNotWhitelisted,
+            ),
+            (
+                PublishOutcome::LimitExceeded,
+                ErrorCode::IssuerLimitExceeded,
+            ),
+        ];
+        for (outcome, code) in cases {
+            assert_eq!(published(outcome).unwrap_err().code(), code);
+        }
+        assert_eq!(
+            status(published(PublishOutcome::AlreadyPublished).unwrap_err()),
+            (ErrorCode::AlreadyPublished, 409)
+        );
+        assert_eq!(
+            status(published(PublishOutcome::IssuerInactive).unwrap_err()),
+            (ErrorCode::IssuerNotWhitelisted, 403)
+        );
+        assert_eq!(
+            status(published(PublishOutcome::LimitExceeded).unwrap_err()),
+            (ErrorCode::IssuerLimitExceeded, 409)
+        );
+        assert!(published(PublishOutcome::Published(Vec::new()))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn the_receipt_says_what_the_rule_cleared() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let r = receipt(&key, None);
+        r.verify(REDEMPTION_DOMAIN, &key.verifying_key()).unwrap();
+        // The share is capped by the network (7000 bps by default), not the operator's 9000.
+        assert_eq!(r.body.share_bps, 7000);
+        assert_eq!(r.body.operator_amount, Amount(7_000_000));
+        assert_eq!(r.body.fund_amount, Amount(3_000_000));
+        assert_eq!((r.body.redeemed_at, r.body.envelope_digest), (77, [3; 32]));
+        assert_eq!((r.body.nullifier, r.body.mmr_id), (None, None));
+    }
+
+    #[test]
+    fn v1_store_answers() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let fresh = receipt(&key, None);
+        assert_eq!(
+            v1_outcome(RedeemOutcome::Redeemed, fresh.clone())
+                .unwrap()
+                .0,
+            fresh
+        );
+        // A retry gets the receipt stored the first time, not a fresh one.
+        let first = {
+            let mut r = fresh.clone();
+            r.body.redeemed_at = 1;
+            r
+        };
+        let stored = serde_json::to_string(&first).unwrap();
+        assert_eq!(
+            v1_outcome(RedeemOutcome::Replay(stored), fresh.clone())
+                .unwrap()
+                .0,
+            first
+        );
+        for (outcome, expected) in [
+            (RedeemOutcome::Unknown, (ErrorCode::UnknownVoucher, 404)),
+            (
+                RedeemOutcome::AlreadyRedeemed,
+                (ErrorCode::AlreadyRedeemed, 409),
+            ),
+            (RedeemOutcome::Expired, (ErrorCode::VoucherExpired, 410)),
+        ] {
+            assert_eq!(
+                status(v1_outcome(outcome, fresh.clone()).unwrap_err()),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn v2_store_answers() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let fresh = receipt(&key, None);
+        assert_eq!(
+            zk_outcome(ZkRedeemOutcome::Redeemed, Some(fresh.clone()))
+                .unwrap()
+                .0,
+            fresh
+        );
+        assert_eq!(
+            zk_outcome(ZkRedeemOutcome::Redeemed, None)
+                .unwrap_err()
+                .code(),
+            ErrorCode::Internal
+        );
+        let stored = serde_json::to_string(&fresh).unwrap();
+        assert_eq!(
+            zk_outcome(ZkRedeemOutcome::Replay(stored), None).unwrap().0,
+            fresh
+        );
+        assert_eq!(
+            status(zk_outcome(ZkRedeemOutcome::AlreadyRedeemed, None).unwrap_err()),
+            (ErrorCode::AlreadyRedeemed, 409)
+        );
+    }
 }

@@ -5,6 +5,9 @@
 //! the cryptographic compositions (voucher secrets and commitments, RSA blind signatures,
 //! the HPKE redemption envelope, signed receipts).
 //!
+//! Every decision a service or the wallet takes is a rule in [`rules`] (one module per
+//! role), shaped `decide(request, snapshot, now) -> decision`.
+//!
 //! This crate does no IO and never reads the clock: every function that depends on time takes
 //! `now` (unix seconds) as an argument, so services, the wallet and tests drive it alike.
 //! Services (`smpx-coordinator`, `smpx-issuer`, `smpx-operator`) and the wallet wrap it with
@@ -23,6 +26,7 @@ pub mod params;
 pub mod receipt;
 pub mod redemption;
 pub mod rotation;
+pub mod rules;
 
 pub use amount::Amount;
 pub use error::{ErrorCode, ProtocolError};

@@ -1,4 +1,5 @@
-//! `/v1` endpoints of the issuer.
+//! `/v1` endpoints of the issuer. A purchase is the sale saga of [`smpx_core::rules::sale`]:
+//! the handler does the IO each step asks for (payment, coordinator, books, signing).
 
 use crate::payment::TopupCodes;
 use crate::Issuer;
@@ -8,8 +9,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 use smpx_core::api::*;
-use smpx_core::keys::{check_publishable, is_signing_period};
-use smpx_core::ErrorCode;
+use smpx_core::rules::sale::{self, Action, Event, Recorded, Sale};
+use smpx_core::{rules, ErrorCode};
 use smpx_http::common::require_admin;
 use smpx_http::{ApiError, ApiResult, ClientError, Json};
 use smpx_store::issuer::{NewSale, SaleOutcome, SalePayment};
@@ -69,108 +70,82 @@ pub(crate) async fn purchase(
     Json(req): Json<PurchaseRequest>,
 ) -> ApiResult<Json<PurchaseResponse>> {
     let now = i.now();
-    let value = i.params.voucher_value(req.denomination).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::UnsupportedDenomination,
-            "the network does not issue this denomination",
-        )
-    })?;
-    let key_id: [u8; 32] = hex::decode(&req.key_id)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                "key_id must be 64 hex characters",
-            )
-        })?;
-    let (row, sk) = i
-        .secret_key(&key_id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::new(ErrorCode::UnknownKey, "this issuer has no key with this id")
-        })?;
-    if row.denomination != req.denomination {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "the key is for another denomination",
-        ));
-    }
+    let found = match rules::parse_key_id(&req.key_id) {
+        Ok(id) => i.secret_key(&id).await.map_err(ApiError::internal)?,
+        Err(_) => None,
+    };
+    let key = found.as_ref().map(|(row, _)| sale::Key {
+        denomination: row.denomination,
+        period: row.period,
+    });
+    let request = sale::Request {
+        denomination: req.denomination,
+        key_id: &req.key_id,
+    };
+    let mut saga = Sale::start(&i.params, &request, key, now)?;
+    let sk = found
+        .map(|(_, sk)| sk)
+        .ok_or_else(|| ApiError::internal("purchase: started without a key"))?;
     let backend = i.payments.backend(&req.payment)?;
     let payment = backend.prepare(&req.payment, req.denomination)?;
     let blinded_hash: [u8; 32] = Sha256::digest(&req.blinded_message.0).into();
 
-    // A buyer whose answer was lost retries with the same code and blinded message: sign
-    // again, without charging again — even if the key period has turned meanwhile, as long
-    // as the voucher can still be published.
-    if let SalePayment::TopupCode { code_hash } = &payment {
-        if i.store
+    // Only a top-up code can repeat an earlier sale of this blinded message.
+    let is_retry = match &payment {
+        SalePayment::TopupCode { code_hash } => i
+            .store
             .is_retry(code_hash, &blinded_hash, req.denomination)
             .await
-            .map_err(ApiError::internal)?
-        {
-            check_publishable(&i.params, row.period, now)?;
-            let blind_signature = sign_blinded(&sk, &req.blinded_message)?;
-            return Ok(Json(PurchaseResponse {
-                key_id: req.key_id,
-                denomination: req.denomination,
-                blind_signature,
-                payment: backend.receipt(),
-            }));
+            .map_err(ApiError::internal)?,
+        _ => false,
+    };
+    let mut event = Event::RetryChecked { is_retry };
+    let mut signed = None;
+    let blind_signature = loop {
+        match saga.step(&i.params, event)? {
+            Action::CheckRetry => return Err(ApiError::internal("purchase: retry checked twice")),
+            Action::SignAndAnswer => break sign_blinded(&sk, &req.blinded_message)?,
+            Action::AskCoordinator => {
+                let me: IssuerInfo = i
+                    .coordinator
+                    .get(&format!("/v1/issuers/{}", i.config.issuer_id))
+                    .await
+                    .map_err(upstream)?;
+                event = Event::CoordinatorAnswered {
+                    active: me.active,
+                    limit: me.limit,
+                };
+            }
+            Action::SignAndRecord { limit } => {
+                signed = Some(sign_blinded(&sk, &req.blinded_message)?);
+                let outcome = i
+                    .store
+                    .sell(&NewSale {
+                        at: now,
+                        denomination: req.denomination,
+                        value: saga.value,
+                        key_id: saga.key_id,
+                        blinded_hash,
+                        payment: payment.clone(),
+                        limit,
+                    })
+                    .await
+                    .map_err(ApiError::internal)?;
+                event = Event::Recorded(match outcome {
+                    SaleOutcome::Sold => Recorded::Sold,
+                    SaleOutcome::Retry => Recorded::Retry,
+                    SaleOutcome::CodeRejected => Recorded::CodeRejected,
+                    SaleOutcome::LimitExceeded => Recorded::LimitExceeded,
+                });
+            }
+            // Released only now that the sale is recorded.
+            Action::Answer => {
+                break signed
+                    .take()
+                    .ok_or_else(|| ApiError::internal("purchase: answered before signing"))?
+            }
         }
-    }
-    if !is_signing_period(&i.params, row.period, now) {
-        return Err(ApiError::new(
-            ErrorCode::KeyNotValid,
-            "this key is not the current period's key; fetch keys from the coordinator again",
-        ));
-    }
-
-    // The coordinator is the authority on whether we may still issue and how much.
-    let me: IssuerInfo = i
-        .coordinator
-        .get(&format!("/v1/issuers/{}", i.config.issuer_id))
-        .await
-        .map_err(upstream)?;
-    if !me.active {
-        return Err(ApiError::new(
-            ErrorCode::IssuerNotWhitelisted,
-            "this issuer is no longer whitelisted",
-        ));
-    }
-
-    // Sign before recording the sale: a blinded message that cannot be signed must not use
-    // up the payment. The signature is released only once the sale is committed.
-    let blind_signature = sign_blinded(&sk, &req.blinded_message)?;
-    let outcome = i
-        .store
-        .sell(&NewSale {
-            at: now,
-            denomination: req.denomination,
-            value,
-            key_id,
-            blinded_hash,
-            payment,
-            limit: me.limit,
-        })
-        .await
-        .map_err(ApiError::internal)?;
-    match outcome {
-        SaleOutcome::Sold | SaleOutcome::Retry => {}
-        SaleOutcome::CodeRejected => {
-            return Err(ApiError::new(
-                ErrorCode::PaymentRejected,
-                "the top-up code is unknown, already used, or for another denomination",
-            ))
-        }
-        SaleOutcome::LimitExceeded => {
-            return Err(ApiError::new(
-                ErrorCode::IssuerLimitExceeded,
-                "this issuer has reached its issuing limit",
-            ))
-        }
-    }
+    };
     Ok(Json(PurchaseResponse {
         key_id: req.key_id,
         denomination: req.denomination,

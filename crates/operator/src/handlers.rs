@@ -8,8 +8,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use smpx_core::api::*;
 use smpx_core::credits::{check_issue, check_outputs, sign_outputs, BlindSignature, CreditError};
-use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, REDEMPTION_DOMAIN};
-use smpx_core::redemption::{PROTOCOL_V1, PROTOCOL_V2};
+use smpx_core::receipt::{Signed, OPERATOR_DOMAIN};
+use smpx_core::rules::operator_redeem::{self, Action, Event, Redemption};
+use smpx_core::rules::redeem::Version;
 use smpx_core::ErrorCode;
 use smpx_http::{ApiError, ApiResult, ClientError, Json};
 use smpx_store::credits::{IssuanceOutcome, NewIssuance};
@@ -82,91 +83,97 @@ pub(crate) async fn redeem(
     // The operator cannot read either kind of request (an envelope sealed to the
     // coordinator, or a proof it cannot link to a voucher); it checks the shape, forwards,
     // and records by the request's digest.
-    let digest = match (req.version, &req.envelope, &req.zk) {
-        (PROTOCOL_V1, Some(envelope), None) => envelope.digest(),
-        (PROTOCOL_V2, None, Some(zk)) => zk.digest(),
-        (PROTOCOL_V1 | PROTOCOL_V2, _, _) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                "version 1 carries `envelope` only, version 2 `zk` only",
-            ))
-        }
-        (v, _, _) => {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedVersion,
-                format!("redemption protocol version {v} is not supported"),
-            ))
-        }
+    let digest = match (
+        operator_redeem::route(req.version, req.envelope.is_some(), req.zk.is_some())?,
+        &req.envelope,
+        &req.zk,
+    ) {
+        (Version::V1, Some(envelope), _) => envelope.digest(),
+        (Version::V2, _, Some(zk)) => zk.digest(),
+        _ => return Err(ApiError::internal("redeem: routed without its payload")),
     };
     let outputs = req.outputs;
-    if let Some(stored) = o.store.receipt(&digest).await.map_err(ApiError::internal)? {
-        let receipt = serde_json::from_str(&stored).map_err(ApiError::internal)?;
-        return answer(&o, digest, receipt, outputs).await;
-    }
-    if let Some(outputs) = &outputs {
-        // Refuse outputs that cannot be signed before the voucher is spent.
-        precheck(&o, outputs, req.zk.as_ref())?;
-    }
-    let cl: Signed<RedemptionReceipt> = o
-        .coordinator
-        .post(
-            "/v1/redemptions",
-            &ForwardRedemptionRequest {
-                version: req.version,
-                envelope: req.envelope,
-                zk: req.zk,
-            },
-        )
-        .await
-        .map_err(upstream)?;
-    // Never credit on the strength of an answer we cannot check.
-    cl.verify(REDEMPTION_DOMAIN, &o.coordinator_key)
-        .map_err(|e| ApiError::internal(format!("coordinator receipt: {e}")))?;
-    if cl.body.operator_id != o.config.operator_id || cl.body.envelope_digest != digest {
-        return Err(ApiError::internal(
-            "the coordinator's receipt is for another redemption",
-        ));
-    }
-    let body = OperatorCreditReceipt {
-        operator_id: o.config.operator_id.clone(),
-        denomination: cl.body.denomination,
-        credited: cl.body.value,
-        issued_at: o.clock.now(),
-        coordinator_receipt: cl.clone(),
-    };
-    let receipt = Signed::sign(&o.receipt_key, OPERATOR_DOMAIN, body)?;
-    let json = serde_json::to_string(&receipt).map_err(ApiError::internal)?;
-    let stored = o
-        .store
-        .record(&NewOperatorRedemption {
-            envelope_digest: digest,
-            denomination: cl.body.denomination,
-            credited_units: cl.body.value.0,
-            operator_units: cl.body.operator_amount.0,
-            at: receipt.body.issued_at,
-            receipt: json,
-        })
-        .await
+    let mut saga = Redemption::new(
+        &o.config.operator_id,
+        &o.coordinator_key,
+        digest,
+        outputs.is_some(),
+    );
+    // The operator's receipt as recorded: found now (a retry), or once recorded below.
+    let mut stored = o.store.receipt(&digest).await.map_err(ApiError::internal)?;
+    let mut forwarded: Option<Signed<RedemptionReceipt>> = None;
+    let recorded = stored.is_some();
+    let mut action = saga
+        .step(Event::LookedUp { recorded }, o.clock.now())
         .map_err(ApiError::internal)?;
-    let receipt = serde_json::from_str(&stored).map_err(ApiError::internal)?;
-    answer(&o, digest, receipt, outputs).await
-}
-
-/// The receipt, and the credits issued for it if the request carried outputs.
-async fn answer(
-    o: &Operator,
-    digest: [u8; 32],
-    receipt: Signed<OperatorCreditReceipt>,
-    outputs: Option<Vec<smpx_core::credits::BlindedMessage>>,
-) -> ApiResult<Json<RedeemResponse>> {
-    let signatures = match outputs {
-        Some(outputs) => Some(issue(o, digest, &outputs, receipt.body.credited).await?),
-        None => None,
-    };
-    Ok(Json(RedeemResponse {
-        receipt,
-        signatures,
-    }))
+    let mut forward = Some(ForwardRedemptionRequest {
+        version: req.version,
+        envelope: req.envelope,
+        zk: req.zk,
+    });
+    loop {
+        let event = match action {
+            Action::Precheck => {
+                if let Some(outputs) = &outputs {
+                    // Refuse outputs that cannot be signed before the voucher is spent.
+                    let zk = forward.as_ref().and_then(|f| f.zk.as_ref());
+                    precheck(&o, outputs, zk)?;
+                }
+                Event::Prechecked
+            }
+            Action::Forward => {
+                let request = forward
+                    .take()
+                    .ok_or_else(|| ApiError::internal("redeem: forwarded twice"))?;
+                let cl: Signed<RedemptionReceipt> = o
+                    .coordinator
+                    .post("/v1/redemptions", &request)
+                    .await
+                    .map_err(upstream)?;
+                Event::Forwarded(forwarded.insert(cl))
+            }
+            Action::Record(body) => {
+                let receipt = Signed::sign(&o.receipt_key, OPERATOR_DOMAIN, *body)?;
+                let json = serde_json::to_string(&receipt).map_err(ApiError::internal)?;
+                let cl = &receipt.body.coordinator_receipt.body;
+                // A concurrent retry that recorded first wins: its receipt is the answer.
+                stored = Some(
+                    o.store
+                        .record(&NewOperatorRedemption {
+                            envelope_digest: digest,
+                            denomination: cl.denomination,
+                            credited_units: cl.value.0,
+                            operator_units: cl.operator_amount.0,
+                            at: receipt.body.issued_at,
+                            receipt: json,
+                        })
+                        .await
+                        .map_err(ApiError::internal)?,
+                );
+                Event::Recorded
+            }
+            Action::Answer { issue } => {
+                let json = stored
+                    .take()
+                    .ok_or_else(|| ApiError::internal("redeem: answered without a receipt"))?;
+                let receipt: Signed<OperatorCreditReceipt> =
+                    serde_json::from_str(&json).map_err(ApiError::internal)?;
+                let signatures = match (issue, &outputs) {
+                    (true, Some(outputs)) => {
+                        Some(issue_credits(&o, digest, outputs, receipt.body.credited).await?)
+                    }
+                    _ => None,
+                };
+                return Ok(Json(RedeemResponse {
+                    receipt,
+                    signatures,
+                }));
+            }
+        };
+        action = saga
+            .step(event, o.clock.now())
+            .map_err(ApiError::internal)?;
+    }
 }
 
 /// What can be checked before the coordinator is asked: the outputs' shape, keyset and
@@ -188,19 +195,11 @@ fn precheck(
         })
         .and_then(|total| total)
         .map_err(credit_error)?;
-    if let Some(expected) = zk.and_then(|zk| smpx_core::Amount::from_credits(zk.denomination)) {
-        if total != expected {
-            return Err(credit_error(CreditError::AmountMismatch {
-                expected,
-                got: total,
-            }));
-        }
-    }
-    Ok(())
+    operator_redeem::precheck_total(total, zk.map(|zk| zk.denomination)).map_err(credit_error)
 }
 
 /// Signs `outputs` for a confirmed redemption of `credited`, once per redemption digest.
-async fn issue(
+async fn issue_credits(
     o: &Operator,
     digest: [u8; 32],
     outputs: &[smpx_core::credits::BlindedMessage],
@@ -247,16 +246,7 @@ async fn issue(
         IssuanceOutcome::Issued(json) | IssuanceOutcome::Replay(json) => parse(&json),
         IssuanceOutcome::OutputReused { b } => {
             let index = outputs.iter().position(|out| out.blinded_secret == b);
-            Err(ApiError::new(
-                ErrorCode::OutputReused,
-                match index {
-                    Some(k) => format!(
-                        "output {k} was already signed in an earlier request; \
-                         send this redemption again with fresh outputs"
-                    ),
-                    None => "an output was already signed in an earlier request".to_owned(),
-                },
-            ))
+            Err(operator_redeem::output_reused(index).into())
         }
     }
 }

@@ -60,6 +60,9 @@ pub enum WalletError {
     /// request. Nothing was recorded from that answer.
     #[error("a service's answer did not verify: {0}")]
     Verification(String),
+    /// A publish delay longer than a voucher can wait.
+    #[error(transparent)]
+    PublishDelay(#[from] smpx_core::rules::publish_delay::DelayTooLong),
     /// The network or the issuer does not offer this denomination.
     #[error("denomination {denomination} is not available here (available: {available:?})")]
     UnsupportedDenomination {

@@ -676,3 +676,43 @@ async fn a_file_from_before_sqlx_migrations_is_adopted() {
         "the voucher is still there"
     );
 }
+
+/// The publish delay is the library's policy: an absurd bound is refused before anything
+/// happens (it used to overflow in the CLI), and the voucher stays bought.
+#[tokio::test]
+async fn an_absurd_publish_delay_is_refused_before_anything_happens() {
+    use crate::PublishDelay;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = Wallet::create_with(&wallet_path(&dir), PASS, fast())
+        .await
+        .unwrap();
+    let bought = start_purchase(&w).await;
+    complete_purchase(&w, bought).await;
+    for absurd in [
+        PublishDelay::UpTo(Duration::MAX),
+        PublishDelay::Exactly(Duration::from_secs(u64::MAX)),
+    ] {
+        let e = w.publish(NOWHERE, bought, absurd).await.unwrap_err();
+        assert!(matches!(e, WalletError::PublishDelay(_)), "{e}");
+        assert!(e.to_string().contains("too long"), "{e}");
+    }
+    let mut rng = rand::rngs::mock::StepRng::new(0, 1);
+    let e = w
+        .publish_with_rng(NOWHERE, bought, PublishDelay::UpTo(Duration::MAX), &mut rng)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::PublishDelay(_)), "{e}");
+    assert_eq!(w.voucher(bought).await.unwrap().state, LocalState::Bought);
+}
+
+#[allow(dead_code, clippy::let_underscore_future)]
+fn publishing_with_the_default_delay_is_send(w: &Wallet) {
+    fn send<T: Send>(_: T) {}
+    send(w.publish("", 1, crate::PublishDelay::default()));
+    send(w.publish_with_rng(
+        "",
+        1,
+        crate::PublishDelay::default(),
+        &mut rand::rngs::OsRng,
+    ));
+}

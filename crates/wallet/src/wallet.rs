@@ -29,6 +29,7 @@ use smpx_core::issuance::voucher_message;
 use smpx_core::ledger::valid_id;
 use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
 use smpx_core::redemption::{seal_v1, PROTOCOL_V1, PROTOCOL_V2};
+use smpx_core::rules::publish_delay::PublishDelay;
 use smpx_core::{keys, mmr, rotation, Amount, ErrorCode, NetworkParams};
 use smpx_http::{ApiClient, ClientError};
 use smpx_zk::{RedeemPublic, RedeemWitness};
@@ -485,10 +486,36 @@ impl Wallet {
     // ---------------------------------------------------------------------------------------
     // Publishing
 
-    /// Publishes a bought voucher at the coordinator after sleeping `delay` (pick it at random:
-    /// publishing right after buying would let the issuer and coordinator match the two by
-    /// time). Verifies the coordinator's signed receipt.
+    /// Publishes a bought voucher at the coordinator after waiting as `delay` says, and
+    /// verifies the coordinator's signed receipt. Publishing right after buying would let the
+    /// issuer and coordinator match the two by time, so pass [`PublishDelay::default()`] (a
+    /// random wait, [`smpx_core::rules::publish_delay`]) unless you mean to opt out with
+    /// [`PublishDelay::Immediately`] or an exact `Duration`. The random wait is drawn from the
+    /// operating system's generator; [`Wallet::publish_with_rng`] takes another.
     pub async fn publish(
+        &self,
+        coordinator: &str,
+        id: i64,
+        delay: impl Into<PublishDelay>,
+    ) -> Result<VoucherRecord, WalletError> {
+        self.publish_with_rng(coordinator, id, delay, &mut rand::rngs::OsRng)
+            .await
+    }
+
+    /// [`Wallet::publish`], drawing a random delay from `rng`.
+    pub async fn publish_with_rng<R: rand::RngCore + ?Sized>(
+        &self,
+        coordinator: &str,
+        id: i64,
+        delay: impl Into<PublishDelay>,
+        rng: &mut R,
+    ) -> Result<VoucherRecord, WalletError> {
+        // Drawn before any await: the generator is not held across one.
+        let wait = delay.into().check()?.choose(rng);
+        self.publish_after(coordinator, id, wait).await
+    }
+
+    async fn publish_after(
         &self,
         coordinator: &str,
         id: i64,
