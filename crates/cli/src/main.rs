@@ -91,8 +91,8 @@ enum Command {
     /// A relay node: init (keys, config, storage) and run.
     #[command(subcommand)]
     Relay(relay::RelayCmd),
-    /// Chat through relays: invite, accept, send, receive (end-to-end encrypted; private
-    /// routing is not built yet).
+    /// Chat through relays: invite, accept, send, receive, upgrade (end-to-end encrypted;
+    /// sent through your own relay to the contact's unless --direct).
     Chat(chat::ChatArgs),
 }
 
