@@ -3,8 +3,6 @@
 //! core crypto, plus switches to lose an answer or misbehave, so the retry and verification
 //! paths are exercised. End-to-end runs against the real services live with those services.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};

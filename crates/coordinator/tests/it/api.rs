@@ -2,8 +2,6 @@
 //! nothing is half-written, and the service keeps serving. Flows that touch money run on
 //! SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use rand::RngCore;
 use smpx_coordinator::{Coordinator, CoordinatorHome, ZkKeys};
 use smpx_core::api::*;
@@ -18,8 +16,8 @@ use smpx_core::redemption::seal_v1;
 use smpx_core::{ErrorCode, NetworkParams, DAY};
 use smpx_http::{ApiClient, ClientError, ManualClock};
 use smpx_store::coordinator::CoordinatorStore;
-use smpx_store::scratch::{self, Which};
 use smpx_store::Db;
+use smpx_testkit::{both, db as scratch, Backend};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -114,7 +112,7 @@ async fn serve(
 }
 
 impl Net {
-    async fn start(which: Which) -> Net {
+    async fn start(which: Backend) -> Net {
         let params = NetworkParams {
             voucher_expiry_secs: 10 * DAY,
             mmr_period_secs: 2 * DAY,
@@ -254,13 +252,6 @@ fn code(r: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, u16) {
     }
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Which::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Which::Postgres).await } )* }
-    };
-}
-
 both!(
     publish_and_redeem_with_receipts,
     bad_publications_are_refused,
@@ -273,7 +264,7 @@ both!(
     zk_release_after_rotation,
 );
 
-async fn publish_and_redeem_with_receipts(which: Which) {
+async fn publish_and_redeem_with_receipts(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     let (s, req) = net.voucher(10);
@@ -316,7 +307,7 @@ async fn publish_and_redeem_with_receipts(which: Which) {
     );
 }
 
-async fn bad_publications_are_refused(which: Which) {
+async fn bad_publications_are_refused(which: Backend) {
     let net = Net::start(which).await;
     let (_, req) = net.voucher(10);
 
@@ -401,7 +392,7 @@ async fn bad_publications_are_refused(which: Which) {
     assert_eq!(net.totals().await.entries, 1);
 }
 
-async fn limit_and_whitelist(which: Which) {
+async fn limit_and_whitelist(which: Backend) {
     let net = Net::start(which).await;
     // Limit is 25 credits: two 10s fit, the third does not.
     for _ in 0..2 {
@@ -452,7 +443,7 @@ async fn limit_and_whitelist(which: Which) {
     assert_eq!(t.totals.published.0, 30_000_000);
 }
 
-async fn redemption_refusals(which: Which) {
+async fn redemption_refusals(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     let (s, req) = net.voucher(10);
@@ -528,7 +519,7 @@ async fn redemption_refusals(which: Which) {
     assert_eq!(net.totals().await.totals.redeemed.0, 10_000_000);
 }
 
-async fn expiry_and_release(which: Which) {
+async fn expiry_and_release(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     let (s, req) = net.voucher(10);
@@ -570,7 +561,7 @@ async fn expiry_and_release(which: Which) {
     assert_eq!(code(anon), (ErrorCode::Unauthorized, 401));
 }
 
-async fn restart_loses_nothing(which: Which) {
+async fn restart_loses_nothing(which: Backend) {
     let mut net = Net::start(which).await;
     let p = net.params().await;
     let (s, req) = net.voucher(10);
@@ -599,7 +590,7 @@ async fn restart_loses_nothing(which: Which) {
 
 #[tokio::test]
 async fn malformed_requests_get_typed_errors() {
-    let net = Net::start(Which::Sqlite).await;
+    let net = Net::start(Backend::Sqlite).await;
     let http = reqwest::Client::new();
     let post = |path: &str, body: Vec<u8>, ct: &str| {
         http.post(format!("{}{path}", net.url))
@@ -712,7 +703,7 @@ async fn malformed_requests_get_typed_errors() {
 
 #[tokio::test]
 async fn openapi_documents_every_route() {
-    let net = Net::start(Which::Sqlite).await;
+    let net = Net::start(Backend::Sqlite).await;
     let doc: serde_json::Value = net.public().get("/openapi.json").await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
     for p in [
@@ -767,7 +758,7 @@ async fn openapi_documents_every_route() {
 
 #[tokio::test]
 async fn key_registration_rules() {
-    let net = Net::start(Which::Sqlite).await;
+    let net = Net::start(Backend::Sqlite).await;
     let spki = |slot| b64::encode(&rsa_key(slot).public_key().unwrap().to_spki().unwrap());
     let reg = |denomination, period, public_key: String| {
         let issuer = net.issuer.clone();
@@ -943,7 +934,7 @@ impl Net {
     }
 }
 
-async fn zk_redemption_end_to_end(which: Which) {
+async fn zk_redemption_end_to_end(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     assert!(p.params.protocol_versions.contains(&2));
@@ -1051,7 +1042,7 @@ async fn zk_redemption_end_to_end(which: Which) {
     );
 }
 
-async fn zk_refusals_record_nothing(which: Which) {
+async fn zk_refusals_record_nothing(which: Backend) {
     let net = Net::start(which).await;
     let (s, req) = net.voucher(10);
     let index = net.publish(&req).await.unwrap().body.paths[0].leaf_index;
@@ -1152,7 +1143,7 @@ async fn zk_refusals_record_nothing(which: Which) {
     assert_eq!(net.totals().await.totals.redeemed.0, 10_000_000);
 }
 
-async fn zk_release_after_rotation(which: Which) {
+async fn zk_release_after_rotation(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     // Period 0: voucher a in MMR 0. Period 1: b in MMRs 0 and 1 (group 1).

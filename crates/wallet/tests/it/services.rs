@@ -1,11 +1,8 @@
-//! v0.2 redemption against the real services: the CLI's devnet (coordinator, issuer and
-//! operator, each with its own SQLite database, on loopback sockets) with a small MMR and a
-//! local ceremony, driven by the wallet library as `smpx wallet` drives it. (The wallet's
+//! v0.2 redemption against the real services: the test kit's network (coordinator, issuer
+//! and operator, each with its own SQLite database, on loopback sockets) with a small MMR and
+//! a local ceremony, driven by the wallet library as `smpx wallet` drives it. (The wallet's
 //! logic against every misbehaviour is in `flows.rs`, against stand-ins.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use smpx_cli::devnet::{Devnet, DevnetOptions, OPERATOR_ID};
 use smpx_core::api::{
     CheckStateRequest, CheckStateResponse, LedgerTotalsResponse, Payment, TokenState as AtOperator,
 };
@@ -13,6 +10,8 @@ use smpx_core::credits::Point;
 use smpx_core::Amount;
 use smpx_core::{rotation, ErrorCode};
 use smpx_http::ApiClient;
+use smpx_testkit::net::{Network, OPERATOR_ID};
+use smpx_testkit::Backend;
 use smpx_wallet::{
     KdfParams, LocalState, MmrChoice, Protocol, RedeemOptions, RedeemProgress, RestoreOptions,
     TokenState, VoucherRecord, Wallet, WalletError,
@@ -20,20 +19,11 @@ use smpx_wallet::{
 use std::sync::Mutex;
 use std::time::Duration;
 
-async fn devnet(dir: &std::path::Path) -> Devnet {
-    let mut opts = DevnetOptions::new(dir);
-    opts.params = Some(smpx_core::NetworkParams {
-        mmr_levels: 3,
-        ..DevnetOptions::default_params()
-    });
-    // Shared with the other crates' tests: the ceremony is made once per machine (and
-    // verified whenever it is used).
-    opts.ceremony_cache = std::env::temp_dir().join("smpx-test-cache").join("smpx");
-    opts.progress = false;
-    Devnet::start(opts).await.unwrap()
+async fn devnet() -> Network {
+    Network::start(Backend::Sqlite).await.unwrap()
 }
 
-async fn published(w: &Wallet, net: &Devnet, denomination: u64) -> VoucherRecord {
+async fn published(w: &Wallet, net: &Network, denomination: u64) -> VoucherRecord {
     let v = w
         .buy(
             &net.coordinator_url,
@@ -48,7 +38,7 @@ async fn published(w: &Wallet, net: &Devnet, denomination: u64) -> VoucherRecord
         .unwrap()
 }
 
-async fn totals(net: &Devnet) -> LedgerTotalsResponse {
+async fn totals(net: &Network) -> LedgerTotalsResponse {
     ApiClient::new(&net.coordinator_url)
         .get("/v1/ledger/totals")
         .await
@@ -66,7 +56,7 @@ fn with(mmr: MmrChoice, update_path: bool) -> RedeemOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_redemptions_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(&dir.path().join("net")).await;
+    let net = devnet().await;
     let (w, _) = Wallet::create(&dir.path().join("w.db"), "pw")
         .await
         .unwrap();
@@ -155,7 +145,7 @@ async fn v2_redemptions_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voucher_is_redeemed_once_whatever_the_protocols() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(&dir.path().join("net")).await;
+    let net = devnet().await;
     let (a, phrase) = Wallet::create(&dir.path().join("a.db"), "pw")
         .await
         .unwrap();
@@ -231,7 +221,7 @@ async fn a_voucher_is_redeemed_once_whatever_the_protocols() {
 }
 
 /// The operator's view (NUT-07) of tokens, by their `Y`.
-async fn at_operator(net: &Devnet, ys: &[String]) -> Vec<AtOperator> {
+async fn at_operator(net: &Network, ys: &[String]) -> Vec<AtOperator> {
     let r: CheckStateResponse = ApiClient::new(&net.operator_url)
         .post(
             "/v1/checkstate",
@@ -308,7 +298,7 @@ async fn losing_swap_answers(target: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credits_issued_spent_collected_restored_and_double_spent() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(&dir.path().join("net")).await;
+    let net = devnet().await;
     let (w, phrase) = Wallet::create_with(
         &dir.path().join("w.db"),
         "pw",

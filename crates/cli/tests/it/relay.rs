@@ -1,6 +1,5 @@
 //! `smpx relay init` and `smpx relay run` as processes: the printed address works over TLS,
 //! and SIGTERM stops the relay gracefully (exit 0) within a few seconds.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use smpx_relay::client::{Client, ClientConfig};
 use smpx_relay::transport::{self, RelayAddress};

@@ -1,6 +1,5 @@
 //! `smpx chat` as processes: a relay from `smpx relay init/run`, two wallets from
 //! `smpx wallet init`, invite → accept → receive (connect) → send → receive, both ways.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -2,8 +2,6 @@
 //! a coordinator killed with SIGKILL. Safety must come from the database, not from anything
 //! held in one process's memory.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use smpx_core::api::*;
 use smpx_core::crypto::b64;
 use smpx_core::crypto::blind::IssuerSecretKey;
@@ -134,7 +132,7 @@ fn is_code(r: &Result<impl std::fmt::Debug, ClientError>, want: ErrorCode) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redemptions_racing_across_processes_on_postgres_exactly_one_wins() {
-    let db = smpx_store::scratch::postgres().await.unwrap();
+    let db = smpx_testkit::db::postgres().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
     let a = coordinator(dir.path(), &db);
@@ -289,7 +287,7 @@ async fn zk_appends_and_nullifiers_across_processes_on_postgres() {
     use smpx_core::mmr::{Mmr, MmrParams};
     use smpx_core::receipt::{Signed, CHECKPOINT_DOMAIN, PUBLISH_DOMAIN};
 
-    let db = smpx_store::scratch::postgres().await.unwrap();
+    let db = smpx_testkit::db::postgres().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     init_v2(dir.path());
     let a = coordinator(dir.path(), &db);
