@@ -7,7 +7,8 @@
 //! released and re-bound by someone else), and restarts any one of them on the same data.
 //! [`relay`] starts relays (the only module that names the relay node library);
 //! [`process`] runs the `smpx` binary as separate processes, waits for the line that says
-//! where it listens, and kills (SIGKILL) or restarts it. [`ceremony`] gives the cached local
+//! where it listens, and kills (SIGKILL) or restarts it. [`proxy::Proxy`] stands in front of
+//! a service and loses answers on request. [`ceremony`] gives the cached local
 //! ceremony the small test circuits use. [`db`] (`smpx-testdb`) makes throw-away databases,
 //! and [`both!`] runs a test once per backend.
 
@@ -17,4 +18,5 @@ pub use smpx_testdb::{both, Backend};
 pub mod ceremony;
 pub mod net;
 pub mod process;
+pub mod proxy;
 pub mod relay;

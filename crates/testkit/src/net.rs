@@ -83,14 +83,45 @@ impl Service {
     }
 }
 
-/// A server task and the means to stop it (dropping it stops the server too).
-struct Running {
+/// What a server waits on to shut down gracefully.
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One server on loopback: its URL, and the means to stop it (dropping it stops the server
+/// too, gracefully).
+pub struct Server {
+    pub url: String,
+    pub addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
-impl Running {
-    async fn stop(self) -> Result<()> {
+impl Server {
+    /// Binds `addr` (port 0: one the system picks) and runs `serve` on the listener until
+    /// the server is stopped or dropped.
+    pub async fn start<F, Fut>(addr: SocketAddr, serve: F) -> Result<Server>
+    where
+        F: FnOnce(TcpListener, Shutdown) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let addr = l.local_addr()?;
+        let (stop, rx) = oneshot::channel::<()>();
+        let shutdown: Shutdown = Box::pin(async move {
+            let _ = rx.await;
+        });
+        let task = tokio::spawn(serve(l, shutdown));
+        Ok(Server {
+            url: format!("http://{addr}"),
+            addr,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(());
         match tokio::time::timeout(Duration::from_secs(10), self.task).await {
             Ok(Ok(Ok(()))) => Ok(()),
@@ -99,6 +130,41 @@ impl Running {
             Err(_) => bail!("a service did not stop within 10 s"),
         }
     }
+}
+
+/// The loopback address with a port the system picks.
+pub fn any_port() -> SocketAddr {
+    ([127, 0, 0, 1], 0).into()
+}
+
+/// Serves `state` as the coordinator on `addr`.
+pub async fn serve_coordinator(state: Arc<Coordinator>, addr: SocketAddr) -> Result<Server> {
+    Server::start(addr, |l, stop| {
+        smpx_coordinator::run(state, l, Duration::from_secs(60), stop)
+    })
+    .await
+}
+
+/// Serves `state` as an operator on `addr`.
+pub async fn serve_operator(state: Arc<Operator>, addr: SocketAddr) -> Result<Server> {
+    Server::start(addr, |l, stop| smpx_operator::run(state, l, stop)).await
+}
+
+/// Serves `state` as an issuer on `addr`.
+pub async fn serve_issuer(state: Arc<Issuer>, addr: SocketAddr) -> Result<Server> {
+    Server::start(addr, |l, stop| {
+        smpx_issuer::run(state, l, Duration::from_secs(3600), stop)
+    })
+    .await
+}
+
+/// Serves a hand-written `router` (a stand-in, or a proxy that loses answers) on a port the
+/// system picks.
+pub async fn serve_router(router: axum::Router) -> Result<Server> {
+    Server::start(any_port(), |l, stop| async move {
+        axum::serve(l, router).with_graceful_shutdown(stop).await
+    })
+    .await
 }
 
 /// A running test network. Dropping it stops every service.
@@ -118,26 +184,8 @@ pub struct Network {
     addrs: [SocketAddr; 3],
     databases: [String; 3],
     credentials: [String; 2],
-    running: [Option<Running>; 3],
+    running: [Option<Server>; 3],
     dir: tempfile::TempDir,
-}
-
-async fn listener(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
-    let l = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = l.local_addr()?;
-    Ok((l, bound))
-}
-
-fn url(addr: SocketAddr) -> String {
-    format!("http://{addr}")
-}
-
-fn shutdown(rx: oneshot::Receiver<()>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.await;
-    }
 }
 
 impl Network {
@@ -164,7 +212,7 @@ impl Network {
         let databases: [String; 3] = databases
             .try_into()
             .map_err(|_| anyhow::anyhow!("three databases"))?;
-        let unbound: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let unbound = any_port();
         let (coordinator, admin_token) =
             Self::coordinator_state(dir.path(), &opts, &databases[0]).await?;
         let mut net = Network {
@@ -183,7 +231,10 @@ impl Network {
             running: [None, None, None],
             dir,
         };
-        net.serve_coordinator(unbound).await?;
+        let server = serve_coordinator(net.coordinator.clone(), unbound).await?;
+        net.coordinator_url = server.url.clone();
+        net.addrs[0] = server.addr;
+        net.running[0] = Some(server);
         let admin = ApiClient::new(&net.coordinator_url).with_token(net.admin_token.clone());
         let issuer: CredentialResponse = admin
             .post(
@@ -263,27 +314,11 @@ impl Network {
         ))
     }
 
-    async fn serve_coordinator(&mut self, addr: SocketAddr) -> Result<()> {
-        let (l, bound) = listener(addr).await?;
-        let (stop, rx) = oneshot::channel();
-        let task = tokio::spawn(smpx_coordinator::run(
-            self.coordinator.clone(),
-            l,
-            Duration::from_secs(60),
-            shutdown(rx),
-        ));
-        self.addrs[0] = bound;
-        self.coordinator_url = url(bound);
-        self.running[0] = Some(Running { stop, task });
-        Ok(())
-    }
-
     /// Starts `service` on `addr` from its data directory and database.
     async fn serve(&mut self, service: Service, addr: SocketAddr) -> Result<()> {
-        let (stop, rx) = oneshot::channel();
         let home = self.home(service);
         let database = self.databases[service.index()].clone();
-        let (bound, task) = match service {
+        let server = match service {
             Service::Coordinator => {
                 let opts = Options {
                     backend: Backend::Sqlite,
@@ -293,7 +328,9 @@ impl Network {
                 };
                 (self.coordinator, self.admin_token) =
                     Self::coordinator_state(self.dir.path(), &opts, &database).await?;
-                return self.serve_coordinator(addr).await;
+                let server = serve_coordinator(self.coordinator.clone(), addr).await?;
+                self.coordinator_url = server.url.clone();
+                server
             }
             Service::Issuer => {
                 let home = IssuerHome::init(
@@ -309,15 +346,9 @@ impl Network {
                 self.issuer_admin_token = home.admin_token.clone();
                 let store = IssuerStore::open(Db::connect(&database).await?).await?;
                 let issuer = Issuer::start(store, home, self.clock.clone()).await?;
-                let (l, bound) = listener(addr).await?;
-                let task = tokio::spawn(smpx_issuer::run(
-                    issuer,
-                    l,
-                    Duration::from_secs(3600),
-                    shutdown(rx),
-                ));
-                self.issuer_url = url(bound);
-                (bound, task)
+                let server = serve_issuer(issuer, addr).await?;
+                self.issuer_url = server.url.clone();
+                server
             }
             Service::Operator => {
                 let home = OperatorHome::init(
@@ -330,14 +361,13 @@ impl Network {
                 )?;
                 let store = OperatorStore::open(Db::connect(&database).await?).await?;
                 let operator = Operator::start(store, home, self.clock.clone()).await?;
-                let (l, bound) = listener(addr).await?;
-                let task = tokio::spawn(smpx_operator::run(operator, l, shutdown(rx)));
-                self.operator_url = url(bound);
-                (bound, task)
+                let server = serve_operator(operator, addr).await?;
+                self.operator_url = server.url.clone();
+                server
             }
         };
-        self.addrs[service.index()] = bound;
-        self.running[service.index()] = Some(Running { stop, task });
+        self.addrs[service.index()] = server.addr;
+        self.running[service.index()] = Some(server);
         Ok(())
     }
 

@@ -191,3 +191,65 @@ impl Drop for Process {
         let _ = self.kill();
     }
 }
+
+/// A `smpx relay run` process, ready.
+pub struct RelayProcess {
+    pub process: Process,
+    /// The relay's address as it printed it (`smpx://…@host:port`).
+    pub address: String,
+    /// The ops endpoint, `host:port`.
+    pub ops: String,
+}
+
+/// `smpx relay init --dir dir` with the relay and its ops endpoint on ports the relay picks
+/// when it starts (port 0); returns what init printed.
+pub fn relay_init(smpx: &std::path::Path, dir: &std::path::Path) -> Result<String> {
+    let out = Command::new(smpx)
+        .args(["relay", "init", "--dir"])
+        .arg(dir)
+        .args(["--port", "0", "--ops-listen", "127.0.0.1:0"])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "smpx relay init failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+/// `smpx relay run --dir dir` (with `envs`), once it says where it listens.
+pub fn relay_run(
+    smpx: &std::path::Path,
+    dir: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> Result<RelayProcess> {
+    let args: [&OsStr; 4] = [
+        "relay".as_ref(),
+        "run".as_ref(),
+        "--dir".as_ref(),
+        dir.as_ref(),
+    ];
+    let mut process = Process::spawn(smpx, args, envs)?;
+    // "relay listening on <address> (<listen>), ops on http://<ops>"
+    let line = process.wait_for_line("relay listening on ", READY_WITHIN)?;
+    let (address, rest) = line
+        .split_once(" (")
+        .ok_or_else(|| anyhow!("unexpected line: {line}"))?;
+    let ops = rest
+        .split_once("ops on http://")
+        .map(|(_, ops)| ops.trim().to_owned())
+        .ok_or_else(|| anyhow!("unexpected line: {line}"))?;
+    Ok(RelayProcess {
+        address: address.to_owned(),
+        ops,
+        process,
+    })
+}
+
+/// A relay initialised in `dir` and running, as [`relay_init`] then [`relay_run`].
+pub fn relay(smpx: &std::path::Path, dir: &std::path::Path) -> Result<RelayProcess> {
+    relay_init(smpx, dir)?;
+    relay_run(smpx, dir, &[])
+}

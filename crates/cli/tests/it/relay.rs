@@ -3,39 +3,22 @@
 
 use smpx_relay::client::{Client, ClientConfig};
 use smpx_relay::transport::{self, RelayAddress};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use smpx_testkit::process;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_smpx");
-
-/// Killed when dropped (a failing test leaves no relay behind).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn init_prints_a_working_address_and_sigterm_stops_run_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let relay_dir = dir.path().join("relay");
-    let port = free_port();
+
+    // The address init prints has the port it was given (init binds nothing).
     let out = Command::new(BIN)
         .args(["relay", "init", "--dir"])
-        .arg(&relay_dir)
-        .args(["--port", &port.to_string(), "--ops-listen", "127.0.0.1:0"])
+        .arg(dir.path().join("elsewhere"))
+        .args(["--port", "4443", "--ops-listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -44,15 +27,16 @@ async fn init_prints_a_working_address_and_sigterm_stops_run_cleanly() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let given: RelayAddress = address_line(&stdout).parse().unwrap();
+    assert_eq!(given.port, 4443);
+
+    // This one leaves the port to `run` (port 0), so the relay holds it before anyone
+    // knows it.
+    let relay_dir = dir.path().join("relay");
+    let stdout = process::relay_init(Path::new(BIN), &relay_dir).unwrap();
     assert!(stdout.contains("ca.key"), "{stdout}");
-    let printed: RelayAddress = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("address  "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(printed.port, port);
+    // (Port 0 is no address to connect to: it says `run` picks the port.)
+    let printed = address_line(&stdout).to_owned();
 
     // Init again refuses to overwrite.
     let again = Command::new(BIN)
@@ -62,36 +46,21 @@ async fn init_prints_a_working_address_and_sigterm_stops_run_cleanly() {
         .unwrap();
     assert!(!again.status.success());
 
-    let mut child = Proc(
-        Command::new(BIN)
-            .args(["relay", "run", "--dir"])
-            .arg(&relay_dir)
-            .env("SMPX_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let mut relay =
+        process::relay_run(Path::new(BIN), &relay_dir, &[("SMPX_LOG", "info")]).unwrap();
+    let running: RelayAddress = relay.address.parse().unwrap();
+    // The relay init printed (fingerprint and host), on the port it bound.
+    assert_ne!(running.port, 0);
+    assert_eq!(
+        printed,
+        RelayAddress {
+            port: 0,
+            ..running.clone()
+        }
+        .to_string()
     );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let running: RelayAddress = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("relay did not report listening");
-        if let Some(rest) = line.strip_prefix("relay listening on ") {
-            break rest.split(' ').next().unwrap().parse().unwrap();
-        }
-    };
-    assert_eq!(running, printed);
 
-    let (tls, sid) = transport::connect(&printed).await.unwrap();
+    let (tls, sid) = transport::connect(&running).await.unwrap();
     let (client, _events) = Client::connect(tls, sid, ClientConfig::default())
         .await
         .unwrap();
@@ -99,28 +68,25 @@ async fn init_prints_a_working_address_and_sigterm_stops_run_cleanly() {
     client.send(&q.sender_id, None, b"hi").await.unwrap();
 
     // SIGTERM with a client still connected: graceful, exit 0, quickly.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    let code = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "relay did not exit within 5 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    relay.process.signal("TERM").unwrap();
+    let code = relay
+        .process
+        .wait_exit(Duration::from_secs(5))
+        .expect("relay did not exit within 5 s of SIGTERM");
     assert!(code.success(), "exit status {code:?}");
     // The logs name no key material.
-    let logs: Vec<String> = rx.try_iter().collect();
+    let logs = relay.process.stderr_lines().to_vec();
     assert!(
         logs.iter().any(|l| l.contains("relay stopped")),
         "{logs:#?}"
     );
     assert!(!logs.iter().any(|l| l.contains("PRIVATE KEY")), "{logs:#?}");
+}
+
+fn address_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("address  "))
+        .unwrap()
+        .trim()
 }

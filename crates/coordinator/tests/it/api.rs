@@ -17,10 +17,10 @@ use smpx_core::{ErrorCode, NetworkParams, DAY};
 use smpx_http::{ApiClient, ClientError, ManualClock};
 use smpx_store::coordinator::CoordinatorStore;
 use smpx_store::Db;
+use smpx_testkit::net::{self, Server};
 use smpx_testkit::{both, db as scratch, Backend};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 fn rsa_key(slot: usize) -> IssuerSecretKey {
     static KEYS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -33,16 +33,14 @@ fn rsa_key(slot: usize) -> IssuerSecretKey {
 }
 
 /// MMR levels of these tests: capacity 63, a circuit that proves in milliseconds.
-const LEVELS: u32 = 3;
+const LEVELS: u32 = smpx_testkit::ceremony::LEVELS;
 
 /// One local ceremony for these tests (cached across test runs, verified on every load), and
 /// the coordinator keys from it, verified once per test binary.
 fn ceremony() -> &'static (smpx_zk::devnet::CeremonyKeys, ZkKeys) {
     static T: OnceLock<(smpx_zk::devnet::CeremonyKeys, ZkKeys)> = OnceLock::new();
     T.get_or_init(|| {
-        let dir = std::env::temp_dir().join("smpx-test-ceremonies");
-        let keys = smpx_zk::devnet::cached_local_ceremony(LEVELS, 2, &dir, &smpx_ceremony::Silent)
-            .unwrap();
+        let keys = smpx_testkit::ceremony::keys(LEVELS).unwrap();
         let zk = ZkKeys::from_verified(keys.transcript.clone(), &keys.verifying_key).unwrap();
         (keys, zk)
     })
@@ -70,20 +68,18 @@ struct Net {
     db_url: String,
     dir: tempfile::TempDir,
     _db_guard: Option<tempfile::TempDir>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<Server>,
 }
 
+/// The coordinator on `dir` and `db_url`, served on `addr` (port 0 at first; the same port
+/// on a restart).
 async fn serve(
     dir: &std::path::Path,
     db_url: &str,
     clock: &ManualClock,
     params: &NetworkParams,
-) -> (
-    String,
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
+    addr: std::net::SocketAddr,
+) -> Server {
     let home = CoordinatorHome::open(dir, Some(params.clone())).unwrap();
     let store = CoordinatorStore::open(Db::connect(db_url).await.unwrap())
         .await
@@ -97,18 +93,11 @@ async fn serve(
         .unwrap()
         .unwrap();
     let state = Coordinator::with_zk(store, home, Arc::new(clock.clone()), Some(zk));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(smpx_coordinator::run(
-        state,
-        l,
-        Duration::from_secs(3600),
-        async {
-            let _ = rx.await;
-        },
-    ));
-    (url, tx, task)
+    net::Server::start(addr, |l, stop| {
+        smpx_coordinator::run(state, l, Duration::from_secs(3600), stop)
+    })
+    .await
+    .unwrap()
 }
 
 impl Net {
@@ -123,7 +112,8 @@ impl Net {
         let clock = ManualClock::new(params.epoch + 3600);
         let dir = tempfile::tempdir().unwrap();
         let (db_url, guard) = scratch::database(which).await.unwrap();
-        let (url, stop, task) = serve(dir.path(), &db_url, &clock, &params).await;
+        let server = serve(dir.path(), &db_url, &clock, &params, net::any_port()).await;
+        let url = server.url.clone();
         let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
         let admin = ApiClient::new(&url).with_token(token);
         let cred: CredentialResponse = admin
@@ -181,8 +171,7 @@ impl Net {
             db_url,
             dir,
             _db_guard: guard,
-            stop: Some(stop),
-            task: Some(task),
+            server: Some(server),
         }
     }
 
@@ -232,14 +221,21 @@ impl Net {
     }
 
     async fn restart(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
-        let (url, stop, task) =
-            serve(self.dir.path(), &self.db_url, &self.clock, &self.params).await;
+        let old = self.server.take().unwrap();
+        let addr = old.addr;
+        old.stop().await.unwrap();
+        let server = serve(
+            self.dir.path(),
+            &self.db_url,
+            &self.clock,
+            &self.params,
+            addr,
+        )
+        .await;
+        let url = server.url.clone();
         self.url = url.clone();
-        self.stop = Some(stop);
-        self.task = Some(task);
-        // Re-point the clients at the new port; tokens stay valid (stored hashed).
+        self.server = Some(server);
+        // The same port; the admin client is made anew, tokens stay valid (stored hashed).
         let tok = std::fs::read_to_string(self.dir.path().join("admin-token")).unwrap();
         self.admin = ApiClient::new(&url).with_token(tok);
     }
@@ -573,7 +569,7 @@ async fn restart_loses_nothing(which: Backend) {
     let p2 = net.params().await;
     assert_eq!(p.receipt_key, p2.receipt_key, "keys survive a restart");
     assert_eq!(p.envelope_key, p2.envelope_key);
-    // The operator credential issued before the restart still works, at the new address,
+    // The operator credential issued before the restart still works after it,
     // and the voucher published before it is still redeemable exactly once.
     let env = seal_v1(&p2.envelope_key, &s, 10, "op-1").unwrap();
     let op1 = ApiClient::new(&net.url).with_token(net.op1_token.clone());

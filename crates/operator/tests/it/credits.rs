@@ -23,10 +23,10 @@ use smpx_operator::{CreditsConfig, Operator, OperatorConfig, OperatorHome};
 use smpx_store::credits::{NewSpend, SpendInput};
 use smpx_store::operator::OperatorStore;
 use smpx_store::Db;
+use smpx_testkit::net::{self, Server};
 use smpx_testkit::{both, db as scratch, Backend};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
 both!(
     swap_spends_once_and_change_is_spendable,
@@ -57,13 +57,7 @@ const ALL: u64 = i64::MAX as u64;
 struct Coordinator {
     url: String,
     calls: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Server,
 }
 
 async fn coordinator() -> Coordinator {
@@ -113,12 +107,12 @@ async fn coordinator() -> Coordinator {
                 },
             ),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    Coordinator { url, calls, task }
+    let server = net::serve_router(app).await.unwrap();
+    Coordinator {
+        url: server.url.clone(),
+        calls,
+        _server: server,
+    }
 }
 
 // ---- operators ------------------------------------------------------------------------------
@@ -139,26 +133,12 @@ struct Net {
 struct Op {
     api: ApiClient,
     op: Arc<Operator>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Server,
 }
 
 impl Op {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for Op {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    async fn stop(self) {
+        self.server.stop().await.unwrap();
     }
 }
 
@@ -205,17 +185,13 @@ impl Net {
         let op = Operator::start(store, self.home(name), Arc::new(self.clock.clone()))
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(smpx_operator::run(op.clone(), listener, async move {
-            let _ = stopped.await;
-        }));
+        let server = net::serve_operator(op.clone(), net::any_port())
+            .await
+            .unwrap();
         Op {
-            api: ApiClient::new(url),
+            api: ApiClient::new(&server.url),
             op,
-            stop: Some(stop),
-            task: Some(task),
+            server,
         }
     }
 

@@ -6,4 +6,5 @@
 mod chat;
 mod flows;
 mod relay_pay;
+mod retries;
 mod services;

@@ -244,52 +244,6 @@ async fn unspent(w: &Wallet) -> Amount {
         .unwrap_or(Amount::ZERO)
 }
 
-/// A proxy in front of the operator that forwards every request but loses the answer to
-/// `POST /v1/swap` (the operator carries the spend out; the wallet never hears).
-async fn losing_swap_answers(target: String) -> String {
-    use axum::body::Bytes;
-    use axum::extract::State;
-    use axum::http::{Method, StatusCode, Uri};
-    use axum::response::{IntoResponse, Response};
-    async fn forward(
-        State(target): State<String>,
-        method: Method,
-        uri: Uri,
-        body: Bytes,
-    ) -> Response {
-        let url = format!(
-            "{target}{}",
-            uri.path_and_query().map_or("/", |p| p.as_str())
-        );
-        let resp = reqwest::Client::new()
-            .request(
-                reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
-                &url,
-            )
-            .header("content-type", "application/json")
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap();
-        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
-        let bytes = resp.bytes().await.unwrap();
-        if method == Method::POST && uri.path() == "/v1/swap" {
-            return (StatusCode::BAD_GATEWAY, "connection lost").into_response();
-        }
-        (
-            status,
-            [("content-type", "application/json")],
-            bytes.to_vec(),
-        )
-            .into_response()
-    }
-    let app = axum::Router::new().fallback(forward).with_state(target);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
 /// Operator credits end to end, as a user relies on them: a redemption pays the credited
 /// amount in tokens; a spend leaves the right change and the operator reports its inputs
 /// spent; a spend whose answer is lost is collected; a wallet restored from the phrase finds
@@ -378,8 +332,11 @@ async fn credits_issued_spent_collected_restored_and_double_spent() {
     ));
 
     // A spend whose answer is lost stays pending, then is collected.
-    let lossy = losing_swap_answers(net.operator_url.clone()).await;
-    let lost = w.spend_credits(&lossy, Amount(1_000_000)).await;
+    let lossy = smpx_testkit::proxy::Proxy::start(&net.operator_url)
+        .await
+        .unwrap();
+    lossy.lose_all("POST", "/v1/swap");
+    let lost = w.spend_credits(lossy.url(), Amount(1_000_000)).await;
     assert!(
         matches!(lost, Err(WalletError::SpendPending { .. })),
         "{lost:?}"
