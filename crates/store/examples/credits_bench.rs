@@ -24,7 +24,8 @@ use std::time::Instant;
 use smpx_core::credits::{hash_to_curve, KeysetId, Point};
 use smpx_core::Amount;
 use smpx_store::credits::{BeginOutcome, CreditStore, NewSpend, SpendInput};
-use smpx_store::{scratch, Db};
+use smpx_store::Db;
+use smpx_testdb as scratch;
 
 const INPUTS: usize = 2;
 const OUTPUTS: usize = 2;

@@ -18,6 +18,7 @@ pub mod credits;
 pub mod db;
 pub mod issuer;
 pub mod operator;
+#[cfg(feature = "test-util")]
 pub mod scratch;
 
 pub use db::{Backend, Db, StoreError};

@@ -6,9 +6,7 @@
 //! the inputs stay unspent, no spend exists under the request's id, nothing is pending, and
 //! the request's outputs can still be signed in a later request. Tests that touch the
 //! registry run on SQLite and PostgreSQL (`both!`); PostgreSQL must be reachable (see
-//! `smpx_store::scratch`).
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `smpx_testkit::db`).
 
 use axum::routing::{get, post};
 use rand::rngs::OsRng;
@@ -24,18 +22,11 @@ use smpx_http::{ApiClient, ClientError, ManualClock};
 use smpx_operator::{CreditsConfig, Operator, OperatorConfig, OperatorHome};
 use smpx_store::credits::{NewSpend, SpendInput};
 use smpx_store::operator::OperatorStore;
-use smpx_store::scratch::{self, Which};
 use smpx_store::Db;
+use smpx_testkit::net::{self, Server};
+use smpx_testkit::{both, db as scratch, Backend};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::oneshot;
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Which::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Which::Postgres).await } )* }
-    };
-}
 
 both!(
     swap_spends_once_and_change_is_spendable,
@@ -66,13 +57,7 @@ const ALL: u64 = i64::MAX as u64;
 struct Coordinator {
     url: String,
     calls: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Server,
 }
 
 async fn coordinator() -> Coordinator {
@@ -122,12 +107,12 @@ async fn coordinator() -> Coordinator {
                 },
             ),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    Coordinator { url, calls, task }
+    let server = net::serve_router(app).await.unwrap();
+    Coordinator {
+        url: server.url.clone(),
+        calls,
+        _server: server,
+    }
 }
 
 // ---- operators ------------------------------------------------------------------------------
@@ -148,35 +133,21 @@ struct Net {
 struct Op {
     api: ApiClient,
     op: Arc<Operator>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Server,
 }
 
 impl Op {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for Op {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    async fn stop(self) {
+        self.server.stop().await.unwrap();
     }
 }
 
 impl Net {
-    async fn new(which: Which) -> Net {
+    async fn new(which: Backend) -> Net {
         Self::with_config(which, CreditsConfig::default()).await
     }
 
-    async fn with_config(which: Which, config: CreditsConfig) -> Net {
+    async fn with_config(which: Backend, config: CreditsConfig) -> Net {
         let (db_url, guard) = scratch::database(which).await.unwrap();
         let coordinator = coordinator().await;
         let dir = tempfile::tempdir().unwrap();
@@ -214,17 +185,13 @@ impl Net {
         let op = Operator::start(store, self.home(name), Arc::new(self.clock.clone()))
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(smpx_operator::run(op.clone(), listener, async move {
-            let _ = stopped.await;
-        }));
+        let server = net::serve_operator(op.clone(), net::any_port())
+            .await
+            .unwrap();
         Op {
-            api: ApiClient::new(url),
+            api: ApiClient::new(&server.url),
             op,
-            stop: Some(stop),
-            task: Some(task),
+            server,
         }
     }
 
@@ -339,7 +306,7 @@ async fn assert_nothing_recorded(op: &Op, req: &SwapRequest) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_keysets_and_the_secret_file() {
-    let net = Net::new(Which::Sqlite).await;
+    let net = Net::new(Backend::Sqlite).await;
     let op = net.start("a").await;
     let ring = net.ring();
 
@@ -416,7 +383,7 @@ async fn keys_keysets_and_the_secret_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_documents_every_credit_route() {
-    let net = Net::new(Which::Sqlite).await;
+    let net = Net::new(Backend::Sqlite).await;
     let op = net.start("a").await;
     let doc: serde_json::Value = op.api.get("/openapi.json").await.unwrap();
     for path in [
@@ -446,7 +413,7 @@ async fn openapi_documents_every_credit_route() {
 
 // ---- spending -------------------------------------------------------------------------------
 
-async fn swap_spends_once_and_change_is_spendable(which: Which) {
+async fn swap_spends_once_and_change_is_spendable(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let ring = net.ring();
@@ -526,7 +493,7 @@ async fn swap_spends_once_and_change_is_spendable(which: Which) {
     op.stop().await;
 }
 
-async fn forged_token_is_refused(which: Which) {
+async fn forged_token_is_refused(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let ring = net.ring();
@@ -586,7 +553,7 @@ async fn forged_token_is_refused(which: Which) {
     op.stop().await;
 }
 
-async fn token_under_the_wrong_days_key_is_refused(which: Which) {
+async fn token_under_the_wrong_days_key_is_refused(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let ring = net.ring();
@@ -631,7 +598,7 @@ async fn token_under_the_wrong_days_key_is_refused(which: Which) {
     op.stop().await;
 }
 
-async fn expired_token_is_refused(which: Which) {
+async fn expired_token_is_refused(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let ring = net.ring();
@@ -681,7 +648,7 @@ async fn expired_token_is_refused(which: Which) {
     op.stop().await;
 }
 
-async fn same_token_twice_in_one_request_is_refused(which: Which) {
+async fn same_token_twice_in_one_request_is_refused(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let ring = net.ring();
@@ -709,7 +676,7 @@ async fn same_token_twice_in_one_request_is_refused(which: Which) {
     op.stop().await;
 }
 
-async fn change_worth_more_than_the_input_is_refused(which: Which) {
+async fn change_worth_more_than_the_input_is_refused(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let ring = net.ring();
@@ -746,7 +713,7 @@ async fn change_worth_more_than_the_input_is_refused(which: Which) {
     op.stop().await;
 }
 
-async fn blinded_output_reused_is_refused(which: Which) {
+async fn blinded_output_reused_is_refused(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let ring = net.ring();
@@ -798,7 +765,7 @@ async fn blinded_output_reused_is_refused(which: Which) {
     op.stop().await;
 }
 
-async fn racing_spends_on_two_servers_exactly_one_wins(which: Which) {
+async fn racing_spends_on_two_servers_exactly_one_wins(which: Backend) {
     let net = Net::new(which).await;
     let a = net.start("a").await;
     let b = net.start("b").await;
@@ -985,7 +952,7 @@ fn pending_spend(ring: &KeyRing, req: &SwapRequest, now: u64) -> NewSpend {
     }
 }
 
-async fn crash_between_pending_and_spent_is_recovered(which: Which) {
+async fn crash_between_pending_and_spent_is_recovered(which: Backend) {
     let net = Net::new(which).await;
     let ring = net.ring();
     let store = {
@@ -1142,7 +1109,7 @@ async fn crash_between_pending_and_spent_is_recovered(which: Which) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_server_resolves_another_servers_stale_spends() {
     let net = Net::with_config(
-        Which::Sqlite,
+        Backend::Sqlite,
         CreditsConfig {
             recovery_timeout_secs: 1,
             ..CreditsConfig::default()
@@ -1205,7 +1172,7 @@ async fn redeem(op: &Op, req: &RedeemRequest) -> Result<RedeemResponse, ClientEr
     op.api.post("/v1/redeem", req).await
 }
 
-async fn credits_are_issued_once_per_redemption(which: Which) {
+async fn credits_are_issued_once_per_redemption(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let info: OperatorServiceInfo = op.api.get("/v1/info").await.unwrap();
@@ -1321,7 +1288,7 @@ async fn credits_are_issued_once_per_redemption(which: Which) {
 
 // ---- pruning --------------------------------------------------------------------------------
 
-async fn prune_forgets_expired_spends_only(which: Which) {
+async fn prune_forgets_expired_spends_only(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let ring = net.ring();
@@ -1387,7 +1354,7 @@ async fn prune_forgets_expired_spends_only(which: Which) {
 /// `POST /v1/restore` finds the signatures of outputs signed before — issued at a redemption
 /// or given as change — by `B_`, whatever amount the wallet asks with, in the order asked;
 /// outputs never signed are left out. They unblind to the same tokens.
-async fn restore_returns_earlier_signatures_by_blinded_output(which: Which) {
+async fn restore_returns_earlier_signatures_by_blinded_output(which: Backend) {
     let net = Net::new(which).await;
     let op = net.start("a").await;
     let ten = Amount::from_credits(10).unwrap();

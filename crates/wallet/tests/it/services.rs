@@ -1,11 +1,8 @@
-//! v0.2 redemption against the real services: the CLI's devnet (coordinator, issuer and
-//! operator, each with its own SQLite database, on loopback sockets) with a small MMR and a
-//! local ceremony, driven by the wallet library as `smpx wallet` drives it. (The wallet's
+//! v0.2 redemption against the real services: the test kit's network (coordinator, issuer
+//! and operator, each with its own SQLite database, on loopback sockets) with a small MMR and
+//! a local ceremony, driven by the wallet library as `smpx wallet` drives it. (The wallet's
 //! logic against every misbehaviour is in `flows.rs`, against stand-ins.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use smpx_cli::devnet::{Devnet, DevnetOptions, OPERATOR_ID};
 use smpx_core::api::{
     CheckStateRequest, CheckStateResponse, LedgerTotalsResponse, Payment, TokenState as AtOperator,
 };
@@ -13,6 +10,8 @@ use smpx_core::credits::Point;
 use smpx_core::Amount;
 use smpx_core::{rotation, ErrorCode};
 use smpx_http::ApiClient;
+use smpx_testkit::net::{Network, OPERATOR_ID};
+use smpx_testkit::Backend;
 use smpx_wallet::{
     KdfParams, LocalState, MmrChoice, Protocol, RedeemOptions, RedeemProgress, RestoreOptions,
     TokenState, VoucherRecord, Wallet, WalletError,
@@ -20,20 +19,11 @@ use smpx_wallet::{
 use std::sync::Mutex;
 use std::time::Duration;
 
-async fn devnet(dir: &std::path::Path) -> Devnet {
-    let mut opts = DevnetOptions::new(dir);
-    opts.params = Some(smpx_core::NetworkParams {
-        mmr_levels: 3,
-        ..DevnetOptions::default_params()
-    });
-    // Shared with the other crates' tests: the ceremony is made once per machine (and
-    // verified whenever it is used).
-    opts.ceremony_cache = std::env::temp_dir().join("smpx-test-cache").join("smpx");
-    opts.progress = false;
-    Devnet::start(opts).await.unwrap()
+async fn devnet() -> Network {
+    Network::start(Backend::Sqlite).await.unwrap()
 }
 
-async fn published(w: &Wallet, net: &Devnet, denomination: u64) -> VoucherRecord {
+async fn published(w: &Wallet, net: &Network, denomination: u64) -> VoucherRecord {
     let v = w
         .buy(
             &net.coordinator_url,
@@ -48,7 +38,7 @@ async fn published(w: &Wallet, net: &Devnet, denomination: u64) -> VoucherRecord
         .unwrap()
 }
 
-async fn totals(net: &Devnet) -> LedgerTotalsResponse {
+async fn totals(net: &Network) -> LedgerTotalsResponse {
     ApiClient::new(&net.coordinator_url)
         .get("/v1/ledger/totals")
         .await
@@ -66,7 +56,7 @@ fn with(mmr: MmrChoice, update_path: bool) -> RedeemOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_redemptions_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(&dir.path().join("net")).await;
+    let net = devnet().await;
     let (w, _) = Wallet::create(&dir.path().join("w.db"), "pw")
         .await
         .unwrap();
@@ -166,7 +156,7 @@ async fn v2_redemptions_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voucher_is_redeemed_once_whatever_the_protocols() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(&dir.path().join("net")).await;
+    let net = devnet().await;
     let (a, phrase) = Wallet::create(&dir.path().join("a.db"), "pw")
         .await
         .unwrap();
@@ -242,7 +232,7 @@ async fn a_voucher_is_redeemed_once_whatever_the_protocols() {
 }
 
 /// The operator's view (NUT-07) of tokens, by their `Y`.
-async fn at_operator(net: &Devnet, ys: &[String]) -> Vec<AtOperator> {
+async fn at_operator(net: &Network, ys: &[String]) -> Vec<AtOperator> {
     let r: CheckStateResponse = ApiClient::new(&net.operator_url)
         .post(
             "/v1/checkstate",
@@ -265,52 +255,6 @@ async fn unspent(w: &Wallet) -> Amount {
         .unwrap_or(Amount::ZERO)
 }
 
-/// A proxy in front of the operator that forwards every request but loses the answer to
-/// `POST /v1/swap` (the operator carries the spend out; the wallet never hears).
-async fn losing_swap_answers(target: String) -> String {
-    use axum::body::Bytes;
-    use axum::extract::State;
-    use axum::http::{Method, StatusCode, Uri};
-    use axum::response::{IntoResponse, Response};
-    async fn forward(
-        State(target): State<String>,
-        method: Method,
-        uri: Uri,
-        body: Bytes,
-    ) -> Response {
-        let url = format!(
-            "{target}{}",
-            uri.path_and_query().map_or("/", |p| p.as_str())
-        );
-        let resp = reqwest::Client::new()
-            .request(
-                reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
-                &url,
-            )
-            .header("content-type", "application/json")
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap();
-        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
-        let bytes = resp.bytes().await.unwrap();
-        if method == Method::POST && uri.path() == "/v1/swap" {
-            return (StatusCode::BAD_GATEWAY, "connection lost").into_response();
-        }
-        (
-            status,
-            [("content-type", "application/json")],
-            bytes.to_vec(),
-        )
-            .into_response()
-    }
-    let app = axum::Router::new().fallback(forward).with_state(target);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
 /// Operator credits end to end, as a user relies on them: a redemption pays the credited
 /// amount in tokens; a spend leaves the right change and the operator reports its inputs
 /// spent; a spend whose answer is lost is collected; a wallet restored from the phrase finds
@@ -319,7 +263,7 @@ async fn losing_swap_answers(target: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credits_issued_spent_collected_restored_and_double_spent() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(&dir.path().join("net")).await;
+    let net = devnet().await;
     let (w, phrase) = Wallet::create_with(
         &dir.path().join("w.db"),
         "pw",
@@ -399,8 +343,11 @@ async fn credits_issued_spent_collected_restored_and_double_spent() {
     ));
 
     // A spend whose answer is lost stays pending, then is collected.
-    let lossy = losing_swap_answers(net.operator_url.clone()).await;
-    let lost = w.spend_credits(&lossy, Amount(1_000_000)).await;
+    let lossy = smpx_testkit::proxy::Proxy::start(&net.operator_url)
+        .await
+        .unwrap();
+    lossy.lose_all("POST", "/v1/swap");
+    let lost = w.spend_credits(lossy.url(), Amount(1_000_000)).await;
     assert!(
         matches!(lost, Err(WalletError::SpendPending { .. })),
         "{lost:?}"

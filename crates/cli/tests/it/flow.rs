@@ -2,14 +2,12 @@
 //! service instances (own data directory, database and port), driven by the wallet library
 //! exactly as `smpx wallet` drives it — on SQLite and on PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use smpx_cli::devnet::{Databases, Devnet, DevnetOptions};
 use smpx_core::api::*;
 use smpx_core::ledger::Totals;
 use smpx_core::ErrorCode;
 use smpx_http::ApiClient;
-use smpx_store::scratch::{self, Which};
+use smpx_testkit::{both, db as scratch, Backend};
 use smpx_wallet::{LocalState, Wallet, WalletError};
 use std::time::Duration;
 
@@ -18,7 +16,7 @@ fn cache_home() -> std::path::PathBuf {
     std::env::temp_dir().join("smpx-test-cache")
 }
 
-async fn devnet(which: Which, dir: &std::path::Path) -> Devnet {
+async fn devnet(which: Backend, dir: &std::path::Path) -> Devnet {
     let mut opts = DevnetOptions::new(dir);
     // A small circuit: these tests are about the flow, not the MMR's size.
     opts.params = Some(smpx_core::NetworkParams {
@@ -27,7 +25,7 @@ async fn devnet(which: Which, dir: &std::path::Path) -> Devnet {
     });
     opts.ceremony_cache = cache_home().join("smpx");
     opts.progress = false;
-    if which == Which::Postgres {
+    if which == Backend::Postgres {
         opts.databases = Databases {
             coordinator: Some(scratch::postgres().await.unwrap()),
             issuer: Some(scratch::postgres().await.unwrap()),
@@ -44,16 +42,9 @@ async fn replay(url: &str) -> (LedgerTotalsResponse, Totals) {
     (t, Totals::replay(&page.entries).unwrap())
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Which::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Which::Postgres).await } )* }
-    };
-}
-
 both!(buy_publish_redeem_end_to_end);
 
-async fn buy_publish_redeem_end_to_end(which: Which) {
+async fn buy_publish_redeem_end_to_end(which: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let net = devnet(which, &dir.path().join("net")).await;
     let (wallet, mnemonic) = Wallet::create(&dir.path().join("w.db"), "pw")
@@ -190,7 +181,7 @@ async fn buy_publish_redeem_end_to_end(which: Which) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devnet_restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(Which::Sqlite, &dir.path().join("net")).await;
+    let net = devnet(Backend::Sqlite, &dir.path().join("net")).await;
     let (wallet, _) = Wallet::create(&dir.path().join("w.db"), "pw")
         .await
         .unwrap();
@@ -200,7 +191,7 @@ async fn devnet_restart_keeps_everything() {
         .unwrap();
     net.stop().await.unwrap();
     // The voucher was bought before the restart and is published after it.
-    let net = devnet(Which::Sqlite, &dir.path().join("net")).await;
+    let net = devnet(Backend::Sqlite, &dir.path().join("net")).await;
     wallet
         .publish(&net.coordinator_url, v.id, Duration::ZERO)
         .await
@@ -240,7 +231,7 @@ fn demo_command_runs_the_lifecycle_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuer_and_operator_publish_openapi_and_type_their_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(Which::Sqlite, &dir.path().join("net")).await;
+    let net = devnet(Backend::Sqlite, &dir.path().join("net")).await;
     for (url, path) in [
         (&net.issuer_url, "/v1/purchases"),
         (&net.operator_url, "/v1/redeem"),
@@ -298,7 +289,7 @@ async fn issuer_and_operator_publish_openapi_and_type_their_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wallet_commands_from_the_shell() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(Which::Sqlite, &dir.path().join("net")).await;
+    let net = devnet(Backend::Sqlite, &dir.path().join("net")).await;
     let wallet = dir.path().join("home/.smpx/wallet.db");
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpx"))

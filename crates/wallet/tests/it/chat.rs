@@ -2,10 +2,8 @@
 //! secure, messages both ways in order, messages held while the receiver is away, bad
 //! invitations, a wrong fingerprint, and a third party refused once the queue is secured.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use smpx_relay::client::{connect_tls, ClientConfig, ClientError};
-use smpx_relay::node::{InitOptions, RelayNode, RunningNode};
+use smpx_relay::node::RunningNode;
 use smpx_relay::protocol::{EntityId, ErrorCode};
 use smpx_relay::transport::RelayAddress;
 use smpx_wallet::chat::{ContactState, Direction, Invitation, Role};
@@ -16,17 +14,7 @@ const PASS: &str = "pw";
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn relay(dir: &std::path::Path) -> RunningNode {
-    RelayNode::init(
-        dir,
-        InitOptions {
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            ops_listen: Some("127.0.0.1:0".parse().unwrap()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    RelayNode::start(dir).await.unwrap()
+    smpx_testkit::relay::start(dir, None).await.unwrap()
 }
 
 async fn wallet(dir: &std::path::Path, name: &str) -> Wallet {
@@ -211,6 +199,7 @@ async fn messages_wait_on_the_relay_while_the_receiver_is_away() {
     );
 
     // A receive that waits gets a message sent while it waits.
+    let connections = smpx_testkit::relay::connections_total(&r);
     let waiting = tokio::spawn(async move {
         let got = alice.chat().receive(WAIT).await.unwrap();
         texts(&got)
@@ -218,7 +207,10 @@ async fn messages_wait_on_the_relay_while_the_receiver_is_away() {
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Sent once Alice's receive has connected.
+    smpx_testkit::relay::wait_for_connections(&r, connections + 1, WAIT)
+        .await
+        .unwrap();
     bob.chat().send("alice", "live").await.unwrap();
     assert_eq!(waiting.await.unwrap(), ["live"]);
     r.shutdown().await.unwrap();

@@ -1,7 +1,5 @@
 //! The storage suite, run against SQLite and PostgreSQL alike. Every test is instantiated
-//! twice by `both!`; PostgreSQL must be reachable (see `smpx_store::scratch`).
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! twice by `both!`; PostgreSQL must be reachable (see `smpx_testdb`).
 
 use smpx_core::api::VoucherState;
 use smpx_core::ledger::{self, Totals};
@@ -9,15 +7,8 @@ use smpx_core::Amount;
 use smpx_store::coordinator::*;
 use smpx_store::issuer::*;
 use smpx_store::operator::*;
-use smpx_store::scratch::{self, Which};
 use smpx_store::Db;
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Which::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Which::Postgres).await } )* }
-    };
-}
+use smpx_testdb::{self as scratch, both, Backend};
 
 both!(
     publish_is_unique_and_charges_once,
@@ -36,14 +27,17 @@ both!(
     release_by_books_is_conservative,
 );
 
-async fn db(which: Which) -> (Db, Option<tempfile::TempDir>) {
+async fn db(which: Backend) -> (Db, Option<tempfile::TempDir>) {
     let (url, guard) = scratch::database(which).await.unwrap();
     (Db::connect(&url).await.unwrap(), guard)
 }
 
 const D10: Amount = Amount(10_000_000);
 
-async fn coordinator(which: Which, limit: Amount) -> (CoordinatorStore, Option<tempfile::TempDir>) {
+async fn coordinator(
+    which: Backend,
+    limit: Amount,
+) -> (CoordinatorStore, Option<tempfile::TempDir>) {
     let (db, g) = db(which).await;
     let s = CoordinatorStore::open(db).await.unwrap();
     s.add_issuer("iss", &[1; 32], limit, 0).await.unwrap();
@@ -108,7 +102,7 @@ async fn replayed(s: &CoordinatorStore) -> Totals {
     t
 }
 
-async fn publish_is_unique_and_charges_once(which: Which) {
+async fn publish_is_unique_and_charges_once(which: Backend) {
     let (s, _g) = coordinator(which, Amount(100_000_000)).await;
     assert_eq!(
         s.publish(&voucher(1, 10, 100)).await.unwrap(),
@@ -126,7 +120,7 @@ async fn publish_is_unique_and_charges_once(which: Which) {
     assert_eq!(replayed(&s).await.live, D10);
 }
 
-async fn limit_and_whitelist_refuse_without_writing(which: Which) {
+async fn limit_and_whitelist_refuse_without_writing(which: Backend) {
     let (s, _g) = coordinator(which, Amount(15_000_000)).await;
     assert_eq!(
         s.publish(&voucher(1, 0, 100)).await.unwrap(),
@@ -153,7 +147,7 @@ async fn limit_and_whitelist_refuse_without_writing(which: Which) {
     assert_eq!(s.issuer("iss").await.unwrap().unwrap().info.published, D10);
 }
 
-async fn redemption_states_and_idempotent_retry(which: Which) {
+async fn redemption_states_and_idempotent_retry(which: Backend) {
     let (s, _g) = coordinator(which, Amount(100_000_000)).await;
     s.publish(&voucher(1, 0, 100)).await.unwrap();
     assert_eq!(
@@ -188,7 +182,7 @@ async fn redemption_states_and_idempotent_retry(which: Which) {
     );
 }
 
-async fn racing_redemptions_exactly_one_wins(which: Which) {
+async fn racing_redemptions_exactly_one_wins(which: Backend) {
     let (s, _g) = coordinator(which, Amount(100_000_000)).await;
     s.publish(&voucher(1, 0, 100)).await.unwrap();
     let mut tasks = Vec::new();
@@ -210,7 +204,7 @@ async fn racing_redemptions_exactly_one_wins(which: Which) {
     assert_eq!(t.redeemed, D10, "paid exactly once");
 }
 
-async fn racing_publishes_respect_the_limit(which: Which) {
+async fn racing_publishes_respect_the_limit(which: Backend) {
     let (s, _g) = coordinator(which, Amount(50_000_000)).await;
     let mut tasks = Vec::new();
     for c in 0..12u8 {
@@ -235,7 +229,7 @@ async fn racing_publishes_respect_the_limit(which: Which) {
     );
 }
 
-async fn expiry_releases_only_expired_live_vouchers(which: Which) {
+async fn expiry_releases_only_expired_live_vouchers(which: Backend) {
     let (s, _g) = coordinator(which, Amount(100_000_000)).await;
     s.publish(&voucher(1, 0, 100)).await.unwrap();
     s.publish(&voucher(2, 0, 100)).await.unwrap();
@@ -271,7 +265,7 @@ async fn expiry_releases_only_expired_live_vouchers(which: Which) {
     );
 }
 
-async fn migrations_are_idempotent(which: Which) {
+async fn migrations_are_idempotent(which: Backend) {
     let (db, _g) = db(which).await;
     let a = CoordinatorStore::open(db.clone()).await.unwrap();
     a.add_issuer("iss", &[1; 32], D10, 0).await.unwrap();
@@ -284,7 +278,7 @@ async fn migrations_are_idempotent(which: Which) {
     OperatorStore::open(db).await.unwrap();
 }
 
-async fn topup_code_sells_exactly_once(which: Which) {
+async fn topup_code_sells_exactly_once(which: Backend) {
     let (db, _g) = db(which).await;
     let s = IssuerStore::open(db).await.unwrap();
     s.insert_codes("b1", 10, &[[5; 32]], 0).await.unwrap();
@@ -326,7 +320,7 @@ async fn topup_code_sells_exactly_once(which: Which) {
     assert_eq!(s.sell(&wrong).await.unwrap(), SaleOutcome::CodeRejected);
 }
 
-async fn operator_records_are_idempotent(which: Which) {
+async fn operator_records_are_idempotent(which: Backend) {
     let (db, _g) = db(which).await;
     let s = OperatorStore::open(db).await.unwrap();
     let r = |receipt: &str| NewOperatorRedemption {
@@ -369,7 +363,7 @@ fn zk(n: u8, mmr_id: u64, op: &str, digest: u8, now: u64) -> NewZkRedemption<'_>
     }
 }
 
-async fn appends_record_every_root_across_processes(which: Which) {
+async fn appends_record_every_root_across_processes(which: Backend) {
     let (a, _g) = coordinator(which, Amount(1_000_000_000)).await;
     // A second store on the same database has its own MMR cache, like another process.
     let b = CoordinatorStore::open(a.db().clone()).await.unwrap();
@@ -429,7 +423,7 @@ async fn appends_record_every_root_across_processes(which: Which) {
     }
 }
 
-async fn failed_appends_leave_no_trace(which: Which) {
+async fn failed_appends_leave_no_trace(which: Backend) {
     let (a, _g) = coordinator(which, Amount(1_000_000_000)).await;
     // Levels 1: capacity 3.
     let small = |c: u8, mmrs: &[u64]| NewVoucher {
@@ -468,7 +462,7 @@ async fn failed_appends_leave_no_trace(which: Which) {
     assert!(replayed(&a).await.published == Amount(40_000_000));
 }
 
-async fn nullifiers_spend_once_across_versions(which: Which) {
+async fn nullifiers_spend_once_across_versions(which: Backend) {
     let (s, _g) = coordinator(which, Amount(1_000_000_000)).await;
     for c in 1..=3 {
         s.publish(&in_mmrs(c, 0, &[0, 1])).await.unwrap();
@@ -517,7 +511,7 @@ async fn nullifiers_spend_once_across_versions(which: Which) {
     assert_eq!((t.redeemed, t.live), (Amount(20_000_000), D10));
 }
 
-async fn racing_zk_redemptions_exactly_one_wins(which: Which) {
+async fn racing_zk_redemptions_exactly_one_wins(which: Backend) {
     let (a, _g) = coordinator(which, Amount(1_000_000_000)).await;
     let b = CoordinatorStore::open(a.db().clone()).await.unwrap();
     a.publish(&in_mmrs(1, 0, &[0])).await.unwrap();
@@ -539,7 +533,7 @@ async fn racing_zk_redemptions_exactly_one_wins(which: Which) {
     assert_eq!(replayed(&a).await.redeemed, D10, "paid exactly once");
 }
 
-async fn release_by_books_is_conservative(which: Which) {
+async fn release_by_books_is_conservative(which: Backend) {
     let (s, _g) = coordinator(which, Amount(1_000_000_000)).await;
     // Groups: voucher 1 → 0; 2, 3 → 1 (also in 0); 4 → 2 (also in 1).
     s.publish(&in_mmrs(1, 0, &[0])).await.unwrap();

@@ -1,36 +1,26 @@
-//! Paying relays for capacity with operator credits, against the real services: the CLI's
-//! devnet operator and two relays of that operator (TLS on loopback). A payment raises the
+//! Paying relays for capacity with operator credits, against the real services: the test
+//! kit's operator and two relays of that operator (TLS on loopback). A payment raises the
 //! queue's quota and the wallet keeps its change; the identical payment presented twice —
 //! to two relays at once, or to one relay for another queue — buys once: the operator's
 //! registry flags the repeat and the relay that got it cancels what it provisioned.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use smpx_cli::devnet::{Devnet, DevnetOptions};
 use smpx_core::api::Payment;
 use smpx_core::credits::BlindSignature;
 use smpx_core::Amount;
 use smpx_http::ClientError as HttpError;
 use smpx_relay::client::{connect_tls, Client, ClientConfig, ClientError};
-use smpx_relay::node::{InitOptions, RelayNode, RunningNode};
+use smpx_relay::node::RunningNode;
 use smpx_relay::protocol::{EntityId, ErrorCode};
 use smpx_relay::server::capacity::{Bought, PayAnswer};
+use smpx_testkit::net::Network;
+use smpx_testkit::Backend;
 use smpx_wallet::{KdfParams, Protocol, RedeemOptions, Wallet, WalletError};
 use std::time::Duration;
 
 async fn relay(dir: &std::path::Path, operator_url: &str) -> RunningNode {
-    RelayNode::init(
-        dir,
-        InitOptions {
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            ops_listen: Some("127.0.0.1:0".parse().unwrap()),
-            operator_url: Some(operator_url.to_owned()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    RelayNode::start(dir).await.unwrap()
+    smpx_testkit::relay::start(dir, Some(operator_url))
+        .await
+        .unwrap()
 }
 
 async fn client(node: &RunningNode) -> Client {
@@ -55,14 +45,7 @@ async fn fill(c: &Client, sid: &EntityId, max: u32) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_sell_capacity_for_credits_once_per_payment() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = DevnetOptions::new(&dir.path().join("net"));
-    opts.params = Some(smpx_core::NetworkParams {
-        mmr_levels: 3,
-        ..DevnetOptions::default_params()
-    });
-    opts.ceremony_cache = std::env::temp_dir().join("smpx-test-cache").join("smpx");
-    opts.progress = false;
-    let net = Devnet::start(opts).await.unwrap();
+    let net = Network::start(Backend::Sqlite).await.unwrap();
     let w = Wallet::create_with(
         &dir.path().join("w.db"),
         "pw",

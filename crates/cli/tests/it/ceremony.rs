@@ -1,8 +1,6 @@
 //! `smpx ceremony …` end to end, running the real binary on a tiny circuit (2 MMR levels):
 //! a whole ceremony from `start` to `verify`, tampered transcripts, and refused steps.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,8 +1,6 @@
 //! The operator's credit store (spent registry and spend saga), run against SQLite and
 //! PostgreSQL alike. Every test is instantiated twice by `both!`; PostgreSQL must be
-//! reachable (see `smpx_store::scratch`).
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! reachable (see `smpx_testdb`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,16 +9,9 @@ use rand::{Rng, SeedableRng};
 use smpx_core::credits::{hash_to_curve, KeysetId, Point};
 use smpx_core::Amount;
 use smpx_store::credits::*;
-use smpx_store::scratch::{self, Which};
 use smpx_store::Db;
+use smpx_testdb::{self as scratch, both, Backend};
 use sqlx::Row;
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Which::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Which::Postgres).await } )* }
-    };
-}
 
 both!(
     double_spend_within_one_request_writes_nothing,
@@ -42,7 +33,7 @@ const NOW: u64 = 1_750_000_000;
 const DAY: u64 = 86_400;
 const LIFE: u64 = 90 * DAY;
 
-async fn open(which: Which) -> (CreditStore, String, Option<tempfile::TempDir>) {
+async fn open(which: Backend) -> (CreditStore, String, Option<tempfile::TempDir>) {
     let (url, guard) = scratch::database(which).await.unwrap();
     let store = CreditStore::open(Db::connect(&url).await.unwrap())
         .await
@@ -156,7 +147,7 @@ async fn assert_consistent(s: &CreditStore) {
     assert_eq!(listed, held, "every live saga holds all its outputs");
 }
 
-async fn double_spend_within_one_request_writes_nothing(which: Which) {
+async fn double_spend_within_one_request_writes_nothing(which: Backend) {
     let (s, _url, _g) = open(which).await;
     let req = spend(&[1, 2, 1], &[100]);
     assert_eq!(
@@ -172,7 +163,7 @@ async fn double_spend_within_one_request_writes_nothing(which: Which) {
     );
 }
 
-async fn double_spend_across_requests_is_refused(which: Which) {
+async fn double_spend_across_requests_is_refused(which: Backend) {
     let (s, _url, _g) = open(which).await;
     let first = spend(&[1, 2], &[100]);
     assert_eq!(s.begin_spend(&first).await.unwrap(), BeginOutcome::Started);
@@ -212,7 +203,7 @@ async fn double_spend_across_requests_is_refused(which: Which) {
     assert_consistent(&s).await;
 }
 
-async fn racing_spends_of_one_token_exactly_one_wins(which: Which) {
+async fn racing_spends_of_one_token_exactly_one_wins(which: Backend) {
     let (s, _url, _g) = open(which).await;
     for round in 0..3u64 {
         let base = 1000 * (round + 1);
@@ -253,7 +244,7 @@ async fn racing_spends_of_one_token_exactly_one_wins(which: Which) {
     assert_consistent(&s).await;
 }
 
-async fn racing_overlapping_spends_never_deadlock(which: Which) {
+async fn racing_overlapping_spends_never_deadlock(which: Backend) {
     let (s, _url, _g) = open(which).await;
     // Rounds of 16 requests, each spending 30 of the round's 100 tokens in random order: they
     // overlap pairwise, so inserting in request order would deadlock (PostgreSQL would abort
@@ -303,7 +294,7 @@ async fn racing_overlapping_spends_never_deadlock(which: Which) {
     assert_consistent(&s).await;
 }
 
-async fn blinded_output_is_never_signed_twice(which: Which) {
+async fn blinded_output_is_never_signed_twice(which: Backend) {
     let (s, _url, _g) = open(which).await;
     // Twice in one request.
     assert_eq!(
@@ -373,7 +364,7 @@ async fn blinded_output_is_never_signed_twice(which: Which) {
     assert_consistent(&s).await;
 }
 
-async fn cancel_refunds_and_frees_outputs(which: Which) {
+async fn cancel_refunds_and_frees_outputs(which: Backend) {
     let (s, _url, _g) = open(which).await;
     let first = spend(&[1, 2], &[100]);
     assert_eq!(s.begin_spend(&first).await.unwrap(), BeginOutcome::Started);
@@ -405,7 +396,7 @@ async fn cancel_refunds_and_frees_outputs(which: Which) {
     assert_consistent(&s).await;
 }
 
-async fn complete_and_cancel_are_idempotent_and_exclusive(which: Which) {
+async fn complete_and_cancel_are_idempotent_and_exclusive(which: Backend) {
     let (s, _url, _g) = open(which).await;
     let a = spend(&[1], &[100]);
     let b = spend(&[2], &[101]);
@@ -494,7 +485,7 @@ async fn complete_and_cancel_are_idempotent_and_exclusive(which: Which) {
     assert_consistent(&s).await;
 }
 
-async fn prune_removes_only_expired(which: Which) {
+async fn prune_removes_only_expired(which: Backend) {
     let (s, _url, _g) = open(which).await;
     let t0 = NOW + 10 * DAY;
     let t1 = NOW + 20 * DAY;
@@ -572,7 +563,7 @@ async fn prune_removes_only_expired(which: Which) {
     assert_eq!(count(&s, "SELECT COUNT(*) FROM credit_outputs").await, 0);
 }
 
-async fn batch_keeps_each_saga_atomic(which: Which) {
+async fn batch_keeps_each_saga_atomic(which: Backend) {
     let (s, _url, _g) = open(which).await;
     let earlier = spend(&[10], &[110]);
     assert_eq!(
@@ -642,7 +633,7 @@ async fn batch_keeps_each_saga_atomic(which: Which) {
     assert_consistent(&s).await;
 }
 
-async fn racing_batches_exactly_one_wins(which: Which) {
+async fn racing_batches_exactly_one_wins(which: Backend) {
     let (s, _url, _g) = open(which).await;
     // Eight batches of 25 sagas over 60 tokens, each saga taking 3 random tokens and one
     // output from a pool of 40: heavy overlap within and across batches, in varying order.
@@ -700,7 +691,7 @@ async fn racing_batches_exactly_one_wins(which: Which) {
 /// recovered by two recoverers that disagree (one completes, one cancels). After all that no
 /// token is both spent and refunded, every done saga's change can be collected, and every
 /// refunded token can be spent again.
-async fn crash_and_recovery_never_spend_and_refund_a_token(which: Which) {
+async fn crash_and_recovery_never_spend_and_refund_a_token(which: Backend) {
     let (s, url, _g) = open(which).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut all: Vec<NewSpend> = Vec::new();
@@ -883,7 +874,7 @@ async fn crash_and_recovery_never_spend_and_refund_a_token(which: Which) {
     }
 }
 
-async fn issuance_first_record_stands(which: Which) {
+async fn issuance_first_record_stands(which: Backend) {
     let (s, _url, _g) = open(which).await;
     let first = NewIssuance {
         digest: [1; 32],
@@ -967,7 +958,7 @@ async fn issuance_first_record_stands(which: Which) {
     );
 }
 
-async fn migrations_are_idempotent(which: Which) {
+async fn migrations_are_idempotent(which: Backend) {
     let (s, url, _g) = open(which).await;
     assert_eq!(
         s.begin_spend(&spend(&[1], &[2])).await.unwrap(),

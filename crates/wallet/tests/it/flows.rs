@@ -1,9 +1,8 @@
 //! The wallet's flows against small in-process stand-ins for the coordinator, an issuer and an
 //! operator (axum on loopback). The stand-ins implement the `/v1` wire contract with the real
 //! core crypto, plus switches to lose an answer or misbehave, so the retry and verification
-//! paths are exercised. End-to-end runs against the real services live with those services.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! paths are exercised. End-to-end runs against the real services are in `services.rs`, and
+//! lost answers of the real services (through `smpx_testkit::proxy`) in `retries.rs`.
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -22,6 +21,7 @@ use smpx_core::receipt::{
 use smpx_core::redemption::open_v1;
 use smpx_core::{keys, rotation, Amount, ErrorCode, NetworkParams};
 use smpx_http::ApiError;
+use smpx_testkit::net::{self, Server};
 use smpx_wallet::{
     KdfParams, LocalState, MmrChoice, RedeemOptions, RedeemProgress, Wallet, WalletError,
 };
@@ -33,7 +33,7 @@ const PASS: &str = "pw";
 const OPERATOR: &str = "op-1";
 const ISSUER: &str = "iss-1";
 /// MMR levels of the mock network (capacity 63): small, so the ceremony and proofs are quick.
-const LEVELS: u32 = 3;
+const LEVELS: u32 = smpx_testkit::ceremony::LEVELS;
 
 /// One ceremony for the whole test binary (cached between runs by `smpx_zk::devnet`, and
 /// verified whenever it is loaded), and the keys it gives.
@@ -47,9 +47,7 @@ struct Ceremony {
 fn ceremony() -> &'static Ceremony {
     static C: OnceLock<Ceremony> = OnceLock::new();
     C.get_or_init(|| {
-        let cache = std::env::temp_dir().join("smpx-test-cache").join("smpx");
-        let k = smpx_zk::devnet::cached_local_ceremony(LEVELS, 1, &cache, &smpx_ceremony::Silent)
-            .unwrap();
+        let k = smpx_testkit::ceremony::keys(LEVELS).unwrap();
         Ceremony {
             pvk: k.verifying_key.prepare(),
             vk: k.verifying_key,
@@ -86,7 +84,6 @@ fn now() -> u64 {
 struct Switches {
     fail_next_purchase: bool,
     lose_next_purchase_answer: bool,
-    lose_next_publish_answer: bool,
     lose_next_redeem_answer: bool,
     publish_receipt_wrong_key: bool,
     coordinator_receipt_wrong_digest: bool,
@@ -103,7 +100,6 @@ struct Books {
     /// top-up code → (blinded message, blind signature)
     purchases: HashMap<String, (Vec<u8>, Vec<u8>)>,
     redemptions: HashMap<[u8; 32], Signed<OperatorCreditReceipt>>,
-    envelopes_seen: Vec<[u8; 32]>,
     lookups: u64,
     /// v0.2: the MMRs by id, and what a forked coordinator shows instead of some of them.
     mmrs: BTreeMap<u64, Mmr>,
@@ -211,10 +207,7 @@ async fn publish(
         b.vouchers.insert(c, status.clone());
         b.append(&m.params, req.commitment.0.to_fr().unwrap(), t)
     };
-    let mut sw = m.sw.lock().unwrap();
-    if std::mem::take(&mut sw.lose_next_publish_answer) {
-        return Err(ApiError::new(ErrorCode::Internal, "answer lost"));
-    }
+    let sw = m.sw.lock().unwrap();
     let signer = if sw.publish_receipt_wrong_key {
         SigningKey::generate()
     } else {
@@ -324,7 +317,6 @@ async fn redeem(
     let digest = envelope.digest();
     let receipt = {
         let mut b = m.books.lock().unwrap();
-        b.envelopes_seen.push(digest);
         if let Some(r) = b.redemptions.get(&digest) {
             r.clone()
         } else {
@@ -535,13 +527,11 @@ struct Net {
     coordinator: String,
     issuer: String,
     operator: String,
+    _servers: [Server; 3],
 }
 
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("http://{addr}")
+async fn serve(router: Router) -> Server {
+    net::serve_router(router).await.unwrap()
 }
 
 async fn network() -> Net {
@@ -605,9 +595,10 @@ async fn network() -> Net {
     .await;
     Net {
         mock,
-        coordinator,
-        issuer,
-        operator,
+        coordinator: coordinator.url.clone(),
+        issuer: issuer.url.clone(),
+        operator: operator.url.clone(),
+        _servers: [coordinator, issuer, operator],
     }
 }
 
@@ -777,104 +768,6 @@ async fn failed_purchase_stays_buying_and_resumes_without_paying_twice() {
         .unwrap_err();
     assert!(matches!(e, WalletError::NoIssuerKey { .. }), "{e}");
     assert_eq!(w.next_index().await.unwrap(), next);
-}
-
-#[tokio::test]
-async fn lost_publish_answer_is_confirmed_on_retry_and_by_refresh() {
-    let net = network().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (w, _) = new_wallet(&dir, "w.db").await;
-    let a = w
-        .buy(&net.coordinator, &net.issuer, 10, code("A"))
-        .await
-        .unwrap();
-    let b = w
-        .buy(&net.coordinator, &net.issuer, 10, code("B"))
-        .await
-        .unwrap();
-
-    net.mock.sw.lock().unwrap().lose_next_publish_answer = true;
-    assert!(w
-        .publish(&net.coordinator, a.id, Duration::ZERO)
-        .await
-        .is_err());
-    assert_eq!(w.voucher(a.id).await.unwrap().state, LocalState::Bought);
-    // Retry: the coordinator says already_published, the wallet confirms and records it.
-    let a = w
-        .publish(&net.coordinator, a.id, Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(a.state, LocalState::Published);
-    assert!(a.expires_at.is_some());
-
-    net.mock.sw.lock().unwrap().lose_next_publish_answer = true;
-    assert!(w
-        .publish(&net.coordinator, b.id, Duration::ZERO)
-        .await
-        .is_err());
-    let changed = w.refresh(&net.coordinator).await.unwrap();
-    assert_eq!(
-        changed.iter().map(|v| (v.id, v.state)).collect::<Vec<_>>(),
-        vec![(b.id, LocalState::Published)]
-    );
-}
-
-#[tokio::test]
-async fn lost_redeem_answer_resends_the_same_envelope() {
-    let net = network().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (w, _) = new_wallet(&dir, "w.db").await;
-    let v = w
-        .buy(&net.coordinator, &net.issuer, 10, code("R"))
-        .await
-        .unwrap();
-    w.publish(&net.coordinator, v.id, Duration::ZERO)
-        .await
-        .unwrap();
-
-    net.mock.sw.lock().unwrap().lose_next_redeem_answer = true;
-    assert!(w
-        .redeem_with(
-            &net.coordinator,
-            &net.operator,
-            v.id,
-            &RedeemOptions::v1(),
-            &|_| {}
-        )
-        .await
-        .is_err());
-    assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Published);
-    // The coordinator already counts it redeemed; refresh says so, and the retry still gets
-    // the receipt because it re-sends the identical envelope.
-    let changed = w.refresh(&net.coordinator).await.unwrap();
-    assert_eq!(changed[0].state, LocalState::Redeemed);
-    let credit = w
-        .redeem_with(
-            &net.coordinator,
-            &net.operator,
-            v.id,
-            &RedeemOptions::v1(),
-            &|_| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(credit.credited, Amount::from_credits(10).unwrap());
-    let seen = net.mock.books.lock().unwrap().envelopes_seen.clone();
-    assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0], seen[1], "the retry must re-send the same envelope");
-    // Now it is done for good.
-    let e = w
-        .redeem_with(
-            &net.coordinator,
-            &net.operator,
-            v.id,
-            &RedeemOptions::v1(),
-            &|_| {},
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
-    assert_eq!(w.credits().await.unwrap().len(), 1);
 }
 
 #[tokio::test]

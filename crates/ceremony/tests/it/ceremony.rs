@@ -1,5 +1,4 @@
 //! End-to-end ceremonies on a tiny circuit, and every way a contribution can be bad.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,31 +1,11 @@
 //! `smpx chat` as processes: a relay from `smpx relay init/run`, two wallets from
 //! `smpx wallet init`, invite → accept → receive (connect) → send → receive, both ways.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+use smpx_testkit::process::{self, RelayProcess};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_smpx");
-
-/// Killed when dropped (a failing test leaves no relay behind).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn ok(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -49,52 +29,10 @@ fn smpx(wallet: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn two_wallets_chat_through_a_relay_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let relay_dir = dir.path().join("relay");
-    let port = free_port();
-    let init = ok(Command::new(BIN)
-        .args(["relay", "init", "--dir"])
-        .arg(&relay_dir)
-        .args(["--port", &port.to_string(), "--ops-listen", "127.0.0.1:0"])
-        .output()
-        .unwrap());
-    let address = init
-        .lines()
-        .find_map(|l| l.strip_prefix("address  "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let mut relay = Proc(
-        Command::new(BIN)
-            .args(["relay", "run", "--dir"])
-            .arg(&relay_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = relay.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("relay did not report listening");
-        if line.starts_with("relay listening on ") {
-            break;
-        }
-    }
-
-    let alice = dir.path().join("alice.db");
-    let bob = dir.path().join("bob.db");
+/// `smpx wallet init` for Alice and Bob in `dir`; their wallet files.
+fn two_wallets(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let alice = dir.join("alice.db");
+    let bob = dir.join("bob.db");
     for w in [&alice, &bob] {
         ok(Command::new(BIN)
             .arg("wallet")
@@ -105,6 +43,16 @@ fn two_wallets_chat_through_a_relay_process() {
             .output()
             .unwrap());
     }
+    (alice, bob)
+}
+
+#[test]
+fn two_wallets_chat_through_a_relay_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = start_relay(&dir.path().join("relay"));
+    let address = relay.address.clone();
+
+    let (alice, bob) = two_wallets(dir.path());
 
     // Without --relay and without a devnet, invite says what to do.
     let out = smpx(
@@ -165,49 +113,10 @@ fn two_wallets_chat_through_a_relay_process() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid smpx invitation"));
 }
 
-/// `smpx relay init` + `run` on free ports; the relay, its address and its ops address.
-fn start_relay(dir: &Path) -> (Proc, String, String) {
-    let port = free_port();
-    let ops = format!("127.0.0.1:{}", free_port());
-    let init = ok(Command::new(BIN)
-        .args(["relay", "init", "--dir"])
-        .arg(dir)
-        .args(["--port", &port.to_string(), "--ops-listen", &ops])
-        .output()
-        .unwrap());
-    let address = init
-        .lines()
-        .find_map(|l| l.strip_prefix("address  "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let mut relay = Proc(
-        Command::new(BIN)
-            .args(["relay", "run", "--dir"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = relay.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("relay did not report listening");
-        if line.starts_with("relay listening on ") {
-            break;
-        }
-    }
-    (relay, address, ops)
+/// `smpx relay init` + `run`, on ports the relay picks (its printed address and ops
+/// address say which).
+fn start_relay(dir: &Path) -> RelayProcess {
+    process::relay(Path::new(BIN), dir).unwrap()
 }
 
 /// One counter of a relay's `/metrics`.
@@ -229,20 +138,11 @@ fn metric(ops: &str, name: &str) -> f64 {
 #[test]
 fn chat_crosses_relays_through_the_senders_relay_unless_direct() {
     let dir = tempfile::tempdir().unwrap();
-    let (_ra, a, a_ops) = start_relay(&dir.path().join("ra"));
-    let (_rb, b, b_ops) = start_relay(&dir.path().join("rb"));
-    let alice = dir.path().join("alice.db");
-    let bob = dir.path().join("bob.db");
-    for w in [&alice, &bob] {
-        ok(Command::new(BIN)
-            .arg("wallet")
-            .arg("--wallet")
-            .arg(w)
-            .arg("init")
-            .env("SMPX_WALLET_PASSPHRASE", "pw")
-            .output()
-            .unwrap());
-    }
+    let ra = start_relay(&dir.path().join("ra"));
+    let rb = start_relay(&dir.path().join("rb"));
+    let (a, a_ops) = (ra.address.clone(), ra.ops.clone());
+    let (b, b_ops) = (rb.address.clone(), rb.ops.clone());
+    let (alice, bob) = two_wallets(dir.path());
     let invitation = ok(smpx(&alice, &["invite", "--name", "bob", "--relay", &a]));
     ok(smpx(
         &bob,

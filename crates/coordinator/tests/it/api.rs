@@ -2,8 +2,6 @@
 //! nothing is half-written, and the service keeps serving. Flows that touch money run on
 //! SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use rand::RngCore;
 use smpx_coordinator::{Coordinator, CoordinatorHome, ZkKeys};
 use smpx_core::api::*;
@@ -18,11 +16,11 @@ use smpx_core::redemption::seal_v1;
 use smpx_core::{ErrorCode, NetworkParams, DAY};
 use smpx_http::{ApiClient, ClientError, ManualClock};
 use smpx_store::coordinator::CoordinatorStore;
-use smpx_store::scratch::{self, Which};
 use smpx_store::Db;
+use smpx_testkit::net::{self, Server};
+use smpx_testkit::{both, db as scratch, Backend};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 fn rsa_key(slot: usize) -> IssuerSecretKey {
     static KEYS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -35,16 +33,14 @@ fn rsa_key(slot: usize) -> IssuerSecretKey {
 }
 
 /// MMR levels of these tests: capacity 63, a circuit that proves in milliseconds.
-const LEVELS: u32 = 3;
+const LEVELS: u32 = smpx_testkit::ceremony::LEVELS;
 
 /// One local ceremony for these tests (cached across test runs, verified on every load), and
 /// the coordinator keys from it, verified once per test binary.
 fn ceremony() -> &'static (smpx_zk::devnet::CeremonyKeys, ZkKeys) {
     static T: OnceLock<(smpx_zk::devnet::CeremonyKeys, ZkKeys)> = OnceLock::new();
     T.get_or_init(|| {
-        let dir = std::env::temp_dir().join("smpx-test-ceremonies");
-        let keys = smpx_zk::devnet::cached_local_ceremony(LEVELS, 2, &dir, &smpx_ceremony::Silent)
-            .unwrap();
+        let keys = smpx_testkit::ceremony::keys(LEVELS).unwrap();
         let zk = ZkKeys::from_verified(keys.transcript.clone(), &keys.verifying_key).unwrap();
         (keys, zk)
     })
@@ -72,20 +68,18 @@ struct Net {
     db_url: String,
     dir: tempfile::TempDir,
     _db_guard: Option<tempfile::TempDir>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<Server>,
 }
 
+/// The coordinator on `dir` and `db_url`, served on `addr` (port 0 at first; the same port
+/// on a restart).
 async fn serve(
     dir: &std::path::Path,
     db_url: &str,
     clock: &ManualClock,
     params: &NetworkParams,
-) -> (
-    String,
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
+    addr: std::net::SocketAddr,
+) -> Server {
     let home = CoordinatorHome::open(dir, Some(params.clone())).unwrap();
     let store = CoordinatorStore::open(Db::connect(db_url).await.unwrap())
         .await
@@ -99,22 +93,15 @@ async fn serve(
         .unwrap()
         .unwrap();
     let state = Coordinator::with_zk(store, home, Arc::new(clock.clone()), Some(zk));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(smpx_coordinator::run(
-        state,
-        l,
-        Duration::from_secs(3600),
-        async {
-            let _ = rx.await;
-        },
-    ));
-    (url, tx, task)
+    net::Server::start(addr, |l, stop| {
+        smpx_coordinator::run(state, l, Duration::from_secs(3600), stop)
+    })
+    .await
+    .unwrap()
 }
 
 impl Net {
-    async fn start(which: Which) -> Net {
+    async fn start(which: Backend) -> Net {
         let params = NetworkParams {
             voucher_expiry_secs: 10 * DAY,
             mmr_period_secs: 2 * DAY,
@@ -125,7 +112,8 @@ impl Net {
         let clock = ManualClock::new(params.epoch + 3600);
         let dir = tempfile::tempdir().unwrap();
         let (db_url, guard) = scratch::database(which).await.unwrap();
-        let (url, stop, task) = serve(dir.path(), &db_url, &clock, &params).await;
+        let server = serve(dir.path(), &db_url, &clock, &params, net::any_port()).await;
+        let url = server.url.clone();
         let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
         let admin = ApiClient::new(&url).with_token(token);
         let cred: CredentialResponse = admin
@@ -183,8 +171,7 @@ impl Net {
             db_url,
             dir,
             _db_guard: guard,
-            stop: Some(stop),
-            task: Some(task),
+            server: Some(server),
         }
     }
 
@@ -234,14 +221,21 @@ impl Net {
     }
 
     async fn restart(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
-        let (url, stop, task) =
-            serve(self.dir.path(), &self.db_url, &self.clock, &self.params).await;
+        let old = self.server.take().unwrap();
+        let addr = old.addr;
+        old.stop().await.unwrap();
+        let server = serve(
+            self.dir.path(),
+            &self.db_url,
+            &self.clock,
+            &self.params,
+            addr,
+        )
+        .await;
+        let url = server.url.clone();
         self.url = url.clone();
-        self.stop = Some(stop);
-        self.task = Some(task);
-        // Re-point the clients at the new port; tokens stay valid (stored hashed).
+        self.server = Some(server);
+        // The same port; the admin client is made anew, tokens stay valid (stored hashed).
         let tok = std::fs::read_to_string(self.dir.path().join("admin-token")).unwrap();
         self.admin = ApiClient::new(&url).with_token(tok);
     }
@@ -252,13 +246,6 @@ fn code(r: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, u16) {
         Err(ClientError::Api { code, status, .. }) => (code, status),
         other => panic!("expected a typed error, got {other:?}"),
     }
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Which::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Which::Postgres).await } )* }
-    };
 }
 
 both!(
@@ -273,7 +260,7 @@ both!(
     zk_release_after_rotation,
 );
 
-async fn publish_and_redeem_with_receipts(which: Which) {
+async fn publish_and_redeem_with_receipts(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     let (s, req) = net.voucher(10);
@@ -316,7 +303,7 @@ async fn publish_and_redeem_with_receipts(which: Which) {
     );
 }
 
-async fn bad_publications_are_refused(which: Which) {
+async fn bad_publications_are_refused(which: Backend) {
     let net = Net::start(which).await;
     let (_, req) = net.voucher(10);
 
@@ -401,7 +388,7 @@ async fn bad_publications_are_refused(which: Which) {
     assert_eq!(net.totals().await.entries, 1);
 }
 
-async fn limit_and_whitelist(which: Which) {
+async fn limit_and_whitelist(which: Backend) {
     let net = Net::start(which).await;
     // Limit is 25 credits: two 10s fit, the third does not.
     for _ in 0..2 {
@@ -452,7 +439,7 @@ async fn limit_and_whitelist(which: Which) {
     assert_eq!(t.totals.published.0, 30_000_000);
 }
 
-async fn redemption_refusals(which: Which) {
+async fn redemption_refusals(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     let (s, req) = net.voucher(10);
@@ -528,7 +515,7 @@ async fn redemption_refusals(which: Which) {
     assert_eq!(net.totals().await.totals.redeemed.0, 10_000_000);
 }
 
-async fn expiry_and_release(which: Which) {
+async fn expiry_and_release(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     let (s, req) = net.voucher(10);
@@ -570,7 +557,7 @@ async fn expiry_and_release(which: Which) {
     assert_eq!(code(anon), (ErrorCode::Unauthorized, 401));
 }
 
-async fn restart_loses_nothing(which: Which) {
+async fn restart_loses_nothing(which: Backend) {
     let mut net = Net::start(which).await;
     let p = net.params().await;
     let (s, req) = net.voucher(10);
@@ -582,7 +569,7 @@ async fn restart_loses_nothing(which: Which) {
     let p2 = net.params().await;
     assert_eq!(p.receipt_key, p2.receipt_key, "keys survive a restart");
     assert_eq!(p.envelope_key, p2.envelope_key);
-    // The operator credential issued before the restart still works, at the new address,
+    // The operator credential issued before the restart still works after it,
     // and the voucher published before it is still redeemable exactly once.
     let env = seal_v1(&p2.envelope_key, &s, 10, "op-1").unwrap();
     let op1 = ApiClient::new(&net.url).with_token(net.op1_token.clone());
@@ -599,7 +586,7 @@ async fn restart_loses_nothing(which: Which) {
 
 #[tokio::test]
 async fn malformed_requests_get_typed_errors() {
-    let net = Net::start(Which::Sqlite).await;
+    let net = Net::start(Backend::Sqlite).await;
     let http = reqwest::Client::new();
     let post = |path: &str, body: Vec<u8>, ct: &str| {
         http.post(format!("{}{path}", net.url))
@@ -712,7 +699,7 @@ async fn malformed_requests_get_typed_errors() {
 
 #[tokio::test]
 async fn openapi_documents_every_route() {
-    let net = Net::start(Which::Sqlite).await;
+    let net = Net::start(Backend::Sqlite).await;
     let doc: serde_json::Value = net.public().get("/openapi.json").await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
     for p in [
@@ -767,7 +754,7 @@ async fn openapi_documents_every_route() {
 
 #[tokio::test]
 async fn key_registration_rules() {
-    let net = Net::start(Which::Sqlite).await;
+    let net = Net::start(Backend::Sqlite).await;
     let spki = |slot| b64::encode(&rsa_key(slot).public_key().unwrap().to_spki().unwrap());
     let reg = |denomination, period, public_key: String| {
         let issuer = net.issuer.clone();
@@ -943,7 +930,7 @@ impl Net {
     }
 }
 
-async fn zk_redemption_end_to_end(which: Which) {
+async fn zk_redemption_end_to_end(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     assert!(p.params.protocol_versions.contains(&2));
@@ -1051,7 +1038,7 @@ async fn zk_redemption_end_to_end(which: Which) {
     );
 }
 
-async fn zk_refusals_record_nothing(which: Which) {
+async fn zk_refusals_record_nothing(which: Backend) {
     let net = Net::start(which).await;
     let (s, req) = net.voucher(10);
     let index = net.publish(&req).await.unwrap().body.paths[0].leaf_index;
@@ -1152,7 +1139,7 @@ async fn zk_refusals_record_nothing(which: Which) {
     assert_eq!(net.totals().await.totals.redeemed.0, 10_000_000);
 }
 
-async fn zk_release_after_rotation(which: Which) {
+async fn zk_release_after_rotation(which: Backend) {
     let net = Net::start(which).await;
     let p = net.params().await;
     // Period 0: voucher a in MMR 0. Period 1: b in MMRs 0 and 1 (group 1).

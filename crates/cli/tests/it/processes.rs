@@ -2,8 +2,6 @@
 //! a coordinator killed with SIGKILL. Safety must come from the database, not from anything
 //! held in one process's memory.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use smpx_core::api::*;
 use smpx_core::crypto::b64;
 use smpx_core::crypto::blind::IssuerSecretKey;
@@ -11,20 +9,21 @@ use smpx_core::issuance::issue_locally;
 use smpx_core::redemption::seal_v1;
 use smpx_core::ErrorCode;
 use smpx_http::{ApiClient, ClientError};
-use std::io::{BufRead, BufReader};
+use smpx_testkit::process::Process;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// A `smpx coordinator run` process; killed when dropped.
+/// A `smpx coordinator run` process on a port it picks; killed when dropped.
 struct Proc {
-    child: Child,
+    process: Process,
     url: String,
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Proc {
+    /// SIGKILL, then the same command again (same data directory and database).
+    fn restart(&mut self) {
+        self.process.restart().unwrap();
+        self.url = self.process.wait_for_url("coordinator").unwrap();
     }
 }
 
@@ -45,36 +44,21 @@ fn init(dir: &Path) {
     );
 }
 
-/// Starts a coordinator on a free port and waits until it says where it listens.
+/// Starts a coordinator on a port it picks and waits until it says where it listens.
 fn coordinator(dir: &Path, db_url: &str) -> Proc {
-    let mut child = smpx()
-        .args([
-            "coordinator",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .args(["--database-url", db_url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("coordinator exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("coordinator listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Proc { child, url }
+    let args: Vec<std::ffi::OsString> = vec![
+        "coordinator".into(),
+        "run".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        dir.into(),
+        "--database-url".into(),
+        db_url.into(),
+    ];
+    let mut process = Process::spawn(env!("CARGO_BIN_EXE_smpx"), args, &[]).unwrap();
+    let url = process.wait_for_url("coordinator").unwrap();
+    Proc { process, url }
 }
 
 struct Setup {
@@ -128,13 +112,29 @@ async fn setup(url: &str, dir: &Path) -> Setup {
     }
 }
 
+/// How many of the racing redemptions won; every other one must be `already_redeemed`.
+async fn wins_refusing_the_rest(
+    tasks: Vec<tokio::task::JoinHandle<Result<serde_json::Value, ClientError>>>,
+) -> usize {
+    let mut wins = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.is_ok() {
+            wins += 1;
+        } else {
+            assert!(is_code(&r, ErrorCode::AlreadyRedeemed), "{r:?}");
+        }
+    }
+    wins
+}
+
 fn is_code(r: &Result<impl std::fmt::Debug, ClientError>, want: ErrorCode) -> bool {
     matches!(r, Err(ClientError::Api { code, .. }) if *code == want)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redemptions_racing_across_processes_on_postgres_exactly_one_wins() {
-    let db = smpx_store::scratch::postgres().await.unwrap();
+    let db = smpx_testkit::db::postgres().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
     let a = coordinator(dir.path(), &db);
@@ -180,15 +180,7 @@ async fn redemptions_racing_across_processes_on_postgres_exactly_one_wins() {
                 .await
         }));
     }
-    let mut wins = 0;
-    for t in tasks {
-        let r = t.await.unwrap();
-        if r.is_ok() {
-            wins += 1;
-        } else {
-            assert!(is_code(&r, ErrorCode::AlreadyRedeemed), "{r:?}");
-        }
-    }
+    let wins = wins_refusing_the_rest(tasks).await;
     assert_eq!(wins, 1, "exactly one redemption wins");
     for url in [&a.url, &b.url] {
         let t: LedgerTotalsResponse = ApiClient::new(url).get("/v1/ledger/totals").await.unwrap();
@@ -221,9 +213,8 @@ async fn sigkill_after_acknowledgement_loses_nothing() {
         .await
         .unwrap();
     // SIGKILL: no graceful shutdown, no chance to flush anything.
-    a.child.kill().unwrap();
-    a.child.wait().unwrap();
-    let b = coordinator(dir.path(), &db);
+    a.restart();
+    let b = a;
     let after: LedgerTotalsResponse = ApiClient::new(&b.url)
         .get("/v1/ledger/totals")
         .await
@@ -289,7 +280,7 @@ async fn zk_appends_and_nullifiers_across_processes_on_postgres() {
     use smpx_core::mmr::{Mmr, MmrParams};
     use smpx_core::receipt::{Signed, CHECKPOINT_DOMAIN, PUBLISH_DOMAIN};
 
-    let db = smpx_store::scratch::postgres().await.unwrap();
+    let db = smpx_testkit::db::postgres().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     init_v2(dir.path());
     let a = coordinator(dir.path(), &db);
@@ -385,15 +376,7 @@ async fn zk_appends_and_nullifiers_across_processes_on_postgres() {
                 .await
         }));
     }
-    let mut wins = 0;
-    for t in tasks {
-        let r = t.await.unwrap();
-        if r.is_ok() {
-            wins += 1;
-        } else {
-            assert!(is_code(&r, ErrorCode::AlreadyRedeemed), "{r:?}");
-        }
-    }
+    let wins = wins_refusing_the_rest(tasks).await;
     assert_eq!(wins, 1, "exactly one redemption of the nullifier wins");
     // The same voucher under v0.1 through the other process: refused too.
     let env = seal_v1(&p.envelope_key, secret, 10, "op-1").unwrap();

@@ -1,0 +1,10 @@
+//! The integration tests of smpx-cli, as one test binary (each binary links the whole
+//! dependency tree, and linking was most of CI's build): one module per subject.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod ceremony;
+mod chat;
+mod flow;
+mod processes;
+mod relay;

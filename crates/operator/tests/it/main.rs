@@ -1,0 +1,6 @@
+//! The integration tests of smpx-operator, as one test binary (each binary links the whole
+//! dependency tree, and linking was most of CI's build): one module per subject.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod credits;
