@@ -286,7 +286,7 @@ pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod migration_tests {
     use super::*;
-    use crate::scratch::{self, Which};
+    use smpx_testdb::{self as scratch, Backend as Which};
 
     const BOTH: [Which; 2] = [Which::Sqlite, Which::Postgres];
     const V1: &[&[&str]] = &[&["CREATE TABLE m_t (a BIGINT NOT NULL)"]];
