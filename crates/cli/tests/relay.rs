@@ -2,8 +2,8 @@
 //! and SIGTERM stops the relay gracefully (exit 0) within a few seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use smpx_relay::client::{Client, ClientConfig};
-use smpx_relay::transport::{self, RelayAddress};
+use smpx_relay_client::{Client, ClientConfig};
+use smpx_relay_transport::{self as transport, RelayAddress};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -51,7 +51,7 @@
 //!   contact. It does not learn the text, the names, or the other queue of the contact:
 //!   the reply queue's address travels inside the encrypted hello. Sender and recipient ids
 //!   of one queue are unlinkable to each other on the relay's side.
-//! * **Private routing is on by default** ([`smpx_relay::protocol::forward`]): a message
+//! * **Private routing is on by default** ([`smpx_relay_protocol::forward`]): a message
 //!   to a contact whose queue is on *another* relay goes through the sender's own relay (the
 //!   relay of the sender's queue for that contact) as proxy. The contact's relay sees the
 //!   proxy relay's connection, not the sender's IP address; the proxy relay sees that the
@@ -82,12 +82,13 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use smpx_relay::client::{
+use smpx_relay_client::{
     connect_tls, Client, ClientConfig, ClientError, Event, Events, RecipientQueue,
 };
-use smpx_relay::protocol::crypto::{Content, Delivered};
-use smpx_relay::protocol::{EntityId, ErrorCode, ProxyError, ID_LEN, MAX_BODY};
-use smpx_relay::transport::{RelayAddress, TransportError};
+use smpx_relay_protocol::crypto::{Content, Delivered};
+use smpx_relay_protocol::RelayAddress;
+use smpx_relay_protocol::{EntityId, ErrorCode, ProxyError, ID_LEN, MAX_BODY};
+use smpx_relay_transport::TransportError;
 use sqlx::Row;
 use std::collections::HashMap;
 use std::fmt;
@@ -835,8 +836,8 @@ impl<'w> Chat<'w> {
             .create_queue()
             .await
             .map_err(|e| relay_error(relay, e))?;
-        let e2e_secret = Zeroizing::new(smpx_relay::protocol::crypto::x25519_secret());
-        let e2e_public = smpx_relay::protocol::crypto::x25519_public(&e2e_secret);
+        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+        let e2e_public = smpx_relay_protocol::crypto::x25519_public(&e2e_secret);
         let name = match name {
             Some(n) => n.to_owned(),
             None => format!("invite-{}", hex::encode(&q.recipient_id.0[..4])),
@@ -888,8 +889,8 @@ impl<'w> Chat<'w> {
     ) -> Result<Contact, ChatError> {
         let inv: Invitation = invitation.parse()?;
         self.name_free(name).await?;
-        let e2e_secret = Zeroizing::new(smpx_relay::protocol::crypto::x25519_secret());
-        let e2e_public = smpx_relay::protocol::crypto::x25519_public(&e2e_secret);
+        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+        let e2e_public = smpx_relay_protocol::crypto::x25519_public(&e2e_secret);
         let key = e2e_key(&e2e_secret, &e2e_public, &inv.e2e_public, Role::Acceptor)
             .ok_or(ChatError::BadInvitation("unusable key"))?;
 

@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use smpx_relay::client::{connect_tls, ClientConfig, ClientError};
-use smpx_relay::node::{InitOptions, RelayNode, RunningNode};
-use smpx_relay::protocol::{EntityId, ErrorCode};
-use smpx_relay::transport::RelayAddress;
+use smpx_relay::{InitOptions, RelayNode, RunningNode};
+use smpx_relay_client::{connect_tls, ClientConfig, ClientError};
+use smpx_relay_protocol::{EntityId, ErrorCode};
+use smpx_relay_transport::RelayAddress;
 use smpx_wallet::chat::{ContactState, Direction, Invitation, Role};
 use smpx_wallet::{ChatError, KdfParams, Wallet};
 use std::time::Duration;

@@ -11,10 +11,10 @@ use smpx_core::api::Payment;
 use smpx_core::credits::BlindSignature;
 use smpx_core::Amount;
 use smpx_http::ClientError as HttpError;
-use smpx_relay::client::{connect_tls, Client, ClientConfig, ClientError};
-use smpx_relay::node::{InitOptions, RelayNode, RunningNode};
-use smpx_relay::protocol::{EntityId, ErrorCode};
-use smpx_relay::server::capacity::{Bought, PayAnswer};
+use smpx_relay::{InitOptions, RelayNode, RunningNode};
+use smpx_relay_client::{connect_tls, Client, ClientConfig, ClientError};
+use smpx_relay_protocol::capacity::{Bought, PayAnswer};
+use smpx_relay_protocol::{EntityId, ErrorCode};
 use smpx_wallet::{KdfParams, Protocol, RedeemOptions, Wallet, WalletError};
 use std::time::Duration;
 
