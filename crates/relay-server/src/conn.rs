@@ -260,6 +260,7 @@ impl Ctx {
     /// there is none, so that "no such queue" costs what "wrong signature" costs.
     pub(super) fn authorised(&self, key: Option<[u8; 32]>, t: &Transmission<'_>) -> bool {
         let sig = t.auth.unwrap_or([0; 64]);
+        inc(&self.shared.stats.signatures_verified);
         let verified = crypto::verify(
             &key.unwrap_or(self.shared.dummy_key),
             &self.session_id,

@@ -25,6 +25,10 @@ pub struct RelayStats {
     pub connections_timed_out: AtomicU64,
     /// Commands answered with AUTH.
     pub auth_failures: AtomicU64,
+    /// Ed25519 signatures verified to authorise a command: one per command that names a
+    /// queue or channel, whether it exists (its key) or not (the dummy key), so this counts
+    /// up by the same amount for unknown ids as for wrong signatures.
+    pub signatures_verified: AtomicU64,
     /// Blocks or transmissions that did not parse.
     pub malformed: AtomicU64,
     /// Subscriptions moved to another connection (END sent).
@@ -56,6 +60,7 @@ pub struct StatsSnapshot {
     pub connections_refused: u64,
     pub connections_timed_out: u64,
     pub auth_failures: u64,
+    pub signatures_verified: u64,
     pub malformed: u64,
     pub subscriptions_ended: u64,
     pub forwarded_out: u64,
@@ -84,6 +89,7 @@ impl RelayStats {
             connections_refused: g(&self.connections_refused),
             connections_timed_out: g(&self.connections_timed_out),
             auth_failures: g(&self.auth_failures),
+            signatures_verified: g(&self.signatures_verified),
             malformed: g(&self.malformed),
             subscriptions_ended: g(&self.subscriptions_ended),
             forwarded_out: g(&self.forwarded_out),

@@ -283,6 +283,24 @@ impl RelayNode {
         dir: &Path,
         adjust: impl FnOnce(&mut NodeConfig),
     ) -> Result<RunningNode, NodeError> {
+        Self::start_inner(dir, adjust, None).await
+    }
+
+    /// [`RelayNode::start`] on a listener the caller has already bound (socket activation;
+    /// tests that must not race for a free port): `server.listen` is not bound, the relay
+    /// accepts on `listener` instead.
+    pub async fn start_on(
+        dir: &Path,
+        listener: std::net::TcpListener,
+    ) -> Result<RunningNode, NodeError> {
+        Self::start_inner(dir, |_| {}, Some(listener)).await
+    }
+
+    async fn start_inner(
+        dir: &Path,
+        adjust: impl FnOnce(&mut NodeConfig),
+        bound: Option<std::net::TcpListener>,
+    ) -> Result<RunningNode, NodeError> {
         let mut cfg = Self::config(dir)?;
         adjust(&mut cfg);
         let identity = RelayIdentity::load(dir)?;
@@ -305,18 +323,21 @@ impl RelayNode {
         tracing::info!(storage = ?target, "opening the store");
         let (store, db) = open_store(&target).await?;
 
-        let listener = TcpListener::bind(cfg.server.listen)
-            .await
-            .map_err(|source| NodeError::Listen {
-                what: "relay",
-                addr: cfg.server.listen,
-                source,
-            })?;
-        let listen = listener.local_addr().map_err(|source| NodeError::Listen {
+        let listen_error = |source| NodeError::Listen {
             what: "relay",
             addr: cfg.server.listen,
             source,
-        })?;
+        };
+        let listener = match bound {
+            Some(l) => {
+                l.set_nonblocking(true).map_err(listen_error)?;
+                TcpListener::from_std(l).map_err(listen_error)?
+            }
+            None => TcpListener::bind(cfg.server.listen)
+                .await
+                .map_err(listen_error)?,
+        };
+        let listen = listener.local_addr().map_err(listen_error)?;
         let ops_listener =
             TcpListener::bind(cfg.ops.listen)
                 .await

@@ -136,6 +136,11 @@ pub fn render_metrics(
             stats.auth_failures,
         ),
         (
+            "signatures_verified_total",
+            "Ed25519 signatures verified to authorise commands (unknown ids against a dummy key).",
+            stats.signatures_verified,
+        ),
+        (
             "malformed_total",
             "Blocks or transmissions that did not parse.",
             stats.malformed,

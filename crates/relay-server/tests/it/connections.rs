@@ -3,11 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support::*;
+use smpx_relay_client::Client;
 use smpx_relay_protocol::command::{Command, Response};
+use smpx_relay_protocol::SessionId;
 use smpx_relay_protocol::{CmdError, CorrId, ErrorCode, BLOCK_SIZE};
-use smpx_relay_server::ServerConfig;
+use smpx_relay_server::{Relay, ServerConfig};
+use smpx_relay_store::memory::MemoryStore;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A client that keeps working while others misbehave.
 async fn assert_served(addr: std::net::SocketAddr) {
@@ -153,27 +157,47 @@ async fn a_client_sending_one_byte_at_a_time_is_dropped_without_hurting_others()
     assert!(relay.stats().snapshot().connections_timed_out >= 1);
 }
 
-#[tokio::test]
+/// A connection served over an in-memory pipe, so that the paused clock alone decides when
+/// deadlines pass (no socket IO for it to race).
+fn piped(relay: &Relay) -> (tokio::io::DuplexStream, SessionId) {
+    let sid: SessionId = rand::random();
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let permit = relay.try_admit().unwrap();
+    let r = relay.clone();
+    tokio::spawn(async move { r.serve_connection(theirs, sid, permit).await });
+    (ours, sid)
+}
+
+#[tokio::test(start_paused = true)]
 async fn idle_connections_are_closed_and_ping_keeps_them() {
     let config = ServerConfig {
         idle_timeout: Duration::from_millis(300),
         handshake_timeout: Duration::from_millis(500),
         ..test_config()
     };
-    let (_relay, addr) = start(config).await;
-    let mut idle = RawConn::connect(addr).await;
-    let mut pinging = RawConn::connect(addr).await;
+    let relay = Relay::new(Arc::new(MemoryStore::new()), config);
+    let (stream, sid) = piped(&relay);
+    let (idle, _idle_events) = Client::connect(stream, sid, client_config()).await.unwrap();
+    let (stream, sid) = piped(&relay);
+    let (pinging, _events) = Client::connect(stream, sid, client_config()).await.unwrap();
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(
-            pinging.call(None, None, &Command::Ping).await,
-            Response::Pong
-        );
+        pinging.ping().await.unwrap();
     }
-    assert!(idle.closed_within(Duration::from_secs(1)).await);
-    // A silent client that never completes the hello is dropped too.
-    let mut mute = RawConn::connect_no_hello(addr).await;
-    assert!(mute.closed_within(Duration::from_secs(2)).await);
+    // 750 ms without a block is past the 300 ms idle limit; pings kept the other one open.
+    assert!(idle.is_closed());
+    assert!(!pinging.is_closed());
+    // A silent client that never completes the hello is dropped too: the relay sends its
+    // hello, then closes when the handshake time is up.
+    let (mut mute, _) = piped(&relay);
+    let started = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), mute.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), BLOCK_SIZE);
+    assert!(started.elapsed() >= Duration::from_millis(500));
 }
 
 #[tokio::test]

@@ -105,14 +105,6 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
     values
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn body(c: &Content) -> &[u8] {
     match c {
         Content::Body(b) => b,
@@ -123,7 +115,9 @@ fn body(c: &Content) -> &[u8] {
 #[tokio::test]
 async fn init_run_connect_health_metrics_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // The port is held from here on and handed to the node: nothing else can take it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let printed = RelayNode::init(
         dir.path(),
         InitOptions {
@@ -153,8 +147,9 @@ async fn init_run_connect_health_metrics_shutdown() {
     // The CA key is not needed to run.
     std::fs::remove_file(RelayNode::ca_key_path(dir.path())).unwrap();
 
-    let node = RelayNode::start(dir.path()).await.unwrap();
+    let node = RelayNode::start_on(dir.path(), listener).await.unwrap();
     assert_eq!(node.address(), &address);
+    assert_eq!(node.listen_addr().port(), port);
 
     let c = client(&address).await;
     let q = c.create_queue().await.unwrap();
