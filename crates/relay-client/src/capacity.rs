@@ -1,4 +1,4 @@
-//! Paying for capacity: INFO and PAY ([`crate::server::capacity`] describes the relay side).
+//! Paying for capacity: INFO and PAY (`smpx_relay_server::capacity` describes the relay side).
 
 use super::{Client, ClientError};
 use ed25519_dalek::SigningKey;

@@ -1,4 +1,4 @@
-//! Channels from the client's side: NEWC, JOIN, POST, USAGE ([`crate::server::channel`]
+//! Channels from the client's side: NEWC, JOIN, POST, USAGE (`smpx_relay_server::channel`
 //! describes the relay side).
 //!
 //! The owner keeps an [`OwnedChannel`] (its ids and owner key) and gives members the join

@@ -2,7 +2,7 @@
 //!
 //! `fingerprint = base64url_nopad(SHA-256(DER of the CA certificate))` — 43 characters, as in
 //! SMP's server addresses. It names the *offline* CA, so the relay can replace its online TLS
-//! key and certificate (see [`super::RelayIdentity::rotate_online`]) without changing its
+//! key and certificate (see `smpx_relay_transport::RelayIdentity::rotate_online`) without changing its
 //! address.
 
 use std::fmt;

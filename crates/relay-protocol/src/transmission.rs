@@ -4,7 +4,7 @@
 //! u8 auth_length (0 | 64) ‖ auth ‖ corr_id[24] ‖ u8 entity_length (0 | 24) ‖ entity ‖ command
 //! ```
 //!
-//! The signed part is everything after the auth field; [`crate::protocol::crypto`] prefixes
+//! The signed part is everything after the auth field; [`crate::crypto`] prefixes
 //! it with a context string and the session id before signing.
 
 use super::{CorrId, DecodeError, EntityId, Reader, CORR_ID_LEN, ID_LEN, SIGNATURE_LEN};

@@ -138,7 +138,7 @@ impl Acceptor for InsecurePlainAcceptor {
     }
 }
 
-/// TLS 1.3 from [`crate::transport`]: the relay's certificate chain, the session id from
+/// TLS 1.3 from `smpx_relay_transport`: the relay's certificate chain, the session id from
 /// the TLS exporter. Build the acceptor with [`smpx_relay_transport::acceptor`].
 #[async_trait::async_trait]
 impl Acceptor for smpx_relay_transport::TlsAcceptor {
