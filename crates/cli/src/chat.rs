@@ -3,9 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use smpx_relay::node::RelayNode;
-use smpx_relay::server::capacity::Bought;
-use smpx_relay::transport::{RelayAddress, RelayIdentity};
+use smpx_relay::RelayNode;
+use smpx_relay_protocol::capacity::Bought;
+use smpx_relay_transport::{RelayAddress, RelayIdentity};
 use smpx_wallet::chat::Direction;
 use smpx_wallet::Wallet;
 use std::path::PathBuf;

@@ -7,11 +7,11 @@ use anyhow::{bail, ensure, Context, Result};
 use smpx_core::api::{LedgerTotalsResponse, MintCodesRequest, MintCodesResponse, MmrInfo, Payment};
 use smpx_core::ErrorCode;
 use smpx_http::ApiClient;
-use smpx_relay::client::{connect_tls, ClientConfig, ClientError as RelayClientError};
-use smpx_relay::node::RunningNode;
-use smpx_relay::protocol::crypto::Content;
-use smpx_relay::protocol::ErrorCode as RelayErrorCode;
-use smpx_relay::server::capacity::Bought;
+use smpx_relay::RunningNode;
+use smpx_relay_client::{connect_tls, ClientConfig, ClientError as RelayClientError};
+use smpx_relay_protocol::capacity::Bought;
+use smpx_relay_protocol::crypto::Content;
+use smpx_relay_protocol::ErrorCode as RelayErrorCode;
 use smpx_wallet::{LocalState, RedeemOptions, RedeemProgress, Wallet, WalletError};
 use std::time::Duration;
 

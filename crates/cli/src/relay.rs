@@ -1,9 +1,9 @@
 //! `smpx relay init` / `smpx relay run`, and the devnet's three relays
-//! ([`smpx_relay::node`] does the work).
+//! ([`smpx_relay`] does the work).
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use smpx_relay::node::{BackendKind, InitOptions, RelayNode, RunningNode, StorageConfig};
+use smpx_relay::{BackendKind, InitOptions, RelayNode, RunningNode, StorageConfig};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ pub enum RelayCmd {
         host: String,
         /// The port clients connect to, in the address; also the listening port unless
         /// --listen says otherwise.
-        #[arg(long, default_value_t = smpx_relay::transport::DEFAULT_PORT)]
+        #[arg(long, default_value_t = smpx_relay_transport::DEFAULT_PORT)]
         port: u16,
         /// Where to listen (default 127.0.0.1:<port>: this machine only; 0.0.0.0:<port>
         /// accepts other machines).
@@ -105,7 +105,7 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
             println!("address  {address}");
             println!(
                 "config   {} (listening on {listen}{})",
-                dir.join(smpx_relay::node::config::CONFIG_FILE).display(),
+                dir.join(smpx_relay::config::CONFIG_FILE).display(),
                 if listen.ip().is_loopback() {
                     ": this machine only; edit [server] listen to accept others"
                 } else {
@@ -157,7 +157,7 @@ pub async fn start_devnet_relays(
             0 => 0,
             p => p.saturating_add(offset + i),
         };
-        if !d.join(smpx_relay::node::config::CONFIG_FILE).exists() {
+        if !d.join(smpx_relay::config::CONFIG_FILE).exists() {
             RelayNode::init(
                 &d,
                 InitOptions {

@@ -1,25 +1,26 @@
-//! # smpx-http — what every smpx service and client shares on the wire
+//! # smpx-http — the service side of smpx's HTTP APIs
+//!
+//! This crate owns what a *service* shares: errors as typed JSON responses, strict JSON
+//! extraction, bearer tokens, serving, key files and request batching. Calling a service is
+//! `smpx-http-client` (no axum), which the wallet uses alone; services depend on this crate
+//! and get the client and the clock re-exported from it.
 //!
 //! * [`ApiError`]: a [`ProtocolError`] as an HTTP response with its stable code and status.
 //! * [`Json`]: a JSON extractor whose every rejection (bad JSON, unknown field, wrong
 //!   content type, body too large) is an [`ApiError`] rather than axum's plain text.
 //! * [`finish_router`]: body limit, JSON 404/405 and request tracing, the same everywhere.
 //! * [`Token`]: bearer credentials, stored hashed and compared in constant time.
-//! * [`Clock`]: the one place services read time, so tests can move it.
-//! * [`ApiClient`]: the client side, turning error bodies back into typed errors.
+//! * [`Clock`], [`ApiClient`]: re-exported from `smpx-http-client`.
 
 pub mod batch;
-mod client;
-mod clock;
 pub mod common;
 pub mod files;
 mod server;
 mod token;
 
-pub use client::{ApiClient, ClientError};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use server::{finish_router, serve, ApiError, ApiResult, Json, Query, MAX_BODY_BYTES};
 pub use smpx_core::{ErrorCode, ProtocolError};
+pub use smpx_http_client::{ApiClient, ClientError, Clock, ManualClock, SystemClock};
 pub use token::{
     bearer_token, digest as token_digest, matches as token_matches, split_credential, Token,
 };

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-pub use smpx_relay::node::RunningNode;
-use smpx_relay::node::{InitOptions, RelayNode};
+pub use smpx_relay::RunningNode;
+use smpx_relay::{InitOptions, RelayNode};
 
 /// A relay in `dir` on ephemeral loopback ports (bound by the node itself, no race), free
 /// tier only, or selling capacity for the credits of the operator at `operator_url`.

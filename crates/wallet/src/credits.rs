@@ -58,7 +58,7 @@ use smpx_core::credits::{
 use smpx_core::crypto::seed::WalletSeed;
 use smpx_core::ledger::valid_id;
 use smpx_core::{Amount, ErrorCode};
-use smpx_http::{ApiClient, ClientError};
+use smpx_http_client::{ApiClient, ClientError};
 use std::collections::{BTreeMap, HashMap};
 use zeroize::Zeroizing;
 

@@ -4,7 +4,7 @@ use crate::model::LocalState;
 use smpx_core::api::Checkpoint;
 use smpx_core::crypto::CryptoError;
 use smpx_core::receipt::Signed;
-use smpx_http::ClientError;
+use smpx_http_client::ClientError;
 use std::path::PathBuf;
 
 /// What a wallet operation was asked to do, for [`WalletError::InvalidState`].

@@ -15,10 +15,10 @@ use crate::error::WalletError;
 use crate::wallet::Wallet;
 use ed25519_dalek::SigningKey;
 use smpx_core::{Amount, ErrorCode};
-use smpx_http::ClientError;
-use smpx_relay::client::{Client, ClientError as RelayClientError};
-use smpx_relay::protocol::EntityId;
-use smpx_relay::server::capacity::{Bought, PayAnswer};
+use smpx_http_client::ClientError;
+use smpx_relay_client::{Client, ClientError as RelayClientError};
+use smpx_relay_protocol::capacity::{Bought, PayAnswer};
+use smpx_relay_protocol::EntityId;
 use std::sync::{Arc, Mutex};
 
 /// What [`Wallet::pay_relay`] did.

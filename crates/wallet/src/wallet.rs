@@ -31,7 +31,7 @@ use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, PUBLISH_DOMAIN, REDEMPTION_DOM
 use smpx_core::redemption::{seal_v1, PROTOCOL_V1, PROTOCOL_V2};
 use smpx_core::rules::publish_delay::PublishDelay;
 use smpx_core::{keys, mmr, rotation, Amount, ErrorCode, NetworkParams};
-use smpx_http::{ApiClient, ClientError};
+use smpx_http_client::{ApiClient, ClientError};
 use smpx_zk::{RedeemPublic, RedeemWitness};
 use sqlx::sqlite::SqlitePool;
 use std::collections::HashSet;

@@ -16,7 +16,7 @@ use smpx_core::crypto::{b64, FieldBytes};
 use smpx_core::mmr::{Mmr, MmrParams};
 use smpx_core::receipt::{Signed, CHECKPOINT_DOMAIN};
 use smpx_core::{rotation, ErrorCode, NetworkParams};
-use smpx_http::{ApiClient, ClientError};
+use smpx_http_client::{ApiClient, ClientError};
 use smpx_zk::{ProvingKey, RedeemProof, RedeemPublic, RedeemWitness, VerifyingKey};
 use sqlx::sqlite::SqlitePool;
 use std::fmt;

@@ -1,7 +1,7 @@
 //! `smpx-bench-relay`: the relay's throughput, latency and memory, with the load generated
 //! from another process on loopback.
 //!
-//! The bench initialises a relay directory (`smpx_relay::node::RelayNode::init`, TLS, an
+//! The bench initialises a relay directory (`smpx_relay::RelayNode::init`, TLS, an
 //! ephemeral port) and re-executes itself with `--serve <dir>`: the child runs the relay
 //! (`RelayNode::start`, a multi-threaded tokio runtime, as `smpx relay run` does) until its
 //! stdin closes. The parent is the load:
@@ -19,7 +19,7 @@
 //! - **Memory per idle connection**: VmRSS before and after opening `--idle-connections`
 //!   TLS connections (handshake done, nothing else), divided by the count.
 //!
-//! A probe thread times the relay's own per-message primitives (`smpx_relay::protocol::crypto`:
+//! A probe thread times the relay's own per-message primitives (`smpx_relay_protocol::crypto`:
 //! Ed25519 verify of a SEND, the delivery key derivation the ACK path does — two X25519
 //! operations and a SHA-256 — and the XChaCha20-Poly1305 re-encryption of a padded delivery)
 //! every 25 ms during the timed run, so the CPU the relay spends per message can be stated as
@@ -31,11 +31,11 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use ed25519_dalek::SigningKey;
-use smpx_relay::client::{connect_tls, Client, ClientConfig, Event, Events, RecipientQueue};
-use smpx_relay::node::{BackendKind, InitOptions, RelayNode, StorageConfig};
-use smpx_relay::protocol::crypto::{self, Content, Delivered, DeliveryKey};
-use smpx_relay::protocol::{EntityId, MsgId};
-use smpx_relay::transport::RelayAddress;
+use smpx_relay::{BackendKind, InitOptions, RelayNode, StorageConfig};
+use smpx_relay_client::{connect_tls, Client, ClientConfig, Event, Events, RecipientQueue};
+use smpx_relay_protocol::crypto::{self, Content, Delivered, DeliveryKey};
+use smpx_relay_protocol::{EntityId, MsgId};
+use smpx_relay_transport::RelayAddress;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read as _};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! `smpx relay init` and `smpx relay run` as processes: the printed address works over TLS,
 //! and SIGTERM stops the relay gracefully (exit 0) within a few seconds.
 
-use smpx_relay::client::{Client, ClientConfig};
-use smpx_relay::transport::{self, RelayAddress};
+use smpx_relay_client::{Client, ClientConfig};
+use smpx_relay_transport::{self as transport, RelayAddress};
 use smpx_testkit::process;
 use std::path::Path;
 use std::process::Command;

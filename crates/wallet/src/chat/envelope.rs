@@ -13,7 +13,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use smpx_relay::protocol::MAX_BODY;
+use smpx_relay_protocol::MAX_BODY;
 use zeroize::Zeroizing;
 
 /// Every end-to-end plaintext is padded to this many bytes.
@@ -332,7 +332,7 @@ mod tests {
                 "{}",
                 super::super::Invitation {
                     relay: format!("smpx://{fp}@127.0.0.1:7411").parse().unwrap(),
-                    sender_id: smpx_relay::protocol::EntityId([0x24; 24]),
+                    sender_id: smpx_relay_protocol::EntityId([0x24; 24]),
                     e2e_public: ap,
                 }
             ),

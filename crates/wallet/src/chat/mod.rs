@@ -51,7 +51,7 @@
 //!   contact. It does not learn the text, the names, or the other queue of the contact:
 //!   the reply queue's address travels inside the encrypted hello. Sender and recipient ids
 //!   of one queue are unlinkable to each other on the relay's side.
-//! * **Private routing is on by default** ([`smpx_relay::protocol::forward`]): a message
+//! * **Private routing is on by default** ([`smpx_relay_protocol::forward`]): a message
 //!   to a contact whose queue is on *another* relay goes through the sender's own relay (the
 //!   relay of the sender's queue for that contact) as proxy. The contact's relay sees the
 //!   proxy relay's connection, not the sender's IP address; the proxy relay sees that the
@@ -94,8 +94,8 @@ pub use wire::{Invitation, INVITATION_PREFIX};
 
 use crate::error::WalletError;
 use serde::Serialize;
-use smpx_relay::client::ClientError;
-use smpx_relay::protocol::ErrorCode;
+use smpx_relay_client::ClientError;
+use smpx_relay_protocol::ErrorCode;
 
 /// Chat failures. None carries secret material.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +176,7 @@ fn arr<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], ChatError> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-pub(super) fn test_address() -> smpx_relay::transport::RelayAddress {
+pub(super) fn test_address() -> smpx_relay_protocol::RelayAddress {
     format!("smpx://{}@127.0.0.1:7410", "A".repeat(43))
         .parse()
         .unwrap()

@@ -11,12 +11,13 @@ use super::{arr, corrupt, peer_role, ChatError, Role};
 use crate::relay_pay::RelayPayment;
 use crate::wallet::{unix_now, Wallet};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use smpx_relay::client::{
+use smpx_relay_client::{
     connect_tls, Client, ClientConfig, ClientError, Event, Events, RecipientQueue,
 };
-use smpx_relay::protocol::crypto::{Content, Delivered};
-use smpx_relay::protocol::{EntityId, ErrorCode, ProxyError};
-use smpx_relay::transport::{RelayAddress, TransportError};
+use smpx_relay_protocol::crypto::{Content, Delivered};
+use smpx_relay_protocol::{EntityId, ErrorCode, ProxyError};
+use smpx_relay_protocol::RelayAddress;
+use smpx_relay_transport::TransportError;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -179,8 +180,8 @@ impl<'w> Chat<'w> {
             .create_queue()
             .await
             .map_err(|e| relay_error(relay, e))?;
-        let e2e_secret = Zeroizing::new(smpx_relay::protocol::crypto::x25519_secret());
-        let e2e_public = smpx_relay::protocol::crypto::x25519_public(&e2e_secret);
+        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+        let e2e_public = smpx_relay_protocol::crypto::x25519_public(&e2e_secret);
         let name = match name {
             Some(n) => n.to_owned(),
             None => format!("invite-{}", hex::encode(&q.recipient_id.0[..4])),
@@ -232,8 +233,8 @@ impl<'w> Chat<'w> {
     ) -> Result<Contact, ChatError> {
         let inv: Invitation = invitation.parse()?;
         self.name_free(name).await?;
-        let e2e_secret = Zeroizing::new(smpx_relay::protocol::crypto::x25519_secret());
-        let e2e_public = smpx_relay::protocol::crypto::x25519_public(&e2e_secret);
+        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+        let e2e_public = smpx_relay_protocol::crypto::x25519_public(&e2e_secret);
         let key = e2e_key(&e2e_secret, &e2e_public, &inv.e2e_public, Role::Acceptor)
             .ok_or(ChatError::BadInvitation("unusable key"))?;
 

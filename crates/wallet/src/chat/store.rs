@@ -7,9 +7,9 @@ use super::{arr, corrupt, ChatError, Role};
 use crate::wallet::unix_now;
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
-use smpx_relay::client::RecipientQueue;
-use smpx_relay::protocol::EntityId;
-use smpx_relay::transport::RelayAddress;
+use smpx_relay_client::RecipientQueue;
+use smpx_relay_protocol::EntityId;
+use smpx_relay_protocol::RelayAddress;
 use sqlx::Row;
 use zeroize::Zeroizing;
 

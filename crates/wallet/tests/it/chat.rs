@@ -2,10 +2,10 @@
 //! secure, messages both ways in order, messages held while the receiver is away, bad
 //! invitations, a wrong fingerprint, and a third party refused once the queue is secured.
 
-use smpx_relay::client::{connect_tls, ClientConfig, ClientError};
-use smpx_relay::node::RunningNode;
-use smpx_relay::protocol::{EntityId, ErrorCode};
-use smpx_relay::transport::RelayAddress;
+use smpx_relay::RunningNode;
+use smpx_relay_client::{connect_tls, ClientConfig, ClientError};
+use smpx_relay_protocol::{EntityId, ErrorCode};
+use smpx_relay_transport::RelayAddress;
 use smpx_wallet::chat::{ContactState, Direction, Invitation, Role};
 use smpx_wallet::{ChatError, KdfParams, Wallet};
 use std::time::Duration;
