@@ -372,8 +372,5 @@ async fn paid_relay_capacity(
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    smpx_os::Clock::now(&smpx_os::SystemClock)
 }

@@ -1,14 +1,13 @@
 //! # smpx-http-client — calling an smpx service, without a server in the dependency tree
 //!
 //! This crate owns what a *caller* of the smpx HTTP APIs needs: [`ApiClient`] (JSON over
-//! reqwest, error bodies turned back into typed [`ClientError::Api`] codes) and [`Clock`], the
-//! one place time is read. It is split from `smpx-http` (axum, utoipa, serving) so that the
+//! reqwest, error bodies turned back into typed [`ClientError::Api`] codes), and re-exports
+//! [`Clock`] from `smpx-os`, the one place time is read. It is split from `smpx-http` (axum, utoipa, serving) so that the
 //! wallet library, which an app embeds, links a client's dependencies only; the services
 //! depend on both and `smpx-http` re-exports these.
 
 mod client;
-mod clock;
 
 pub use client::{ApiClient, ClientError};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use smpx_core::{ErrorCode, ProtocolError};
+pub use smpx_os::{Clock, ManualClock, SystemClock};

@@ -212,10 +212,7 @@ pub struct Relay {
 }
 
 pub(crate) fn now() -> UnixTime {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    smpx_os::Clock::now(&smpx_os::SystemClock)
 }
 
 impl Relay {

@@ -171,7 +171,7 @@ impl RelayIdentity {
                 source,
             })?;
 
-        let now = SystemTime::now();
+        let now = smpx_os::Clock::now_system_time(&smpx_os::SystemClock);
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(generate)?;
         let ca_params = ca_params(now)?;
         let ca_cert = ca_params.self_signed(&ca_key).map_err(generate)?;
@@ -230,7 +230,7 @@ impl RelayIdentity {
             reason: format!("not a private key: {e}"),
         })?;
 
-        let now = SystemTime::now();
+        let now = smpx_os::Clock::now_system_time(&smpx_os::SystemClock);
         // The issuer needs the CA's name, key-identifier method and key; `ca_params` builds
         // the same ones `create` used (the dates do not matter for issuing).
         let issuer = Issuer::new(ca_params(now)?, ca_key);

@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -200,10 +200,7 @@ async fn open_store(
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    smpx_os::Clock::now(&smpx_os::SystemClock)
 }
 
 impl RelayNode {
@@ -304,7 +301,9 @@ impl RelayNode {
         let mut cfg = Self::config(dir)?;
         adjust(&mut cfg);
         let identity = RelayIdentity::load(dir)?;
-        if !identity.online_cert_valid_at(SystemTime::now() + CERT_WARNING) {
+        if !identity.online_cert_valid_at(
+            smpx_os::Clock::now_system_time(&smpx_os::SystemClock) + CERT_WARNING,
+        ) {
             tracing::warn!(
                 "the online TLS certificate expires within 30 days: bring ca.key back and \
                  rotate it (RelayIdentity::rotate_online), then restart"

@@ -713,10 +713,7 @@ pub(crate) async fn prove(
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    smpx_os::Clock::now(&smpx_os::SystemClock)
 }
 
 #[cfg(test)]

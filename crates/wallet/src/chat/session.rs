@@ -15,8 +15,8 @@ use smpx_relay_client::{
     connect_tls, Client, ClientConfig, ClientError, Event, Events, RecipientQueue,
 };
 use smpx_relay_protocol::crypto::{Content, Delivered};
-use smpx_relay_protocol::{EntityId, ErrorCode, ProxyError};
 use smpx_relay_protocol::RelayAddress;
+use smpx_relay_protocol::{EntityId, ErrorCode, ProxyError};
 use smpx_relay_transport::TransportError;
 use std::collections::HashMap;
 use std::fmt;

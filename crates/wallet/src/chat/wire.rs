@@ -9,8 +9,8 @@ use super::ChatError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use smpx_relay_protocol::{EntityId, ID_LEN};
 use smpx_relay_protocol::RelayAddress;
+use smpx_relay_protocol::{EntityId, ID_LEN};
 use std::fmt;
 
 /// What every invitation starts with.
