@@ -825,13 +825,21 @@ mod tests {
     }
 
     fn receipt(key: &SigningKey, zk: Option<&ZkRedemption>) -> Signed<RedemptionReceipt> {
+        receipt_at(key, zk, 77)
+    }
+
+    fn receipt_at(
+        key: &SigningKey,
+        zk: Option<&ZkRedemption>,
+        redeemed_at: u64,
+    ) -> Signed<RedemptionReceipt> {
         let params = smpx_core::NetworkParams::default();
         let op = Operator {
             id: "op",
             share_bps: 9000,
         };
         let cleared = clearing(&params, op, Amount(10_000_000));
-        sign_receipt(key, "op", 10, &cleared, [3; 32], 77, zk).unwrap()
+        sign_receipt(key, "op", 10, &cleared, [3; 32], redeemed_at, zk).unwrap()
     }
 
     #[test]
@@ -895,11 +903,9 @@ mod tests {
             fresh
         );
         // A retry gets the receipt stored the first time, not a fresh one.
-        let first = {
-            let mut r = fresh.clone();
-            r.body.redeemed_at = 1;
-            r
-        };
+        // (Signed over its payload bytes: editing `body` after signing would not change
+        // what is stored, so the first receipt is signed for its own time.)
+        let first = receipt_at(&key, None, 1);
         let stored = serde_json::to_string(&first).unwrap();
         assert_eq!(
             v1_outcome(RedeemOutcome::Replay(stored), fresh.clone())
