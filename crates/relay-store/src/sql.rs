@@ -68,7 +68,7 @@ use smpx_relay_protocol::{EntityId, MsgId};
 use smpx_relay_server::store::*;
 use smpx_store::{Backend, Db};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Executor, Row, Transaction};
+use sqlx::{Any, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 const MIGRATIONS: &[&[&str]] = &[
@@ -304,47 +304,10 @@ fn unexpected(o: Outcome) -> StoreError {
     StoreError::Backend(format!("relay store writer answered {o:?}"))
 }
 
+/// The relay's tables through the one migration runner (sqlx, with checksums) that every
+/// smpx database uses.
 async fn migrate(db: &Db) -> Result<(), StoreError> {
-    let (serial, blob) = match db.backend() {
-        Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
-        Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
-    };
-    let pool = db.pool();
-    pool.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (\
-         schema_name TEXT NOT NULL, version BIGINT NOT NULL, \
-         PRIMARY KEY (schema_name, version))",
-    )
-    .await
-    .map_err(be)?;
-    for (i, stmts) in MIGRATIONS.iter().enumerate() {
-        let mut tx = pool.begin().await.map_err(be)?;
-        // Claiming the version first serialises concurrent migrators.
-        let claimed =
-            sqlx::query("INSERT INTO schema_migrations (schema_name, version) VALUES ($1, $2)")
-                .bind("relay")
-                .bind(i as i64 + 1)
-                .execute(&mut *tx)
-                .await;
-        if let Err(e) = claimed {
-            let e = smpx_store::StoreError::from_sqlx(e);
-            if e.is_duplicate() {
-                continue;
-            }
-            return Err(be(e));
-        }
-        for s in stmts.iter() {
-            let s = match s.strip_prefix("SQLITE: ") {
-                Some(s) if db.backend() == Backend::Sqlite => s,
-                Some(_) => continue,
-                None => s,
-            };
-            let sql = s.replace("{serial}", serial).replace("{blob}", blob);
-            tx.execute(sql.as_str()).await.map_err(be)?;
-        }
-        tx.commit().await.map_err(be)?;
-    }
-    Ok(())
+    db.migrate("relay", MIGRATIONS).await.map_err(be)
 }
 
 async fn writer(db: Db, mut rx: mpsc::Receiver<(Op, Reply)>) {

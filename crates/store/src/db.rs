@@ -167,7 +167,8 @@ impl Db {
     /// SHA-384 checksum of its SQL for this backend, so several schemas share one database
     /// and a migration edited after it was applied stops the service instead of being
     /// skipped. `{serial}` becomes an auto-increment primary key and `{blob}` the binary
-    /// type. Databases made before this runner (table `schema_migrations`) are adopted as
+    /// type; a statement starting `SQLITE: ` or `POSTGRES: ` runs on that backend only.
+    /// Databases made before this runner (table `schema_migrations`) are adopted as
     /// they are: their applied versions are recorded with today's checksums first.
     ///
     /// Concurrent migrators (two processes starting against one database): PostgreSQL
@@ -200,7 +201,7 @@ impl Db {
             .iter()
             .enumerate()
             .map(|(i, stmts)| {
-                let sql: Vec<String> = stmts.iter().map(|s| self.dialect(s)).collect();
+                let sql: Vec<String> = stmts.iter().filter_map(|s| self.dialect(s)).collect();
                 Migration::new(
                     id * SCHEMA_VERSION_SPAN + i as i64 + 1,
                     Cow::Owned(format!("{schema} {}", i + 1)),
@@ -263,12 +264,23 @@ impl Db {
         Ok(())
     }
 
-    fn dialect(&self, sql: &str) -> String {
-        let (serial, blob) = match self.backend {
-            Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
-            Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
+    /// This backend's form of a migration statement, or `None` for a statement that names
+    /// the other backend (`SQLITE: …` / `POSTGRES: …` run on that backend only).
+    fn dialect(&self, sql: &str) -> Option<String> {
+        let (serial, blob, mine, other) = match self.backend {
+            Backend::Sqlite => (
+                "INTEGER PRIMARY KEY AUTOINCREMENT",
+                "BLOB",
+                "SQLITE: ",
+                "POSTGRES: ",
+            ),
+            Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA", "POSTGRES: ", "SQLITE: "),
         };
-        sql.replace("{serial}", serial).replace("{blob}", blob)
+        if sql.starts_with(other) {
+            return None;
+        }
+        let sql = sql.strip_prefix(mine).unwrap_or(sql);
+        Some(sql.replace("{serial}", serial).replace("{blob}", blob))
     }
 }
 
