@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::crypto::{self, Content, DeliveryKey, SEALED_LEN};
+use smpx_relay_protocol::forward::{Sealed, FORWARD_SEALED_LEN, RESPONSE_SEALED_LEN};
 use smpx_relay_protocol::handshake::{ClientHello, ServerHello};
 use smpx_relay_protocol::transmission::{encode_transmission, parse_transmission, signed_part};
 use smpx_relay_protocol::{
@@ -28,7 +29,36 @@ fn command() -> impl Strategy<Value = Command> {
         Just(Command::Off),
         Just(Command::Del),
         Just(Command::Ping),
+        Just(Command::Info),
+        proptest::collection::vec(any::<u8>(), 0..2000)
+            .prop_map(|request| Command::Pay { request }),
+        any::<[u8; 32]>().prop_map(|k| Command::NewChannel { owner_key: k }),
+        (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(k, d)| Command::Join {
+            recipient_key: k,
+            recipient_dh: d
+        }),
+        proptest::collection::vec(any::<u8>(), 0..2000).prop_map(|body| Command::Post { body }),
+        Just(Command::Usage),
+        proptest::collection::vec(
+            any::<u8>(),
+            0..=smpx_relay_protocol::address::MAX_ADDRESS_LEN
+        )
+        .prop_map(|destination| Command::Proxy { destination }),
+        sealed().prop_map(Command::ProxyForward),
+        Just(Command::RelayKey),
+        sealed().prop_map(Command::RelayForward),
     ]
+}
+
+fn sealed() -> impl Strategy<Value = Sealed> {
+    (any::<[u8; 32]>(), any::<u8>()).prop_map(|(eph, fill)| Sealed {
+        eph,
+        sealed: vec![fill; FORWARD_SEALED_LEN],
+    })
+}
+
+fn json() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..2000)
 }
 
 fn error_code() -> impl Strategy<Value = ErrorCode> {
@@ -67,6 +97,20 @@ fn response() -> impl Strategy<Value = Response> {
         Just(Response::End),
         Just(Response::Pong),
         error_code().prop_map(Response::Err),
+        json().prop_map(|json| Response::Info { json }),
+        json().prop_map(|json| Response::Paid { json }),
+        json().prop_map(|json| Response::Usage { json }),
+        (id(), id()).prop_map(|(o, j)| Response::Channel {
+            owner_id: EntityId(o),
+            join_id: EntityId(j)
+        }),
+        (id(), any::<[u8; 32]>()).prop_map(|(r, k)| Response::Member {
+            recipient_id: EntityId(r),
+            server_dh: k
+        }),
+        any::<u8>().prop_map(|fill| Response::Forwarded {
+            sealed: vec![fill; RESPONSE_SEALED_LEN]
+        }),
     ]
 }
 

@@ -3,3 +3,4 @@
 
 mod address;
 mod decode;
+mod vectors;
