@@ -4,7 +4,6 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::io::Write;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,24 +24,10 @@ fn io(path: &Path, source: std::io::Error) -> FileError {
     }
 }
 
-/// Writes `bytes` to `path` atomically, readable by the owner only.
+/// Writes `bytes` to `path` atomically and durably, readable by the owner only.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| io(&tmp, e))?;
-        f.sync_all().map_err(|e| io(&tmp, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    smpx_os::fs::write_atomic(path, bytes, smpx_os::fs::Access::Private)
+        .map_err(|e| io(&e.path, e.source))
 }
 
 /// Reads JSON from `path`, or creates it with `make()` if it does not exist.

@@ -22,9 +22,9 @@
 //! Private keys are never logged: [`RelayIdentity`]'s `Debug` omits the online key.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -457,42 +457,14 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Writes `bytes` to `path` with mode 0600: a temporary file in the same directory, fsync,
-/// rename over `path`, fsync of the directory.
+/// Writes `bytes` to `path` with mode 0600, atomically and durably.
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    let io_err = |source| IdentityError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp"));
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err)?;
-    // The mode above is filtered by the umask; make it exactly 0600.
-    file.set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(io_err)?;
-    file.write_all(bytes).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io_err)?;
-    if let Ok(d) = fs::File::open(dir) {
-        // Durability of the rename; not all file systems support fsync on a directory.
-        let _ = d.sync_all();
-    }
-    Ok(())
+    smpx_os::fs::write_atomic(path, bytes, smpx_os::fs::Access::Private).map_err(|e| {
+        IdentityError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    })
 }
 
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, IdentityError> {

@@ -33,9 +33,8 @@ pub mod ops;
 pub use config::{BackendKind, ConfigError, NodeConfig, StorageConfig, StorageTarget};
 
 use std::future::Future;
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,24 +140,14 @@ fn config_path(dir: &Path) -> PathBuf {
     dir.join(config::CONFIG_FILE)
 }
 
-/// Writes `bytes` to `path` (mode 0600) through a temporary file, synced, then renamed.
+/// Writes `bytes` to `path` (mode 0600) atomically and durably.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    let io = |source| NodeError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    smpx_os::fs::write_atomic(path, bytes, smpx_os::fs::Access::Private).map_err(|e| {
+        NodeError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    })
 }
 
 /// An open store; the database handle too for the SQL backends (closed at shutdown).

@@ -8,6 +8,7 @@
 
 use crate::db::{self, MmrSave};
 use crate::error::WalletError;
+use crate::wallet::unix_now;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smpx_core::api::{Checkpoint, ErrorBody, LeavesPage, ZkInfo};
@@ -710,10 +711,6 @@ pub(crate) async fn prove(
     .await
     .map_err(|e| WalletError::Corrupt(format!("a background task failed: {e}")))?
     .map_err(WalletError::from)
-}
-
-fn unix_now() -> u64 {
-    smpx_os::Clock::now(&smpx_os::SystemClock)
 }
 
 #[cfg(test)]
