@@ -1,8 +1,11 @@
 //! The local ceremony behind the small redemption circuits of the tests: made once per
 //! machine (cached in the temporary directory and shared by every crate's tests, since a
-//! fresh one takes seconds) and verified whenever it is loaded.
+//! fresh one takes seconds) and verified when a test process first loads it (then kept in
+//! memory, so that every network a test binary starts does not verify it again).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// MMR levels of the test networks: capacity 63, a circuit that proves in milliseconds.
 pub const LEVELS: u32 = 3;
@@ -14,12 +17,36 @@ pub fn cache_dir() -> PathBuf {
     std::env::temp_dir().join("smpx-test-cache").join("smpx")
 }
 
-/// The verified keys of the test ceremony for `levels` (from the cache, or made now).
+/// The verified keys of the test ceremony for `levels` (from memory, from the cache, or made
+/// now).
 pub fn keys(levels: u32) -> anyhow::Result<smpx_zk::devnet::CeremonyKeys> {
-    Ok(smpx_zk::devnet::cached_local_ceremony(
-        levels,
-        CONTRIBUTORS,
-        &cache_dir(),
-        &smpx_ceremony::Silent,
-    )?)
+    type Loaded = Arc<Mutex<Option<Arc<smpx_zk::devnet::CeremonyKeys>>>>;
+    static LOADED: Mutex<Option<HashMap<u32, Loaded>>> = Mutex::new(None);
+    // One slot per size, locked while it is filled, so concurrent tests wait for one load.
+    let slot = LOADED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(HashMap::new)
+        .entry(levels)
+        .or_default()
+        .clone();
+    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    let k = match &*slot {
+        Some(k) => k.clone(),
+        None => {
+            let k = Arc::new(smpx_zk::devnet::cached_local_ceremony(
+                levels,
+                CONTRIBUTORS,
+                &cache_dir(),
+                &smpx_ceremony::Silent,
+            )?);
+            *slot = Some(k.clone());
+            k
+        }
+    };
+    Ok(smpx_zk::devnet::CeremonyKeys {
+        transcript: k.transcript.clone(),
+        proving_key: k.proving_key.clone(),
+        verifying_key: k.verifying_key.clone(),
+    })
 }

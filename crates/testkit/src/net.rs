@@ -7,6 +7,7 @@
 use anyhow::{bail, Context, Result};
 use smpx_coordinator::{Coordinator, CoordinatorHome, ZkKeys};
 use smpx_core::api::{AddIssuerRequest, AddOperatorRequest, CredentialResponse};
+use smpx_core::crypto::sign::SigningKey;
 use smpx_core::NetworkParams;
 use smpx_http::{ApiClient, Clock, SystemClock};
 use smpx_issuer::{Issuer, IssuerConfig, IssuerHome};
@@ -278,6 +279,22 @@ impl Network {
     /// The coordinator's parameters.
     pub fn params(&self) -> &NetworkParams {
         &self.params
+    }
+
+    /// The clock the services read.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The key the coordinator or the operator signs its receipts with, read from its data
+    /// directory: what a test signs a lie with, as a service that lies would.
+    pub fn receipt_key(&self, service: Service) -> Result<SigningKey> {
+        let home = self.home(service);
+        Ok(match service {
+            Service::Coordinator => CoordinatorHome::open(&home, None)?.receipt_key,
+            Service::Operator => OperatorHome::open(&home)?.receipt_key,
+            Service::Issuer => bail!("the issuer signs no receipts (it blind-signs vouchers)"),
+        })
     }
 
     async fn coordinator_state(

@@ -1,36 +1,114 @@
-//! A proxy in front of a real service that forwards every request and, when told, loses the
-//! answer to a request (the service still carries it out; the client never hears), the
-//! failure every retry path of the wallet is written for. It keeps the bodies of the requests
-//! it forwarded, so a test can check that a retry re-sent the same thing.
+//! A proxy in front of a real service: it forwards every request and, when told, loses the
+//! answer (the service still carries the request out; the client never hears), refuses a
+//! request without forwarding it (a service that is down or says no), or replaces the answer
+//! (a service that lies: a test signs the lie with the service's own key, see
+//! [`crate::net::Network::receipt_key`]). It keeps every exchange, so a test can check what a
+//! client sent (a retry re-sent the same thing) and what it was told (how many leaves it
+//! downloaded).
 
 use anyhow::Result;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use std::sync::{Arc, Mutex};
+use smpx_core::api::{ErrorBody, ErrorDetail};
+use smpx_core::ErrorCode;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::net::{serve_router, Server};
 
-/// One forwarded request.
+/// One exchange: the request forwarded and the answer the client was given.
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The query string, without `?` (empty if none).
+    pub query: String,
     pub body: Vec<u8>,
+    /// The status and body the client got (after any rule; a lost answer is a 502).
+    pub status: u16,
+    pub answer: Vec<u8>,
+}
+
+impl Seen {
+    /// The value of query parameter `name`, if given.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A new answer: status and body.
+pub type Answer = (u16, Vec<u8>);
+
+/// Computes the answer the client gets from the exchange as the service answered it.
+pub type Rewrite = Box<dyn FnMut(&Seen) -> Answer + Send>;
+
+enum Action {
+    /// Forward, then answer 502 as if the connection broke.
+    Lose,
+    /// Answer this without forwarding.
+    Refuse(Answer),
+    /// Forward, then answer what the function makes of the real answer.
+    Rewrite(Rewrite),
+}
+
+impl Action {
+    fn refusal(&self) -> Option<Answer> {
+        match self {
+            Action::Refuse(a) => Some(a.clone()),
+            _ => None,
+        }
+    }
+}
+
+struct Rule {
+    method: String,
+    path: String,
+    /// How many more requests it applies to; `None`: all.
+    remaining: Option<u32>,
+    /// Shared with the requests using it, so a rule can be dropped while one is away.
+    action: Arc<Mutex<Action>>,
 }
 
 #[derive(Default)]
 struct Rules {
-    /// (method, path, how many answers more to lose; `None`: all)
-    lose: Vec<(String, String, Option<u32>)>,
+    rules: Vec<Rule>,
     seen: Vec<Seen>,
+}
+
+impl Rules {
+    /// The action of the first rule for this request, counted as used (and dropped when
+    /// used up).
+    fn take(&mut self, method: &str, path: &str) -> Option<Arc<Mutex<Action>>> {
+        let i = self
+            .rules
+            .iter()
+            .position(|r| r.method == method && r.path == path)?;
+        let action = self.rules[i].action.clone();
+        if let Some(n) = &mut self.rules[i].remaining {
+            *n -= 1;
+            if *n == 0 {
+                self.rules.remove(i);
+            }
+        }
+        Some(action)
+    }
 }
 
 struct Shared {
     target: String,
     http: reqwest::Client,
     rules: Mutex<Rules>,
+}
+
+impl Shared {
+    fn rules(&self) -> MutexGuard<'_, Rules> {
+        self.rules.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A running proxy; [`Proxy::url`] is where clients go instead of the service.
@@ -58,116 +136,165 @@ impl Proxy {
         &self.server.url
     }
 
-    fn rules(&self) -> std::sync::MutexGuard<'_, Rules> {
-        self.shared
-            .rules
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn add(&self, method: &str, path: &str, remaining: Option<u32>, action: Action) {
+        self.shared.rules().rules.push(Rule {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            remaining,
+            action: Arc::new(Mutex::new(action)),
+        });
     }
 
     /// Loses the answer to the next `method path` request.
     pub fn lose_next(&self, method: &str, path: &str) {
-        self.rules()
-            .lose
-            .push((method.to_owned(), path.to_owned(), Some(1)));
+        self.add(method, path, Some(1), Action::Lose);
     }
 
     /// Loses the answer to every `method path` request.
     pub fn lose_all(&self, method: &str, path: &str) {
-        self.rules()
-            .lose
-            .push((method.to_owned(), path.to_owned(), None));
+        self.add(method, path, None, Action::Lose);
+    }
+
+    /// Answers the next `method path` request with the error `code` (at its HTTP status)
+    /// without forwarding it: the service never sees it.
+    pub fn refuse_next(&self, method: &str, path: &str, code: ErrorCode) {
+        self.add(method, path, Some(1), Action::Refuse(error(code)));
+    }
+
+    /// Answers every `method path` request with the error `code`, until [`Proxy::clear`].
+    pub fn refuse_all(&self, method: &str, path: &str, code: ErrorCode) {
+        self.add(method, path, None, Action::Refuse(error(code)));
+    }
+
+    /// Replaces the answer to the next `method path` request by `f(exchange)`.
+    pub fn rewrite_next(
+        &self,
+        method: &str,
+        path: &str,
+        f: impl FnMut(&Seen) -> Answer + Send + 'static,
+    ) {
+        self.add(method, path, Some(1), Action::Rewrite(Box::new(f)));
+    }
+
+    /// Replaces the answer to every `method path` request, until [`Proxy::clear`].
+    pub fn rewrite_all(
+        &self,
+        method: &str,
+        path: &str,
+        f: impl FnMut(&Seen) -> Answer + Send + 'static,
+    ) {
+        self.add(method, path, None, Action::Rewrite(Box::new(f)));
+    }
+
+    /// Drops every rule: from now on the proxy forwards faithfully.
+    pub fn clear(&self) {
+        self.shared.rules().rules.clear();
     }
 
     /// The bodies of the `method path` requests forwarded so far, in order.
     pub fn bodies(&self, method: &str, path: &str) -> Vec<Vec<u8>> {
-        self.rules()
-            .seen
-            .iter()
-            .filter(|s| s.method == method && s.path == path)
-            .map(|s| s.body.clone())
+        self.exchanges(method, path)
+            .into_iter()
+            .map(|s| s.body)
             .collect()
     }
 
-    /// Every request forwarded so far.
+    /// The `method path` exchanges so far, in order.
+    pub fn exchanges(&self, method: &str, path: &str) -> Vec<Seen> {
+        self.shared
+            .rules()
+            .seen
+            .iter()
+            .filter(|s| s.method == method && s.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Every exchange so far.
     pub fn seen(&self) -> Vec<Seen> {
-        self.rules().seen.clone()
+        self.shared.rules().seen.clone()
     }
 }
 
-/// Takes one "lose" for this request, if a rule says so.
-fn lose(rules: &mut Rules, method: &str, path: &str) -> bool {
-    let Some(i) = rules
-        .lose
-        .iter()
-        .position(|(m, p, _)| m == method && p == path)
-    else {
-        return false;
+/// The body a service sends with the error `code`.
+fn error(code: ErrorCode) -> Answer {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code,
+            message: format!("{} (said by the test proxy)", code.as_str()),
+        },
     };
-    match &mut rules.lose[i].2 {
-        None => {}
-        Some(n) => {
-            *n -= 1;
-            if *n == 0 {
-                rules.lose.remove(i);
-            }
-        }
-    }
-    true
+    (
+        code.http_status(),
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }
 
 async fn forward(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: Bytes) -> Response {
-    let path = uri.path().to_owned();
+    let mut seen = Seen {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: uri.query().unwrap_or_default().to_owned(),
+        body: body.to_vec(),
+        status: 0,
+        answer: Vec::new(),
+    };
+    let action = s.rules().take(&seen.method, &seen.path);
+    let lock = |a: &Arc<Mutex<Action>>| {
+        // A rewrite that panicked (a failed assertion) leaves the rule usable.
+        a.lock().unwrap_or_else(PoisonError::into_inner).refusal()
+    };
+    let (content_type, mut answer) = match action.as_ref().and_then(lock) {
+        Some(a) => ("application/json".to_owned(), a),
+        None => match send(&s, &method, &uri, &body).await {
+            Ok(r) => r,
+            Err(e) => ("text/plain".to_owned(), (502, e.into_bytes())),
+        },
+    };
+    seen.status = answer.0;
+    seen.answer = answer.1.clone();
+    if let Some(a) = &action {
+        match &mut *a.lock().unwrap_or_else(PoisonError::into_inner) {
+            Action::Lose => answer = (502, b"connection lost".to_vec()),
+            Action::Rewrite(f) => answer = f(&seen),
+            Action::Refuse(_) => {}
+        }
+    }
+    seen.status = answer.0;
+    seen.answer = answer.1.clone();
+    s.rules().seen.push(seen);
+    let status = StatusCode::from_u16(answer.0).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, [("content-type", content_type)], answer.1).into_response()
+}
+
+/// Forwards the request; the answer's content type, status and body.
+async fn send(
+    s: &Shared,
+    method: &Method,
+    uri: &Uri,
+    body: &Bytes,
+) -> Result<(String, Answer), String> {
     let url = format!(
         "{}{}",
         s.target,
         uri.path_and_query().map_or("/", |p| p.as_str())
     );
-    {
-        let mut rules = s
-            .rules
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        rules.seen.push(Seen {
-            method: method.to_string(),
-            path: path.clone(),
-            body: body.to_vec(),
-        });
-    }
-    let Ok(m) = reqwest::Method::from_bytes(method.as_str().as_bytes()) else {
-        return (StatusCode::METHOD_NOT_ALLOWED, "method").into_response();
-    };
-    let sent = s
+    let m = reqwest::Method::from_bytes(method.as_str().as_bytes()).map_err(|e| e.to_string())?;
+    let resp = s
         .http
         .request(m, &url)
         .header("content-type", "application/json")
         .body(body.to_vec())
         .send()
-        .await;
-    let resp = match sent {
-        Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
     let content_type = resp
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_owned();
-    let bytes = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    };
-    let lost = {
-        let mut rules = s
-            .rules
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        lose(&mut rules, method.as_str(), &path)
-    };
-    if lost {
-        return (StatusCode::BAD_GATEWAY, "connection lost").into_response();
-    }
-    (status, [("content-type", content_type)], bytes.to_vec()).into_response()
+    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+    Ok((content_type, (status, bytes.to_vec())))
 }

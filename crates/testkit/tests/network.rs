@@ -60,3 +60,46 @@ async fn services_answer_and_restart_on_their_data(backend: Backend) {
     assert!(net.start_service(Service::Operator).await.is_err());
     net.stop().await.unwrap();
 }
+
+/// The proxy's rules: a `next` rule applies once, an `all` rule until `clear`, and every
+/// exchange is recorded as the client saw it.
+#[tokio::test]
+async fn the_proxy_refuses_rewrites_and_records() {
+    use smpx_core::ErrorCode;
+    use smpx_testkit::proxy::Proxy;
+    let net = Network::start(Backend::Sqlite).await.unwrap();
+    let p = Proxy::start(&net.coordinator_url).await.unwrap();
+    let client = ApiClient::new(p.url());
+    let get = || async { client.get::<ParamsResponse>("/v1/params").await };
+
+    p.refuse_next("GET", "/v1/params", ErrorCode::UpstreamUnavailable);
+    let e = get().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UpstreamUnavailable), "{e}");
+    let real = get().await.unwrap();
+
+    p.rewrite_all("GET", "/v1/params", |s| {
+        let mut v: serde_json::Value = serde_json::from_slice(&s.answer).unwrap();
+        v["now"] = 7.into();
+        (s.status, serde_json::to_vec(&v).unwrap())
+    });
+    assert_eq!(get().await.unwrap().now, 7);
+    assert_eq!(get().await.unwrap().now, 7);
+    p.clear();
+    assert_ne!(get().await.unwrap().now, 7);
+
+    p.lose_next("GET", "/v1/params");
+    assert!(get().await.is_err());
+    let seen = p.exchanges("GET", "/v1/params");
+    let statuses: Vec<u16> = seen.iter().map(|s| s.status).collect();
+    let refused = ErrorCode::UpstreamUnavailable.http_status();
+    assert_eq!(statuses, [refused, 200, 200, 200, 200, 502]);
+    assert_eq!(
+        serde_json::from_slice::<ParamsResponse>(&seen[1].answer)
+            .unwrap()
+            .receipt_key,
+        real.receipt_key
+    );
+    // The key a test signs lies with is the one the coordinator announces.
+    let key = net.receipt_key(Service::Coordinator).unwrap();
+    assert_eq!(key.verifying_key(), real.receipt_key);
+}

@@ -1,6 +1,6 @@
 //! Wallet tests that need no service: the file, the encryption at rest, index reservation and
 //! the state machine. Purchases are driven by a local issuer key through the same internal
-//! steps `buy` uses around its network calls. (Flows against services: `tests/flows.rs`.)
+//! steps `buy` uses around its network calls. (Flows against the services: `tests/it/`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

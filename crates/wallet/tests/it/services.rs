@@ -1,7 +1,7 @@
 //! v0.2 redemption against the real services: the test kit's network (coordinator, issuer
 //! and operator, each with its own SQLite database, on loopback sockets) with a small MMR and
-//! a local ceremony, driven by the wallet library as `smpx wallet` drives it. (The wallet's
-//! logic against every misbehaviour is in `flows.rs`, against stand-ins.)
+//! a local ceremony, driven by the wallet library as `smpx wallet` drives it. (The wallet
+//! against services that refuse, lose answers or lie is in `flows.rs`.)
 
 use smpx_core::api::{
     CheckStateRequest, CheckStateResponse, LedgerTotalsResponse, Payment, TokenState as AtOperator,
