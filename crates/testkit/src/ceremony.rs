@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 /// MMR levels of the test networks: capacity 63, a circuit that proves in milliseconds.
 pub const LEVELS: u32 = 3;
@@ -20,33 +20,25 @@ pub fn cache_dir() -> PathBuf {
 /// The verified keys of the test ceremony for `levels` (from memory, from the cache, or made
 /// now).
 pub fn keys(levels: u32) -> anyhow::Result<smpx_zk::devnet::CeremonyKeys> {
-    type Loaded = Arc<Mutex<Option<Arc<smpx_zk::devnet::CeremonyKeys>>>>;
-    static LOADED: Mutex<Option<HashMap<u32, Loaded>>> = Mutex::new(None);
+    type Slot = Arc<Mutex<Option<smpx_zk::devnet::CeremonyKeys>>>;
+    static LOADED: LazyLock<Mutex<HashMap<u32, Slot>>> = LazyLock::new(Default::default);
     // One slot per size, locked while it is filled, so concurrent tests wait for one load.
     let slot = LOADED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .get_or_insert_with(HashMap::new)
         .entry(levels)
         .or_default()
         .clone();
     let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-    let k = match &*slot {
-        Some(k) => k.clone(),
-        None => {
-            let k = Arc::new(smpx_zk::devnet::cached_local_ceremony(
-                levels,
-                CONTRIBUTORS,
-                &cache_dir(),
-                &smpx_ceremony::Silent,
-            )?);
-            *slot = Some(k.clone());
-            k
-        }
-    };
-    Ok(smpx_zk::devnet::CeremonyKeys {
-        transcript: k.transcript.clone(),
-        proving_key: k.proving_key.clone(),
-        verifying_key: k.verifying_key.clone(),
-    })
+    if let Some(k) = &*slot {
+        return Ok(k.clone());
+    }
+    let k = smpx_zk::devnet::cached_local_ceremony(
+        levels,
+        CONTRIBUTORS,
+        &cache_dir(),
+        &smpx_ceremony::Silent,
+    )?;
+    *slot = Some(k.clone());
+    Ok(k)
 }

@@ -281,11 +281,6 @@ impl Network {
         &self.params
     }
 
-    /// The clock the services read.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
     /// The key the coordinator or the operator signs its receipts with, read from its data
     /// directory: what a test signs a lie with, as a service that lies would.
     pub fn receipt_key(&self, service: Service) -> Result<SigningKey> {

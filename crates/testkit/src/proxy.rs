@@ -240,28 +240,28 @@ async fn forward(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: B
         answer: Vec::new(),
     };
     let action = s.rules().take(&seen.method, &seen.path);
-    let lock = |a: &Arc<Mutex<Action>>| {
-        // A rewrite that panicked (a failed assertion) leaves the rule usable.
-        a.lock().unwrap_or_else(PoisonError::into_inner).refusal()
-    };
-    let (content_type, mut answer) = match action.as_ref().and_then(lock) {
-        Some(a) => ("application/json".to_owned(), a),
+    // A rewrite that panicked (a failed assertion) leaves the rule usable.
+    let lock = |a: &Arc<Mutex<Action>>| a.lock().unwrap_or_else(PoisonError::into_inner).refusal();
+    let (content_type, real) = match action.as_ref().and_then(lock) {
+        Some(refusal) => ("application/json".to_owned(), refusal),
         None => match send(&s, &method, &uri, &body).await {
             Ok(r) => r,
             Err(e) => ("text/plain".to_owned(), (502, e.into_bytes())),
         },
     };
-    seen.status = answer.0;
-    seen.answer = answer.1.clone();
-    if let Some(a) = &action {
-        match &mut *a.lock().unwrap_or_else(PoisonError::into_inner) {
-            Action::Lose => answer = (502, b"connection lost".to_vec()),
-            Action::Rewrite(f) => answer = f(&seen),
-            Action::Refuse(_) => {}
-        }
+    (seen.status, seen.answer) = real;
+    let rewritten =
+        action.and_then(
+            |a| match &mut *a.lock().unwrap_or_else(PoisonError::into_inner) {
+                Action::Lose => Some((502, b"connection lost".to_vec())),
+                Action::Rewrite(f) => Some(f(&seen)),
+                Action::Refuse(_) => None,
+            },
+        );
+    if let Some((status, answer)) = rewritten {
+        (seen.status, seen.answer) = (status, answer);
     }
-    seen.status = answer.0;
-    seen.answer = answer.1.clone();
+    let answer = (seen.status, seen.answer.clone());
     s.rules().seen.push(seen);
     let status = StatusCode::from_u16(answer.0).unwrap_or(StatusCode::BAD_GATEWAY);
     (status, [("content-type", content_type)], answer.1).into_response()

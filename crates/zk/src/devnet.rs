@@ -12,6 +12,7 @@ use smpx_ceremony::{Progress, Transcript, FORMAT_VERSION};
 use std::path::{Path, PathBuf};
 
 /// A verified transcript and the keys it yields.
+#[derive(Clone)]
 pub struct CeremonyKeys {
     /// The transcript, serialised (what a coordinator serves and wallets verify).
     pub transcript: Vec<u8>,

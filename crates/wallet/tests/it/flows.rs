@@ -130,20 +130,12 @@ impl Net {
     /// Other people buy and publish `n` vouchers now (straight at the services).
     async fn others_publish(&self, n: u64) {
         for _ in 0..n {
-            let v = self
-                .others
-                .buy(
-                    &self.net.coordinator_url,
-                    &self.net.issuer_url,
-                    10,
-                    Payment::Devnet,
-                )
-                .await
-                .unwrap();
-            self.others
-                .publish(&self.net.coordinator_url, v.id, Duration::ZERO)
-                .await
-                .unwrap();
+            buy_and_publish(
+                &self.others,
+                &self.net.coordinator_url,
+                &self.net.issuer_url,
+            )
+            .await;
         }
     }
 
@@ -506,9 +498,21 @@ fn lookups(net: &Net) -> usize {
 // ---------------------------------------------------------------------------------------------
 // v0.2: zero-knowledge redemption
 
+/// A voucher of 10 credits bought and published through the proxies.
 async fn published(w: &Wallet, net: &Net) -> smpx_wallet::VoucherRecord {
-    let v = w.buy(net.c(), net.i(), 10, Payment::Devnet).await.unwrap();
-    w.publish(net.c(), v.id, Duration::ZERO).await.unwrap()
+    buy_and_publish(w, net.c(), net.i()).await
+}
+
+async fn buy_and_publish(
+    w: &Wallet,
+    coordinator: &str,
+    issuer: &str,
+) -> smpx_wallet::VoucherRecord {
+    let v = w
+        .buy(coordinator, issuer, 10, Payment::Devnet)
+        .await
+        .unwrap();
+    w.publish(coordinator, v.id, Duration::ZERO).await.unwrap()
 }
 
 fn opts(mmr: MmrChoice, update_path: bool) -> RedeemOptions {
