@@ -4,11 +4,14 @@
 use proptest::prelude::*;
 use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::crypto::{self, Content, DeliveryKey, SEALED_LEN};
-use smpx_relay_protocol::forward::{Sealed, FORWARD_SEALED_LEN, RESPONSE_SEALED_LEN};
+use smpx_relay_protocol::forward::{
+    ForwardKey, Sealed, FORWARD_SEALED_LEN, MAX_CERT_LEN, RESPONSE_SEALED_LEN,
+};
 use smpx_relay_protocol::handshake::{ClientHello, ServerHello};
 use smpx_relay_protocol::transmission::{encode_transmission, parse_transmission, signed_part};
 use smpx_relay_protocol::{
-    decode_block, BlockBuilder, CmdError, CorrId, EntityId, ErrorCode, MsgId, BLOCK_SIZE, MAX_BODY,
+    decode_block, BlockBuilder, CmdError, CorrId, EntityId, ErrorCode, MsgId, ProxyError,
+    BLOCK_SIZE, MAX_BODY,
 };
 
 fn id() -> impl Strategy<Value = [u8; 24]> {
@@ -57,6 +60,29 @@ fn sealed() -> impl Strategy<Value = Sealed> {
     })
 }
 
+fn cert() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..=MAX_CERT_LEN)
+}
+
+fn forward_key() -> impl Strategy<Value = ForwardKey> {
+    (
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+        cert(),
+        cert(),
+        any::<[u8; 64]>(),
+    )
+        .prop_map(
+            |(session_id, dh, ca_cert, online_cert, signature)| ForwardKey {
+                session_id,
+                dh,
+                ca_cert,
+                online_cert,
+                signature,
+            },
+        )
+}
+
 fn json() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..2000)
 }
@@ -69,6 +95,16 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
         Just(ErrorCode::NoMsg),
         Just(ErrorCode::LargeMsg),
         Just(ErrorCode::Internal),
+        Just(ErrorCode::Payment),
+        prop_oneof![
+            Just(ProxyError::Unreachable),
+            Just(ProxyError::BadAddress),
+            Just(ProxyError::NoSession),
+            Just(ProxyError::NotAllowed),
+            Just(ProxyError::Crypto),
+            Just(ProxyError::Replay),
+        ]
+        .prop_map(ErrorCode::Proxy),
         prop_oneof![
             Just(CmdError::Syntax),
             Just(CmdError::Unknown),
@@ -108,6 +144,11 @@ fn response() -> impl Strategy<Value = Response> {
             recipient_id: EntityId(r),
             server_dh: k
         }),
+        (id(), forward_key()).prop_map(|(s, key)| Response::ProxyKey {
+            session: EntityId(s),
+            key
+        }),
+        forward_key().prop_map(|key| Response::RelayKey { key }),
         any::<u8>().prop_map(|fill| Response::Forwarded {
             sealed: vec![fill; RESPONSE_SEALED_LEN]
         }),
