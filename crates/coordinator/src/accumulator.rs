@@ -5,7 +5,7 @@
 use crate::handlers::store_err;
 use crate::Coordinator;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use smpx_core::api::*;
@@ -13,6 +13,7 @@ use smpx_core::mmr::ConsistencyProof;
 use smpx_core::receipt::{Signed, CHECKPOINT_DOMAIN};
 use smpx_core::rotation;
 use smpx_core::ErrorCode;
+use smpx_http::Path;
 use smpx_http::{ApiError, ApiResult, Json, Query};
 use smpx_store::coordinator::MmrRow;
 use std::sync::Arc;
@@ -58,6 +59,18 @@ pub(crate) async fn mmrs(State(c): AppState) -> ApiResult<Json<MmrListResponse>>
     }))
 }
 
+/// A query number the schema documents as int64: above `i64::MAX` it is refused (rather
+/// than answered with an empty page, or reaching the store).
+fn int64(v: u64, name: &str) -> ApiResult<u64> {
+    if i64::try_from(v).is_err() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{name} is larger than 9223372036854775807"),
+        ));
+    }
+    Ok(v)
+}
+
 #[utoipa::path(get, path = "/v1/mmrs/{id}", params(("id" = u64, Path)),
     responses((status = 200, body = MmrInfo), (status = 404, body = ErrorBody)))]
 pub(crate) async fn mmr(State(c): AppState, Path(id): Path<u64>) -> ApiResult<Json<MmrInfo>> {
@@ -72,8 +85,9 @@ pub(crate) async fn leaves(
     Path(id): Path<u64>,
     Query(q): Query<LeavesQuery>,
 ) -> ApiResult<Json<LeavesPage>> {
+    // The request is checked before the MMR is looked up: a bad bound is 400 on any id.
+    let from = int64(q.from.unwrap_or(0), "from")?;
     let row = mmr_row(&c, id).await?;
-    let from = q.from.unwrap_or(0);
     let limit = q.limit.unwrap_or(MAX_LEAVES_PAGE).clamp(1, MAX_LEAVES_PAGE);
     let leaves = if from >= row.size {
         Vec::new()
@@ -99,6 +113,9 @@ pub(crate) async fn checkpoint(
     Path(id): Path<u64>,
     Query(q): Query<CheckpointQuery>,
 ) -> ApiResult<Json<Signed<Checkpoint>>> {
+    if let Some(size) = q.size {
+        int64(size, "size")?;
+    }
     let row = mmr_row(&c, id).await?;
     let size = q.size.unwrap_or(row.size);
     let root = c

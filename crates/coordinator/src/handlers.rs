@@ -3,10 +3,13 @@
 //! one transaction, and answers; none keeps state or decides anything of its own.
 
 use crate::Coordinator;
-use axum::extract::{Path, State};
+use axum::extract::FromRequestParts;
+use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
+use sha2::Digest as _;
 use smpx_core::api::*;
 use smpx_core::crypto::b64;
 use smpx_core::crypto::blind::IssuerPublicKey;
@@ -20,7 +23,8 @@ use smpx_core::redemption::{open_v1, PROTOCOL_V2};
 use smpx_core::rules::publish::Refused;
 use smpx_core::rules::redeem::{ProofRejected, V1Refused, V2Refused, Version};
 use smpx_core::{keys, rules, Amount, ErrorCode};
-use smpx_http::common::require_admin;
+use smpx_http::common::Admin;
+use smpx_http::Path;
 use smpx_http::{bearer_token, split_credential, token_matches, ApiError, ApiResult, Json, Query};
 use smpx_store::coordinator::{
     KeyRow, NewRedemption, NewVoucher, NewZkRedemption, PublishOutcome, RedeemOutcome,
@@ -30,6 +34,12 @@ use smpx_store::StoreError;
 use std::sync::Arc;
 
 type AppState = State<Arc<Coordinator>>;
+
+impl smpx_http::common::AdminToken for Coordinator {
+    fn admin_token_hash(&self) -> &[u8; 32] {
+        &self.admin_token_hash
+    }
+}
 
 pub(crate) fn router(state: Arc<Coordinator>) -> Router {
     let r = Router::new()
@@ -68,8 +78,13 @@ pub(crate) fn router(state: Arc<Coordinator>) -> Router {
     smpx_http::finish_router(r)
 }
 
+/// A store failure as an answer: a number beyond what the databases hold came from the
+/// request (`400 invalid_request`); anything else is internal.
 pub(crate) fn store_err(e: StoreError) -> ApiError {
-    ApiError::internal(e)
+    match e {
+        StoreError::OutOfRange(_) => ApiError::new(ErrorCode::InvalidRequest, e.to_string()),
+        e => ApiError::internal(e),
+    }
 }
 
 /// A rule's refusal of what the store (or the verifier) answered, as the API says it.
@@ -137,6 +152,40 @@ pub(crate) async fn issuer_keys(
     Ok(Json(rows.into_iter().map(|k| key_info(&c, k)).collect()))
 }
 
+/// The calling issuer's id, from its `<id>:<secret>` bearer credential. An extractor, so it
+/// runs before the body is read: a call without a valid credential is 401 whatever its body.
+pub(crate) struct IssuerCaller(String);
+
+impl FromRequestParts<Arc<Coordinator>> for IssuerCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        c: &Arc<Coordinator>,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate_issuer(c, &parts.headers)
+            .await
+            .map(IssuerCaller)
+    }
+}
+
+/// The calling operator's row, from its `<id>:<secret>` bearer credential (checked before
+/// the body, as [`IssuerCaller`]).
+pub(crate) struct OperatorCaller(smpx_store::coordinator::OperatorRow);
+
+impl FromRequestParts<Arc<Coordinator>> for OperatorCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        c: &Arc<Coordinator>,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate_operator(c, &parts.headers)
+            .await
+            .map(OperatorCaller)
+    }
+}
+
 /// Which issuer is calling, from its `<id>:<secret>` bearer credential.
 async fn authenticate_issuer(c: &Coordinator, headers: &HeaderMap) -> ApiResult<String> {
     let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "issuer credential required");
@@ -167,10 +216,9 @@ async fn authenticate_issuer(c: &Coordinator, headers: &HeaderMap) -> ApiResult<
     responses((status = 200, body = IssuerKeyInfo), (status = 409, body = ErrorBody)))]
 pub(crate) async fn register_key(
     State(c): AppState,
-    headers: HeaderMap,
+    IssuerCaller(issuer_id): IssuerCaller,
     Json(req): Json<RegisterKeyRequest>,
 ) -> ApiResult<Json<IssuerKeyInfo>> {
-    let issuer_id = authenticate_issuer(&c, &headers).await?;
     let now = c.now();
     rules::publish::registration(&c.params, req.denomination, req.period, now)?;
     let spki = b64::decode(&req.public_key)
@@ -246,6 +294,23 @@ pub(crate) async fn publish(
     Json(req): Json<PublishRequest>,
 ) -> ApiResult<Json<Signed<PublishReceipt>>> {
     let now = c.now();
+    // The identical request again (a retry after a lost answer) gets the stored receipt;
+    // any other request for a published commitment is refused.
+    let digest: [u8; 32] =
+        sha2::Sha256::digest(serde_json::to_vec(&req).map_err(ApiError::internal)?).into();
+    if let Some((stored, receipt)) = c
+        .store
+        .publish_receipt(&req.commitment.0 .0)
+        .await
+        .map_err(store_err)?
+    {
+        if stored != digest {
+            return Err(refuse(Refused::AlreadyPublished));
+        }
+        return serde_json::from_str(&receipt)
+            .map(Json)
+            .map_err(ApiError::internal);
+    }
     let key = match rules::parse_key_id(&req.key_id) {
         Ok(id) => c.store.key(&id).await.map_err(store_err)?,
         Err(_) => None,
@@ -285,18 +350,33 @@ pub(crate) async fn publish(
         mmrs,
         levels: c.params.mmr_levels,
     };
-    let paths = published(c.store.publish(&v).await.map_err(store_err)?)?;
-    let body = PublishReceipt {
-        commitment: req.commitment,
-        denomination: req.denomination,
-        value,
-        issuer_id: key.issuer_id,
-        key_id: req.key_id,
-        published_at: now,
-        expires_at,
-        paths,
-    };
-    Ok(Json(Signed::sign(&c.receipt_key, PUBLISH_DOMAIN, body)?))
+    let mut signed = None;
+    let outcome = c
+        .store
+        .publish_with_receipt(&v, |appended| {
+            let body = PublishReceipt {
+                commitment: req.commitment,
+                denomination: req.denomination,
+                value,
+                issuer_id: key.issuer_id.clone(),
+                key_id: req.key_id.clone(),
+                published_at: now,
+                expires_at,
+                paths: appended.iter().map(|a| a.proof.clone()).collect(),
+            };
+            let receipt = Signed::sign(&c.receipt_key, PUBLISH_DOMAIN, body)
+                .map_err(|e| StoreError::Corrupt(format!("signing the publish receipt: {e}")))?;
+            let json = serde_json::to_string(&receipt)
+                .map_err(|e| StoreError::Corrupt(format!("encoding the publish receipt: {e}")))?;
+            signed = Some(receipt);
+            Ok(Some((digest, json)))
+        })
+        .await
+        .map_err(store_err)?;
+    published(outcome)?;
+    signed
+        .map(Json)
+        .ok_or_else(|| ApiError::internal("publish: recorded without a receipt"))
 }
 
 #[utoipa::path(get, path = "/v1/vouchers/{commitment}", params(("commitment" = String, Path)),
@@ -361,10 +441,9 @@ async fn authenticate_operator(
               (status = 410, body = ErrorBody)))]
 pub(crate) async fn redeem(
     State(c): AppState,
-    headers: HeaderMap,
+    OperatorCaller(operator): OperatorCaller,
     Json(req): Json<ForwardRedemptionRequest>,
 ) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
-    let operator = authenticate_operator(&c, &headers).await?;
     let v2_offered = c.params.protocol_versions.contains(&PROTOCOL_V2);
     let version = rules::redeem::route(
         req.version,
@@ -636,7 +715,7 @@ fn added(r: Result<(), StoreError>, kind: &str, id: &str) -> ApiResult<()> {
     match r {
         Ok(()) => Ok(()),
         Err(e) if e.is_duplicate() => Err(ApiError::new(
-            ErrorCode::InvalidRequest,
+            ErrorCode::AlreadyExists,
             format!("{kind} {id:?} already exists"),
         )),
         Err(e) => Err(store_err(e)),
@@ -654,10 +733,9 @@ fn credits(limit_credits: u64) -> ApiResult<Amount> {
     responses((status = 200, body = CredentialResponse), (status = 409, body = ErrorBody)))]
 pub(crate) async fn add_issuer(
     State(c): AppState,
-    headers: HeaderMap,
+    _: Admin,
     Json(req): Json<AddIssuerRequest>,
 ) -> ApiResult<Json<CredentialResponse>> {
-    require_admin(&headers, &c.admin_token_hash)?;
     check_id(&req.id)?;
     let limit = credits(req.limit_credits)?;
     let token = new_credential(&req.id);
@@ -677,11 +755,10 @@ pub(crate) async fn add_issuer(
     responses((status = 200, body = IssuerInfo), (status = 404, body = ErrorBody)))]
 pub(crate) async fn set_limit(
     State(c): AppState,
-    headers: HeaderMap,
+    _: Admin,
     Path(id): Path<String>,
     Json(req): Json<SetLimitRequest>,
 ) -> ApiResult<Json<IssuerInfo>> {
-    require_admin(&headers, &c.admin_token_hash)?;
     if !c
         .store
         .set_issuer_limit(&id, credits(req.limit_credits)?)
@@ -707,11 +784,10 @@ pub(crate) struct SetActiveRequest {
     responses((status = 200, body = IssuerInfo), (status = 404, body = ErrorBody)))]
 pub(crate) async fn set_active(
     State(c): AppState,
-    headers: HeaderMap,
+    _: Admin,
     Path(id): Path<String>,
     Json(req): Json<SetActiveRequest>,
 ) -> ApiResult<Json<IssuerInfo>> {
-    require_admin(&headers, &c.admin_token_hash)?;
     if !c
         .store
         .set_issuer_active(&id, req.active)
@@ -742,13 +818,13 @@ fn check_share(c: &Coordinator, share_bps: u32) -> ApiResult<()> {
 
 #[utoipa::path(post, path = "/v1/admin/operators", request_body = AddOperatorRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = CredentialResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = CredentialResponse), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(crate) async fn add_operator(
     State(c): AppState,
-    headers: HeaderMap,
+    _: Admin,
     Json(req): Json<AddOperatorRequest>,
 ) -> ApiResult<Json<CredentialResponse>> {
-    require_admin(&headers, &c.admin_token_hash)?;
     check_id(&req.id)?;
     check_share(&c, req.share_bps)?;
     let token = new_credential(&req.id);
@@ -773,11 +849,10 @@ pub(crate) async fn add_operator(
     responses((status = 200, body = OperatorInfo), (status = 404, body = ErrorBody)))]
 pub(crate) async fn set_share(
     State(c): AppState,
-    headers: HeaderMap,
+    _: Admin,
     Path(id): Path<String>,
     Json(req): Json<SetShareRequest>,
 ) -> ApiResult<Json<OperatorInfo>> {
-    require_admin(&headers, &c.admin_token_hash)?;
     check_share(&c, req.share_bps)?;
     if !c
         .store
@@ -799,11 +874,7 @@ pub(crate) async fn set_share(
 
 #[utoipa::path(post, path = "/v1/admin/expire", security(("bearer" = [])),
     responses((status = 200, body = ExpireResponse)))]
-pub(crate) async fn expire(
-    State(c): AppState,
-    headers: HeaderMap,
-) -> ApiResult<Json<ExpireResponse>> {
-    require_admin(&headers, &c.admin_token_hash)?;
+pub(crate) async fn expire(State(c): AppState, _: Admin) -> ApiResult<Json<ExpireResponse>> {
     let (n, v) = c.release_expired().await.map_err(store_err)?;
     Ok(Json(ExpireResponse {
         released_count: n,

@@ -3,7 +3,7 @@
 use crate::accumulator::*;
 use crate::handlers::*;
 use smpx_core::api::*;
-use smpx_http::common::BearerAuth;
+use smpx_http::common::{BearerAuth, StandardResponses};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -16,7 +16,7 @@ use utoipa::OpenApi;
     components(schemas(ErrorBody, ErrorDetail, smpx_core::ErrorCode, smpx_core::Amount,
                        smpx_core::NetworkParams, smpx_core::ledger::Entry, smpx_core::ledger::EntryKind,
                        smpx_core::ledger::Totals, VoucherState, ZkRedemption, MmrInfo)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &StandardResponses)
 )]
 struct Doc;
 

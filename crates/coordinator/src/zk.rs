@@ -3,7 +3,11 @@
 //! The verifying key comes only from a ceremony transcript (`<home>/ceremony.transcript`)
 //! that verifies in full for the network's MMR levels ([`ZkKeys::load`]); a transcript that
 //! does not verify stops the coordinator from starting. Without a transcript the coordinator
-//! serves v0.1 only and says so.
+//! serves v0.1 only and says so. Verifying takes tens of seconds on a small machine, so
+//! the result is kept in `<home>/ceremony.verified`, keyed by the transcript's SHA-256 and
+//! the levels: a restart with the same transcript uses it, any other transcript is
+//! verified again. (The cache is trusted as the rest of the home directory is: whoever can
+//! write it can also replace the transcript, the keys and the database.)
 //!
 //! Proofs are checked by a [`Verifier`]: requests that arrive while a batch is being checked
 //! queue up and are checked together with one random linear combination
@@ -20,6 +24,47 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// File name of the ceremony transcript in the coordinator's directory.
 pub const TRANSCRIPT_FILE: &str = "ceremony.transcript";
+
+/// File name of the record that a transcript verified (beside it).
+pub const VERIFIED_FILE: &str = "ceremony.verified";
+
+/// What `ceremony.verified` holds: the transcript and levels verified, and the key found.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Verified {
+    transcript_sha256: String,
+    levels: u32,
+    /// The verifying key, base64url.
+    verifying_key: String,
+}
+
+/// The verifying key recorded for exactly this transcript and levels, if any.
+fn recorded(dir: &Path, sha256: &str, levels: u32) -> Option<smpx_zk::VerifyingKey> {
+    let bytes = std::fs::read(dir.join(VERIFIED_FILE)).ok()?;
+    let v: Verified = serde_json::from_slice(&bytes).ok()?;
+    if v.transcript_sha256 != sha256 || v.levels != levels {
+        return None;
+    }
+    let vk = smpx_zk::VerifyingKey::from_bytes(&b64::decode(&v.verifying_key).ok()?).ok()?;
+    (vk.levels() == levels).then_some(vk)
+}
+
+fn record(dir: &Path, keys: &ZkKeys) {
+    let v = Verified {
+        transcript_sha256: keys.info.transcript_sha256.clone(),
+        levels: keys.info.levels,
+        verifying_key: keys.info.verifying_key.clone(),
+    };
+    let written = serde_json::to_vec_pretty(&v)
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            smpx_os::fs::write_atomic(&dir.join(VERIFIED_FILE), &b, smpx_os::fs::Access::Public)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        // Only the next start is slower.
+        tracing::warn!(error = %e, "could not record that the transcript verified");
+    }
+}
 
 /// Most proofs checked in one batch.
 const MAX_BATCH: usize = 256;
@@ -71,9 +116,14 @@ impl ZkKeys {
             path: path.display().to_string(),
             source,
         };
-        Self::from_transcript(bytes, levels, progress)
-            .map(Some)
-            .map_err(rejected)
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(vk) = recorded(dir, &sha256, levels) {
+            tracing::info!(transcript_sha256 = %sha256, "this transcript verified before; not verifying it again");
+            return Self::from_verified(bytes, &vk).map(Some).map_err(rejected);
+        }
+        let keys = Self::from_transcript(bytes, levels, progress).map_err(rejected)?;
+        record(dir, &keys);
+        Ok(Some(keys))
     }
 
     /// Verifies a transcript and keeps its verifying key.
@@ -108,6 +158,11 @@ impl ZkKeys {
             info,
             transcript: Arc::new(bytes),
         })
+    }
+
+    /// What `GET /v1/zk` says of these keys: levels, verifying key, transcript digest.
+    pub fn info(&self) -> &ZkInfo {
+        &self.info
     }
 
     pub fn levels(&self) -> u32 {

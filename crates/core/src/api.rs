@@ -244,10 +244,20 @@ pub struct RedemptionReceipt {
 pub struct LedgerTotalsResponse {
     /// Totals replayed from the ledger log.
     pub totals: Totals,
-    /// Value of vouchers currently live, counted from the voucher table — an independent
-    /// source that must equal `totals.live`.
-    pub live_vouchers: Amount,
-    pub live_voucher_count: u64,
+    /// Value published and neither redeemed nor released, counted from the voucher table and
+    /// the MMR books rather than the ledger: an independent source that must equal
+    /// `totals.live`. (Called `live_vouchers` before; read under that name too.)
+    #[serde(alias = "live_vouchers")]
+    pub unredeemed_value: Amount,
+    /// Vouchers in the table not yet released and not redeemed by v0.1. Vouchers redeemed by
+    /// v0.2 are still counted here until their MMR is released: the proof hides which voucher
+    /// it spent, so the table cannot mark it (`v2_redemption_count` says how many those are).
+    /// (Called `live_voucher_count` before; read under that name too.)
+    #[serde(alias = "live_voucher_count")]
+    pub unreleased_voucher_count: u64,
+    /// v0.2 redemptions so far (nullifiers spent by proofs).
+    #[serde(default)]
+    pub v2_redemption_count: u64,
     /// Number of ledger entries.
     pub entries: u64,
     /// `published = redeemed + live + released`, and both sources of `live` agree.

@@ -58,6 +58,14 @@ error_codes! {
     MethodNotAllowed = ("method_not_allowed", 405),
     /// Missing or wrong credentials.
     Unauthorized = ("unauthorized", 401),
+    /// An issuer or operator with this id is already registered.
+    AlreadyExists = ("already_exists", 409),
+    /// The request's body did not arrive in time (the connection stalled mid-body).
+    RequestTimeout = ("request_timeout", 408),
+    /// The request's URI (path and query) is longer than a service accepts.
+    UriTooLong = ("uri_too_long", 414),
+    /// The request's headers are larger, or more numerous, than a service accepts.
+    HeadersTooLarge = ("headers_too_large", 431),
 
     // Issuers and their keys.
     /// The issuer is not on the coordinator's whitelist (or was removed from it).

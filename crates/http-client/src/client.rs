@@ -39,6 +39,11 @@ impl ClientError {
     }
 }
 
+/// How long a pooled connection may sit idle before the client drops it: shorter than the
+/// services' head timeout (`smpx_http::HEAD_TIMEOUT`, 30 s), so the client never sends a
+/// request on a connection the server is closing.
+pub const POOL_IDLE: Duration = Duration::from_secs(20);
+
 /// A base URL plus optional bearer token.
 #[derive(Clone, Debug)]
 pub struct ApiClient {
@@ -52,6 +57,7 @@ impl ApiClient {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(POOL_IDLE)
             .build()
             .unwrap_or_default();
         ApiClient {

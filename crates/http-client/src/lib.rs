@@ -8,6 +8,9 @@
 
 mod client;
 
-pub use client::{ApiClient, ClientError};
+pub mod retry;
+
+pub use client::{ApiClient, ClientError, POOL_IDLE};
+pub use retry::{with_backoff, Backoff};
 pub use smpx_core::{ErrorCode, ProtocolError};
 pub use smpx_os::{Clock, ManualClock, SystemClock};

@@ -8,7 +8,10 @@
 //! * [`ApiError`]: a [`ProtocolError`] as an HTTP response with its stable code and status.
 //! * [`Json`]: a JSON extractor whose every rejection (bad JSON, unknown field, wrong
 //!   content type, body too large) is an [`ApiError`] rather than axum's plain text.
+//! * [`Path`], [`Query`]: extractors whose rejections are JSON too.
 //! * [`finish_router`]: body limit, JSON 404/405 and request tracing, the same everywhere.
+//! * [`serve`]: HTTP/1.1 with a head timeout (idle and stalled connections close), and the
+//!   URI, header, body-size and body-time limits, each answered as a JSON error.
 //! * [`Token`]: bearer credentials, stored hashed and compared in constant time.
 //! * [`Clock`], [`ApiClient`]: re-exported from `smpx-http-client`.
 
@@ -18,9 +21,14 @@ pub mod files;
 mod server;
 mod token;
 
-pub use server::{finish_router, serve, ApiError, ApiResult, Json, Query, MAX_BODY_BYTES};
+pub use server::{
+    finish_router, serve, ApiError, ApiResult, Json, Path, Query, BODY_TIMEOUT, HEAD_TIMEOUT,
+    MAX_BODY_BYTES, MAX_HEADERS, MAX_HEADER_BYTES, MAX_URI_BYTES,
+};
 pub use smpx_core::{ErrorCode, ProtocolError};
-pub use smpx_http_client::{ApiClient, ClientError, Clock, ManualClock, SystemClock};
+pub use smpx_http_client::{
+    with_backoff, ApiClient, Backoff, ClientError, Clock, ManualClock, SystemClock,
+};
 pub use token::{
     bearer_token, digest as token_digest, matches as token_matches, split_credential, Token,
 };

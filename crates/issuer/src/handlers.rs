@@ -4,19 +4,24 @@
 use crate::payment::TopupCodes;
 use crate::Issuer;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 use smpx_core::api::*;
 use smpx_core::rules::sale::{self, Action, Event, Recorded, Sale};
 use smpx_core::{rules, ErrorCode};
-use smpx_http::common::require_admin;
+use smpx_http::common::Admin;
 use smpx_http::{ApiError, ApiResult, ClientError, Json};
 use smpx_store::issuer::{NewSale, SaleOutcome, SalePayment};
 use std::sync::Arc;
 
 type AppState = State<Arc<Issuer>>;
+
+impl smpx_http::common::AdminToken for Issuer {
+    fn admin_token_hash(&self) -> &[u8; 32] {
+        &self.admin_token_hash
+    }
+}
 
 pub(crate) fn router(state: Arc<Issuer>) -> Router {
     let r = Router::new()
@@ -171,10 +176,9 @@ fn sign_blinded(
     responses((status = 200, body = MintCodesResponse), (status = 400, body = ErrorBody)))]
 pub(crate) async fn mint_codes(
     State(i): AppState,
-    headers: HeaderMap,
+    _: Admin,
     Json(req): Json<MintCodesRequest>,
 ) -> ApiResult<Json<MintCodesResponse>> {
-    require_admin(&headers, &i.admin_token_hash)?;
     if !i.params.is_denomination(req.denomination) {
         return Err(ApiError::new(
             ErrorCode::UnsupportedDenomination,
@@ -214,8 +218,7 @@ pub struct IssuerStats {
 
 #[utoipa::path(get, path = "/v1/admin/stats", security(("bearer" = [])),
     responses((status = 200, body = IssuerStats)))]
-pub(crate) async fn stats(State(i): AppState, headers: HeaderMap) -> ApiResult<Json<IssuerStats>> {
-    require_admin(&headers, &i.admin_token_hash)?;
+pub(crate) async fn stats(State(i): AppState, _: Admin) -> ApiResult<Json<IssuerStats>> {
     let sold = i.store.sold().await.map_err(ApiError::internal)?;
     let (unused_codes, used_codes) = i.store.code_counts().await.map_err(ApiError::internal)?;
     Ok(Json(IssuerStats {

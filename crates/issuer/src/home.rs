@@ -3,7 +3,9 @@
 //! ```text
 //! <dir>/issuer.json    id, coordinator URL, credential, enabled payment methods (0600)
 //! <dir>/admin-token    bearer token for /v1/admin (0600)
-//! <dir>/issuer.db      SQLite database: keys, top-up codes, sales (unless a URL is given)
+//! <dir>/key-encryption-key  encrypts the signing keys in the database (0600; see `wrap`)
+//! <dir>/issuer.db      SQLite database: keys (encrypted), top-up codes, sales (unless a
+//!                      URL is given)
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,8 @@ pub struct IssuerHome {
     pub dir: PathBuf,
     pub config: IssuerConfig,
     pub admin_token: String,
+    /// Encrypts the signing keys stored in the database (made on first open).
+    pub key_wrap: crate::wrap::KeyWrap,
 }
 
 impl IssuerHome {
@@ -62,10 +66,12 @@ impl IssuerHome {
     pub fn open(dir: &Path) -> Result<IssuerHome, FileError> {
         let config: IssuerConfig = files::load(&dir.join("issuer.json"))?;
         let admin_token = files::load_or_create_token(&dir.join("admin-token"))?;
+        let kek = files::load_or_create_token(&dir.join("key-encryption-key"))?;
         Ok(IssuerHome {
             dir: dir.to_owned(),
             config,
             admin_token,
+            key_wrap: crate::wrap::KeyWrap::from_secret(&kek),
         })
     }
 

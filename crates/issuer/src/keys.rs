@@ -22,6 +22,8 @@ pub enum KeyError {
     Register(#[from] smpx_http::ClientError),
     #[error("the coordinator answered with a different key for period {0}")]
     Mismatch(u64),
+    #[error(transparent)]
+    Wrap(#[from] crate::wrap::WrapError),
 }
 
 impl Issuer {
@@ -42,6 +44,23 @@ impl Issuer {
         Ok(())
     }
 
+    /// Encrypts signing keys stored in plain by an earlier version (see [`crate::wrap`]).
+    pub(crate) async fn wrap_plain_keys(&self) -> Result<(), KeyError> {
+        let mut wrapped = 0;
+        for (id, stored) in self.store.stored_secrets().await? {
+            if crate::wrap::KeyWrap::is_wrapped(&stored) {
+                continue;
+            }
+            let sealed = self.key_wrap.wrap(&id, &stored)?;
+            self.store.replace_secret(&id, &stored, &sealed).await?;
+            wrapped += 1;
+        }
+        if wrapped > 0 {
+            tracing::info!(keys = wrapped, "signing keys encrypted at rest");
+        }
+        Ok(())
+    }
+
     async fn create_key(&self, denomination: u64, period: u64) -> Result<SigningKeyRow, KeyError> {
         let bits = self.config.key_bits;
         // RSA key generation takes a while; keep it off the async workers.
@@ -52,11 +71,13 @@ impl Issuer {
         let pk = sk
             .public_key()
             .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let key_id = pk.key_id().map_err(|e| KeyError::Generate(e.to_string()))?;
+        let der = sk.to_der().map_err(|e| KeyError::Generate(e.to_string()))?;
         let row = SigningKeyRow {
-            key_id: pk.key_id().map_err(|e| KeyError::Generate(e.to_string()))?,
+            key_id,
             denomination,
             period,
-            secret_der: sk.to_der().map_err(|e| KeyError::Generate(e.to_string()))?,
+            secret_der: self.key_wrap.wrap(&key_id, &der)?,
             public_spki: pk
                 .to_spki()
                 .map_err(|e| KeyError::Generate(e.to_string()))?,
@@ -108,7 +129,7 @@ impl Issuer {
             return Ok(Some((row, k)));
         }
         let sk = Arc::new(
-            IssuerSecretKey::from_der(&row.secret_der)
+            IssuerSecretKey::from_der(&self.key_wrap.unwrap(key_id, &row.secret_der)?)
                 .map_err(|e| KeyError::Generate(e.to_string()))?,
         );
         self.cache_key(*key_id, sk.clone());

@@ -16,6 +16,7 @@ mod home;
 pub mod keys;
 pub mod openapi;
 pub mod payment;
+pub mod wrap;
 
 pub use home::{IssuerConfig, IssuerHome};
 
@@ -36,6 +37,8 @@ pub struct Issuer {
     pub(crate) admin_token_hash: [u8; 32],
     pub(crate) payments: payment::Payments,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Encrypts the signing keys in the database.
+    pub(crate) key_wrap: wrap::KeyWrap,
     /// Parsed secret keys by key id (parsing a DER RSA key costs more than signing).
     key_cache: RwLock<HashMap<[u8; 32], Arc<IssuerSecretKey>>>,
 }
@@ -61,18 +64,21 @@ impl Issuer {
     ) -> Result<Arc<Issuer>, StartError> {
         let coordinator =
             ApiClient::new(&home.config.coordinator_url).with_token(home.config.credential.clone());
+        // The coordinator may still be starting (verifying its transcript): wait for it.
         let params: smpx_core::api::ParamsResponse =
-            coordinator
-                .get("/v1/params")
-                .await
-                .map_err(|source| StartError::Coordinator {
-                    url: home.config.coordinator_url.clone(),
-                    source,
-                })?;
+            smpx_http::with_backoff(smpx_http::Backoff::STARTUP, "the coordinator", || {
+                coordinator.get("/v1/params")
+            })
+            .await
+            .map_err(|source| StartError::Coordinator {
+                url: home.config.coordinator_url.clone(),
+                source,
+            })?;
         let payments = payment::Payments::new(home.config.devnet_payments);
         let issuer = Arc::new(Issuer {
             store,
             admin_token_hash: smpx_http::token_digest(&home.admin_token),
+            key_wrap: home.key_wrap,
             config: home.config,
             params: params.params,
             coordinator,
@@ -80,6 +86,7 @@ impl Issuer {
             clock,
             key_cache: RwLock::new(HashMap::new()),
         });
+        issuer.wrap_plain_keys().await?;
         issuer.ensure_keys().await?;
         Ok(issuer)
     }

@@ -2,7 +2,7 @@
 
 use crate::handlers::*;
 use smpx_core::api::*;
-use smpx_http::common::BearerAuth;
+use smpx_http::common::{BearerAuth, StandardResponses};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -11,7 +11,7 @@ use utoipa::OpenApi;
          description = "Sells smpx vouchers: blind-signs a commitment against a payment (prepaid top-up code, or devnet). Errors are `{\"error\": {\"code\", \"message\"}}` with stable codes."),
     paths(smpx_http::common::health, info, purchase, mint_codes, stats),
     components(schemas(ErrorBody, ErrorDetail, smpx_core::ErrorCode, smpx_core::Amount)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &StandardResponses)
 )]
 struct Doc;
 

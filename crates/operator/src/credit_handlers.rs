@@ -28,7 +28,7 @@
 
 use crate::credits::credit_error;
 use crate::Operator;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
 use smpx_core::api::*;
@@ -37,6 +37,7 @@ use smpx_core::credits::{
     SwapRequest, SwapResponse, CREDIT_UNIT,
 };
 use smpx_core::{Amount, ErrorCode, UnixTime};
+use smpx_http::Path;
 use smpx_http::{ApiError, ApiResult, Json};
 use smpx_store::credits::{InputState, NewSpend, SignedBy, SpendInput};
 use std::collections::HashMap;

@@ -118,6 +118,18 @@ pub(crate) async fn redeem(
                     // Refuse outputs that cannot be signed before the voucher is spent.
                     let zk = forward.as_ref().and_then(|f| f.zk.as_ref());
                     precheck(&o, outputs, zk)?;
+                    // An output signed before (a copied wallet, a bug) would be refused after
+                    // the voucher is spent: refuse it now, while nothing is.
+                    let blinded: Vec<_> = outputs.iter().map(|out| out.blinded_secret).collect();
+                    if let Some(index) = o
+                        .credits
+                        .store
+                        .first_signed(&blinded)
+                        .await
+                        .map_err(ApiError::internal)?
+                    {
+                        return Err(operator_redeem::output_reused(Some(index)).into());
+                    }
                 }
                 Event::Prechecked
             }

@@ -89,7 +89,12 @@ impl Operator {
     ) -> Result<Arc<Operator>, StartError> {
         let coordinator =
             ApiClient::new(&home.config.coordinator_url).with_token(home.config.credential.clone());
-        let params: smpx_core::api::ParamsResponse = coordinator.get("/v1/params").await?;
+        // The coordinator may still be starting (verifying its transcript): wait for it.
+        let params: smpx_core::api::ParamsResponse =
+            smpx_http::with_backoff(smpx_http::Backoff::STARTUP, "the coordinator", || {
+                coordinator.get("/v1/params")
+            })
+            .await?;
         let credit_store = CreditStore::open(store.db().clone()).await?;
         let credits = Arc::new(credits::Credits::new(
             home.credit_master,

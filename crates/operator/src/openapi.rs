@@ -6,7 +6,7 @@ use smpx_core::api::*;
 use smpx_core::credits::{
     BlindSignature, BlindedMessage, KeysetKeys, Proof, SwapRequest, SwapResponse,
 };
-use smpx_http::common::BearerAuth;
+use smpx_http::common::{BearerAuth, StandardResponses};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -20,7 +20,7 @@ use utoipa::OpenApi;
                        SwapStatus, SwapState, CheckStateRequest, CheckStateResponse, ProofState,
                        TokenState, CreditRestoreRequest, CreditRestoreResponse, KeysetKeys, BlindedMessage, BlindSignature, Proof,
                        SwapRequest, SwapResponse)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &StandardResponses)
 )]
 struct Doc;
 

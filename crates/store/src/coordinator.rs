@@ -72,6 +72,12 @@ const MIGRATIONS: &[&[&str]] = &[
         amount BIGINT NOT NULL CHECK (amount > 0))",
     ],
     accumulator::MIGRATION,
+    // The signed receipt of each publication, keyed by its voucher, with the digest of the
+    // request it answered: the identical request again gets it back (publish is idempotent).
+    &["CREATE TABLE publish_receipts (
+        commitment {blob} PRIMARY KEY REFERENCES vouchers(commitment),
+        request_digest {blob} NOT NULL,
+        receipt TEXT NOT NULL)"],
 ];
 
 /// An issuer as stored, with its credential digest.
@@ -388,13 +394,25 @@ impl CoordinatorStore {
     /// The voucher is appended to every MMR in `v.mmrs` in the same transaction; see
     /// [`accumulator`](self) for how appends stay consistent across processes.
     pub async fn publish(&self, v: &NewVoucher) -> Result<PublishOutcome, StoreError> {
+        self.publish_with_receipt(v, |_| Ok(None)).await
+    }
+
+    /// [`Self::publish`], storing in the same transaction the receipt that `receipt` makes
+    /// from where the voucher landed (with the request's digest, for
+    /// [`Self::publish_receipt`]). `receipt` returns `(request_digest, receipt)`, or `None`
+    /// to store none.
+    pub async fn publish_with_receipt(
+        &self,
+        v: &NewVoucher,
+        receipt: impl FnOnce(&[Appended]) -> Result<Option<([u8; 32], String)>, StoreError> + Send,
+    ) -> Result<PublishOutcome, StoreError> {
         let mut cache = self.mmr_cache.lock().await;
         let before: Vec<(u64, u64)> = v
             .mmrs
             .iter()
             .map(|&id| (id, accumulator::cached_size(&cache, id).unwrap_or(0)))
             .collect();
-        let r = self.publish_locked(v, &mut cache).await;
+        let r = self.publish_locked(v, &mut cache, receipt).await;
         if !matches!(r, Ok(PublishOutcome::Published(_))) {
             accumulator::roll_back(&mut cache, &before);
         }
@@ -405,6 +423,7 @@ impl CoordinatorStore {
         &self,
         v: &NewVoucher,
         cache: &mut MmrCache,
+        receipt: impl FnOnce(&[Appended]) -> Result<Option<([u8; 32], String)>, StoreError>,
     ) -> Result<PublishOutcome, StoreError> {
         let group = v.mmrs.last().copied();
         let mut tx = self.db.pool.begin().await.map_err(q)?;
@@ -484,8 +503,43 @@ impl CoordinatorStore {
             &smpx_core::ledger::publish(&v.issuer_id, v.value),
         )
         .await?;
+        if let Some((digest, receipt)) = receipt(&appended)? {
+            sqlx::query(
+                "INSERT INTO publish_receipts (commitment, request_digest, receipt)
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(&v.commitment[..])
+            .bind(&digest[..])
+            .bind(receipt)
+            .execute(&mut *tx)
+            .await
+            .map_err(q)?;
+        }
         tx.commit().await.map_err(q)?;
         Ok(PublishOutcome::Published(appended))
+    }
+
+    /// The stored receipt of a publication and the digest of the request it answered
+    /// (`None` for a voucher not published, or published before receipts were kept).
+    pub async fn publish_receipt(
+        &self,
+        commitment: &[u8; 32],
+    ) -> Result<Option<([u8; 32], String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT request_digest, receipt FROM publish_receipts WHERE commitment = $1",
+        )
+        .bind(&commitment[..])
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(q)?;
+        row.map(|r| {
+            let digest: Vec<u8> = r.try_get("request_digest").map_err(q)?;
+            let digest = digest
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("publish request digest length".into()))?;
+            Ok((digest, r.try_get("receipt").map_err(q)?))
+        })
+        .transpose()
     }
 
     pub async fn voucher(&self, commitment: &[u8; 32]) -> Result<Option<VoucherRow>, StoreError> {
@@ -722,7 +776,7 @@ impl CoordinatorStore {
             sum("SELECT CAST(COALESCE(SUM(redeemed_units), 0) AS BIGINT) FROM mmrs").await?;
         let released_books =
             sum("SELECT CAST(released_units AS BIGINT) FROM release_head WHERE id = 1").await?;
-        let live_vouchers = groups
+        let unredeemed_value = groups
             .0
             .checked_sub(redeemed_via.0)
             .and_then(|x| x.checked_sub(released_books.0))
@@ -734,6 +788,10 @@ impl CoordinatorStore {
                 .fetch_one(&self.db.pool)
                 .await
                 .map_err(q)?;
+        let v2_count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nullifiers WHERE version = 2")
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(q)?;
         let entries: i64 = sqlx::query_scalar("SELECT seq FROM ledger_head WHERE id = 1")
             .fetch_one(&self.db.pool)
             .await
@@ -750,10 +808,11 @@ impl CoordinatorStore {
             network_fund,
         };
         Ok(LedgerTotalsResponse {
-            conserved: totals.is_conserved() && live == live_vouchers,
+            conserved: totals.is_conserved() && live == unredeemed_value,
             totals,
-            live_vouchers,
-            live_voucher_count: to_u64(live_count, "count")?,
+            unredeemed_value,
+            unreleased_voucher_count: to_u64(live_count, "count")?,
+            v2_redemption_count: to_u64(v2_count, "count")?,
             entries: to_u64(entries, "seq")?,
         })
     }

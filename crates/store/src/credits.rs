@@ -873,6 +873,28 @@ impl CreditStore {
     }
 
     /// The signatures issued for a redemption, if any.
+    /// The index of the first of `outputs` that was signed before (for a swap's change or
+    /// an issuance), if any: what a request can be refused for before anything is spent.
+    /// [`Self::record_issuance`] and the swap's begin still decide, atomically.
+    pub async fn first_signed(&self, outputs: &[Point]) -> Result<Option<usize>, StoreError> {
+        let mut signed: HashSet<Vec<u8>> = HashSet::new();
+        for chunk in outputs.chunks(CHUNK) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT b FROM credit_outputs WHERE b IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query_scalar::<_, Vec<u8>>(&sql);
+            for b in chunk {
+                query = query.bind(&b.as_bytes()[..]);
+            }
+            signed.extend(query.fetch_all(&self.db.pool).await.map_err(q)?);
+        }
+        Ok(outputs
+            .iter()
+            .position(|b| signed.contains(&b.as_bytes()[..])))
+    }
+
     pub async fn issuance(&self, digest: &[u8; 32]) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT signatures FROM credit_issuances WHERE digest = $1")
             .bind(&digest[..])

@@ -21,6 +21,11 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A number given to the store (an id, an index, a bound from a request) is above
+    /// 2^63 − 1, the largest the databases hold: nothing can match it, and it is the
+    /// caller's input that is wrong, not the data.
+    #[error("{0} is larger than 9223372036854775807")]
+    OutOfRange(String),
     #[error("bad database URL {0:?}: expected sqlite://… or postgres://…")]
     BadUrl(String),
 }
@@ -289,9 +294,10 @@ pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}")))
 }
 
-/// Converts a u64 for storage as BIGINT.
+/// Converts a u64 for storage or lookup as BIGINT; above `i64::MAX` it is
+/// [`StoreError::OutOfRange`].
 pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} does not fit in BIGINT")))
+    i64::try_from(v).map_err(|_| StoreError::OutOfRange(what.to_owned()))
 }
 
 #[cfg(test)]

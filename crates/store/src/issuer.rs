@@ -47,7 +47,9 @@ pub struct SigningKeyRow {
     pub key_id: [u8; 32],
     pub denomination: u64,
     pub period: u64,
-    /// PKCS#1/PKCS#8 DER of the RSA secret key. Never logged.
+    /// The RSA secret key as the issuer stores it: its DER encrypted under the issuer's
+    /// key-encryption key (`smpx_issuer::wrap`), or plain DER in rows from before keys were
+    /// encrypted (the issuer encrypts those at start). Never logged.
     pub secret_der: Vec<u8>,
     pub public_spki: Vec<u8>,
     pub registered: bool,
@@ -127,6 +129,44 @@ impl IssuerStore {
         .bind(&k.public_spki[..])
         .bind(to_i64(now, "time")?)
         .bind(i64::from(k.registered))
+        .execute(&self.db.pool)
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    /// Every signing key's id and stored secret (to wrap rows written before keys were
+    /// encrypted at rest).
+    pub async fn stored_secrets(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError> {
+        let rows = sqlx::query("SELECT key_id, secret_der FROM signing_keys")
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(q)?;
+        rows.iter()
+            .map(|r| {
+                let id: Vec<u8> = r.try_get("key_id").map_err(q)?;
+                let id = id
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("key id length".into()))?;
+                Ok((id, r.try_get("secret_der").map_err(q)?))
+            })
+            .collect()
+    }
+
+    /// Replaces a key's stored secret with `from` by `to` (a compare-and-set, so two
+    /// processes wrapping the same row at once both succeed and one write stands).
+    pub async fn replace_secret(
+        &self,
+        key_id: &[u8; 32],
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE signing_keys SET secret_der = $1 WHERE key_id = $2 AND secret_der = $3",
+        )
+        .bind(to)
+        .bind(&key_id[..])
+        .bind(from)
         .execute(&self.db.pool)
         .await
         .map_err(q)?;

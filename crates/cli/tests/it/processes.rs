@@ -395,7 +395,7 @@ async fn zk_appends_and_nullifiers_across_processes_on_postgres() {
     for url in [&a.url, &b.url] {
         let t: LedgerTotalsResponse = ApiClient::new(url).get("/v1/ledger/totals").await.unwrap();
         assert_eq!(
-            (t.totals.redeemed.0, t.live_vouchers.0),
+            (t.totals.redeemed.0, t.unredeemed_value.0),
             (10_000_000, 50_000_000)
         );
         assert!(t.conserved);

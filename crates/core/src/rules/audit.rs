@@ -83,8 +83,9 @@ mod tests {
     fn published(t: &Totals, conserved: bool) -> LedgerTotalsResponse {
         LedgerTotalsResponse {
             totals: t.clone(),
-            live_vouchers: t.live,
-            live_voucher_count: 0,
+            unredeemed_value: t.live,
+            unreleased_voucher_count: 0,
+            v2_redemption_count: 0,
             entries: 0,
             conserved,
         }

@@ -8,13 +8,14 @@
 //! coordinator again. With blinded outputs it also issues the credited value as credits:
 //!
 //! * outputs that can be refused without the coordinator (shape, keyset, amounts, and for
-//!   v0.2 — whose denomination it can read — their total) are refused *before* the voucher is
-//!   spent ([`precheck_total`] beside [`crate::credits::check_outputs`]);
+//!   v0.2 — whose denomination it can read — their total), and outputs it signed before,
+//!   are refused *before* the voucher is spent ([`precheck_total`] beside
+//!   [`crate::credits::check_outputs`]; the handler looks the outputs up in its registry);
 //! * it credits only on a coordinator receipt it has verified, for this operator and this
 //!   request ([`Event::Forwarded`]);
 //! * it signs once per redemption digest; a retry gets the first signatures, and an output
-//!   already signed elsewhere is refused ([`output_reused`]) — the redemption stands, so the
-//!   wallet sends it again with fresh outputs.
+//!   signed elsewhere meanwhile (a race with the lookup above) is refused ([`output_reused`])
+//!   — the redemption stands, so the wallet sends it again with fresh outputs.
 //!
 //! [`Redemption`] is fed what happened and says what to do next; the IO stays in the handler.
 

@@ -1,0 +1,2 @@
+//! smpx-http's integration tests: one binary (ARCHITECTURE.md, "Tests").
+mod serve;
