@@ -324,6 +324,9 @@ enum WalletCmd {
     Balance,
     /// Update voucher states from the coordinator (e.g. expired).
     Refresh,
+    /// Write a consistent copy of the wallet to FILE (a new file; copying wallet.db alone can
+    /// miss recent changes still in wallet.db-wal). The copy opens with the same passphrase.
+    Backup { file: PathBuf },
     /// Operator credits: balance, list, spend, collect, restore.
     #[command(subcommand)]
     Credits(credits::CreditsCmd),
@@ -414,6 +417,7 @@ fn default_wallet() -> PathBuf {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let json = cli.command.wants_json();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()
@@ -430,8 +434,24 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(dispatch(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            let f = smpx_cli::failure::Failure::of(&e);
+            if json {
+                println!("{}", f.json());
+            } else {
+                eprintln!("error: {}", f.message);
+            }
+            std::process::ExitCode::from(f.exit)
+        }
+    }
+}
+
+impl Command {
+    /// Whether the command was asked for machine-readable output (then errors are JSON too).
+    fn wants_json(&self) -> bool {
+        match self {
+            Command::Ledger { json, .. } => *json,
+            Command::Wallet(args) => args.json,
+            _ => false,
         }
     }
 }
@@ -882,14 +902,30 @@ fn read_passphrase(file: Option<&Path>, confirm: bool) -> Result<String> {
     if let Ok(p) = std::env::var("SMPX_WALLET_PASSPHRASE") {
         return Ok(p);
     }
-    let p = rpassword::prompt_password("wallet passphrase: ").context("reading the passphrase")?;
+    let p = prompt("wallet passphrase: ")?;
     if confirm {
-        let again = rpassword::prompt_password("again: ").context("reading the passphrase")?;
+        let again = prompt("again: ")?;
         if again != p {
             bail!("the passphrases differ");
         }
     }
     Ok(p)
+}
+
+/// Asks on the terminal; without one, says which other ways there are.
+fn prompt(question: &str) -> Result<String> {
+    rpassword::prompt_password(question).map_err(|e| {
+        let no_terminal = matches!(e.raw_os_error(), Some(6 | 2)) // ENXIO, ENOENT: no /dev/tty
+            || e.kind() == std::io::ErrorKind::NotFound;
+        if no_terminal {
+            anyhow::anyhow!(
+                "the wallet passphrase is needed and there is no terminal to ask on: \
+                 give --passphrase-file FILE or set SMPX_WALLET_PASSPHRASE"
+            )
+        } else {
+            anyhow::anyhow!("reading the passphrase from the terminal: {e}")
+        }
+    })
 }
 
 async fn wallet(args: WalletArgs) -> Result<()> {
@@ -1084,6 +1120,16 @@ async fn wallet(args: WalletArgs) -> Result<()> {
                 print_json(&vs)?;
             } else {
                 println!("{} vouchers changed state", vs.len());
+            }
+        }
+        WalletCmd::Backup { file } => {
+            w.backup(&file)
+                .await
+                .with_context(|| format!("backing up the wallet to {}", file.display()))?;
+            if json {
+                print_json(&serde_json::json!({"backup": file}))?;
+            } else {
+                println!("wallet copied to {}", file.display());
             }
         }
         WalletCmd::Credits(cmd) => credits::run(&w, cmd, json).await?,

@@ -231,6 +231,13 @@ impl Wallet {
         &self.path
     }
 
+    /// Writes a consistent copy of this wallet to `dest` (a new file, mode 0600), including
+    /// what is still in the `-wal` file; copying `wallet.db` alone can miss that. The copy
+    /// opens with the same passphrase.
+    pub async fn backup(&self, dest: &Path) -> Result<(), WalletError> {
+        db::backup(&self.pool, dest).await
+    }
+
     // ---------------------------------------------------------------------------------------
     // Listing
 

@@ -3,8 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backup;
 mod ceremony;
 mod chat;
+mod errors;
 mod flow;
+mod keys_at_rest;
 mod processes;
 mod relay;
