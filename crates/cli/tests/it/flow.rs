@@ -205,29 +205,6 @@ async fn devnet_restart_keeps_everything() {
     net.stop().await.unwrap();
 }
 
-#[test]
-fn demo_command_runs_the_lifecycle_and_exits_zero() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpx"))
-        .args(["demo", "--mmr-levels", "3"])
-        .env("XDG_CACHE_HOME", cache_home())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("conservation holds"), "{stdout}");
-    // It ends with a message the free tier refused, delivered over paid capacity.
-    assert!(stdout.contains("was refused (QUOTA)"), "{stdout}");
-    assert!(
-        stdout.contains("over capacity paid for with credits"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("every step succeeded"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuer_and_operator_publish_openapi_and_type_their_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,5 +9,6 @@ mod chat;
 mod errors;
 mod flow;
 mod keys_at_rest;
+mod learns;
 mod processes;
 mod relay;
