@@ -3,7 +3,7 @@
 //! pay. The registry is a scripted fake here; `smpx demo` pays a real operator.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::{client, signing_key, start, test_config};
+use crate::support::{client, relay_err, signing_key, start, test_config};
 use smpx_core::api::SwapId;
 use smpx_core::credits::{BlindSignature, SwapRequest};
 use smpx_relay_client::ClientError;
@@ -296,10 +296,7 @@ async fn bad_payments_are_refused_before_the_operator_is_asked() {
     let r = c
         .pay(&q.recipient_id, &q.recipient_key, &swap(&[8_192], &[]))
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Payment))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Payment);
     // Change worth more than the inputs.
     let r = c
         .pay(
@@ -308,25 +305,16 @@ async fn bad_payments_are_refused_before_the_operator_is_asked() {
             &swap(&[8_192], &[16_384]),
         )
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Payment))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Payment);
     // Signed by someone else; an unknown queue.
     let r = c
         .pay(&q.recipient_id, &signing_key(), &swap(&[16_384], &[]))
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Auth))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Auth);
     let r = c
         .pay(&q.sender_id, &q.recipient_key, &swap(&[16_384], &[]))
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Auth))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Auth);
     // Not a swap request.
     let r = c
         .request(
@@ -337,10 +325,7 @@ async fn bad_payments_are_refused_before_the_operator_is_asked() {
             },
         )
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Cmd(CmdError::Syntax)))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Cmd(CmdError::Syntax));
     assert!(
         fake.swaps.lock().unwrap().is_empty(),
         "the operator was asked"
