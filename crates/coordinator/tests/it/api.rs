@@ -916,63 +916,43 @@ async fn zk_refusals_record_nothing(which: Backend) {
             code(net.redeem_zk(client, &zk).await)
         }
     };
-    // Made for op-1, forwarded by op-2: the binding does not match.
-    assert_eq!(
-        refused(good.clone(), "op-2").await,
-        (ErrorCode::InvalidProof, 400)
-    );
-    // Tampered public inputs: denomination, nullifier.
-    let other_denomination = ZkRedemption {
-        denomination: 100,
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(other_denomination, "op-1").await,
-        (ErrorCode::InvalidProof, 400)
-    );
     let (s2, _) = net.voucher(10);
-    let other_nullifier = ZkRedemption {
-        nullifier: nullifier(&s2).0,
-        ..good.clone()
+    let with = |change: fn(&mut ZkRedemption)| {
+        let mut zk = good.clone();
+        change(&mut zk);
+        zk
     };
-    assert_eq!(
-        refused(other_nullifier, "op-1").await,
-        (ErrorCode::InvalidProof, 400)
+    let (invalid, unknown_root, malformed) = (
+        (ErrorCode::InvalidProof, 400),
+        (ErrorCode::UnknownRoot, 404),
+        (ErrorCode::MalformedProof, 400),
     );
-    // A root that was never recorded, and MMR 0's root claimed for MMR 1.
-    let unknown = ZkRedemption {
-        root: FieldBytes::from_fr(&smpx_core::crypto::Fr::from(7u64)),
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(unknown, "op-1").await,
-        (ErrorCode::UnknownRoot, 404)
-    );
-    let wrong_mmr = ZkRedemption {
-        mmr_id: 1,
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(wrong_mmr, "op-1").await,
-        (ErrorCode::UnknownRoot, 404)
-    );
-    // Malformed and truncated proofs.
-    let truncated = ZkRedemption {
-        proof: good.proof[..100].to_vec(),
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(truncated, "op-1").await,
-        (ErrorCode::MalformedProof, 400)
-    );
-    let garbage = ZkRedemption {
-        proof: vec![0xff; 128],
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(garbage, "op-1").await,
-        (ErrorCode::MalformedProof, 400)
-    );
+    for (zk, via, want) in [
+        // Made for op-1, forwarded by op-2: the binding does not match.
+        (good.clone(), "op-2", invalid),
+        // Tampered public inputs: denomination, nullifier.
+        (with(|zk| zk.denomination = 100), "op-1", invalid),
+        (
+            ZkRedemption {
+                nullifier: nullifier(&s2).0,
+                ..good.clone()
+            },
+            "op-1",
+            invalid,
+        ),
+        // A root that was never recorded, and MMR 0's root claimed for MMR 1.
+        (
+            with(|zk| zk.root = FieldBytes::from_fr(&smpx_core::crypto::Fr::from(7u64))),
+            "op-1",
+            unknown_root,
+        ),
+        (with(|zk| zk.mmr_id = 1), "op-1", unknown_root),
+        // Malformed and truncated proofs.
+        (with(|zk| zk.proof.truncate(100)), "op-1", malformed),
+        (with(|zk| zk.proof = vec![0xff; 128]), "op-1", malformed),
+    ] {
+        assert_eq!(refused(zk.clone(), via).await, want, "{zk:?}");
+    }
     let mut flipped = good.clone();
     flipped.proof[5] ^= 0x01;
     let c = refused(flipped, "op-1").await;
