@@ -17,45 +17,11 @@ use crate::phase1::{self, Accumulator};
 use crate::phase2::{self, DeltaKey, R1cs};
 use crate::progress::Silent;
 
-/// x·y = z (public), (x + y)² = t, 3t + 5x − 2 = out (public), (2x − y)·y = u.
-struct Demo;
-
-impl ConstraintSynthesizer<Fr> for Demo {
-    fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
-        let missing = || Err(SynthesisError::AssignmentMissing);
-        let x = cs.new_witness_variable(missing)?;
-        let y = cs.new_witness_variable(missing)?;
-        let z = cs.new_input_variable(missing)?;
-        let t = cs.new_witness_variable(missing)?;
-        let out = cs.new_input_variable(missing)?;
-        let u = cs.new_witness_variable(missing)?;
-        let lc = |terms: &[(Fr, Variable)]| LinearCombination::from_sum_coeff_vars(terms);
-        let one = Fr::one();
-        cs.enforce_r1cs_constraint(|| lc(&[(one, x)]), || lc(&[(one, y)]), || lc(&[(one, z)]))?;
-        cs.enforce_r1cs_constraint(
-            || lc(&[(one, x), (one, y)]),
-            || lc(&[(one, x), (one, y)]),
-            || lc(&[(one, t)]),
-        )?;
-        cs.enforce_r1cs_constraint(
-            || {
-                lc(&[
-                    (Fr::from(3u64), t),
-                    (Fr::from(5u64), x),
-                    (-Fr::from(2u64), Variable::One),
-                ])
-            },
-            || lc(&[(one, Variable::One)]),
-            || lc(&[(one, out)]),
-        )?;
-        cs.enforce_r1cs_constraint(
-            || lc(&[(Fr::from(2u64), x), (-one, y)]),
-            || lc(&[(one, y)]),
-            || lc(&[(one, u)]),
-        )?;
-        Ok(())
-    }
-}
+/// The integration tests' demo circuit (x·y = z, …); its assignments are not needed here.
+#[path = "../tests/it/demo.rs"]
+#[allow(dead_code)]
+mod demo;
+use demo::Demo;
 
 /// Long columns with large coefficients (like Poseidon's): 40 constraints
 /// `(Σ_k c_{i,k}·x_k + d_i) · (x_i + e_i·x_0) = y_i`, so the x columns and the constant
@@ -99,7 +65,7 @@ fn setup_cs<C: ConstraintSynthesizer<Fr>>(circuit: C) -> ConstraintSystemRef<Fr>
 
 #[test]
 fn key_matches_groth16_generator_formula() {
-    check_against_formula(|| Demo, 4);
+    check_against_formula(Demo::blank, 4);
 }
 
 #[test]

@@ -43,6 +43,20 @@ fn fails(args: &[&str]) -> String {
     text(&o)
 }
 
+/// The arguments of `smpx ceremony contribute --in … --out … --name …`.
+fn contribute<'a>(input: &'a str, output: &'a str, name: &'a str) -> [&'a str; 8] {
+    [
+        "ceremony",
+        "contribute",
+        "--in",
+        input,
+        "--out",
+        output,
+        "--name",
+        name,
+    ]
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -64,28 +78,10 @@ fn finalised() -> &'static (PathBuf, String) {
         let out = ok(&["ceremony", "start", "--levels", LEVELS, "--out", s(&f("0"))]);
         assert!(out.contains("powers of tau 2^"), "{out}");
 
-        let a = ok(&[
-            "ceremony",
-            "contribute",
-            "--in",
-            s(&f("0")),
-            "--out",
-            s(&f("1")),
-            "--name",
-            "alice",
-        ]);
+        let a = ok(&contribute(s(&f("0")), s(&f("1")), "alice"));
         assert!(a.contains("contribution hash: "), "{a}");
         let alice = hash_line(&a);
-        let b = ok(&[
-            "ceremony",
-            "contribute",
-            "--in",
-            s(&f("1")),
-            "--out",
-            s(&f("2")),
-            "--name",
-            "bob",
-        ]);
+        let b = ok(&contribute(s(&f("1")), s(&f("2")), "bob"));
         let bob = hash_line(&b);
         ok(&[
             "ceremony",
@@ -99,16 +95,7 @@ fn finalised() -> &'static (PathBuf, String) {
         ]);
         // Contributing in place (same input and output file) works too.
         std::fs::copy(f("3"), f("4")).unwrap();
-        let c = ok(&[
-            "ceremony",
-            "contribute",
-            "--in",
-            s(&f("4")),
-            "--out",
-            s(&f("4")),
-            "--name",
-            "carol",
-        ]);
+        let c = ok(&contribute(s(&f("4")), s(&f("4")), "carol"));
         assert!(c.contains("phase 2 #0"), "{c}");
         let carol = hash_line(&c);
         let info = ok(&["ceremony", "info", s(&f("4"))]);
@@ -224,16 +211,7 @@ fn ceremony_cli_tampered_transcript_fails_verify() {
 fn ceremony_cli_refuses_contributions_after_finalisation() {
     let (file, _) = finalised();
     let out_file = dir("refused").join("out");
-    let out = fails(&[
-        "ceremony",
-        "contribute",
-        "--in",
-        s(file),
-        "--out",
-        s(&out_file),
-        "--name",
-        "late",
-    ]);
+    let out = fails(&contribute(s(file), s(&out_file), "late"));
     assert!(out.contains("ceremony.wrong_state"), "{out}");
     assert!(out.contains("finalised"), "{out}");
     assert!(!out_file.exists());

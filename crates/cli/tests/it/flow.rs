@@ -16,6 +16,17 @@ fn cache_home() -> std::path::PathBuf {
     std::env::temp_dir().join("smpx-test-cache")
 }
 
+/// Buys a devnet-paid voucher of `denomination` and publishes it at once: its id.
+async fn devnet_voucher(wallet: &Wallet, net: &Devnet, denomination: u64) -> i64 {
+    let c = &net.coordinator_url;
+    let v = wallet
+        .buy(c, &net.issuer_url, denomination, Payment::Devnet)
+        .await
+        .unwrap();
+    wallet.publish(c, v.id, Duration::ZERO).await.unwrap();
+    v.id
+}
+
 async fn devnet(which: Backend, dir: &std::path::Path) -> Devnet {
     let mut opts = DevnetOptions::new(dir);
     // A small circuit: these tests are about the flow, not the MMR's size.
@@ -118,14 +129,7 @@ async fn buy_publish_redeem_end_to_end(which: Backend) {
     );
 
     // A second, devnet-paid voucher stays live.
-    let v2 = wallet
-        .buy(&net.coordinator_url, &net.issuer_url, 100, Payment::Devnet)
-        .await
-        .unwrap();
-    wallet
-        .publish(&net.coordinator_url, v2.id, Duration::ZERO)
-        .await
-        .unwrap();
+    devnet_voucher(&wallet, &net, 100).await;
 
     let (t, replayed) = replay(&net.coordinator_url).await;
     assert!(t.conserved);
@@ -419,15 +423,7 @@ async fn expired_value_is_released_conservatively_and_audited() {
         .unwrap();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let v = wallet
-            .buy(&net.coordinator_url, &net.issuer_url, 10, Payment::Devnet)
-            .await
-            .unwrap();
-        wallet
-            .publish(&net.coordinator_url, v.id, Duration::ZERO)
-            .await
-            .unwrap();
-        ids.push(v.id);
+        ids.push(devnet_voucher(&wallet, &net, 10).await);
     }
     wallet
         .redeem(&net.coordinator_url, &net.operator_url, ids[0])

@@ -31,10 +31,12 @@ fn smpx() -> Command {
     Command::new(env!("CARGO_BIN_EXE_smpx"))
 }
 
-fn init(dir: &Path) {
+/// `smpx coordinator init --data-dir <dir>` and `extra`, which must succeed.
+fn init_with(dir: &Path, extra: &[&std::ffi::OsStr]) {
     let out = smpx()
         .args(["coordinator", "init", "--data-dir"])
         .arg(dir)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -42,6 +44,10 @@ fn init(dir: &Path) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn init(dir: &Path) {
+    init_with(dir, &[]);
 }
 
 /// Starts a coordinator on a port it picks and waits until it says where it listens.
@@ -59,6 +65,27 @@ fn coordinator(dir: &Path, db_url: &str) -> Proc {
     let mut process = Process::spawn(env!("CARGO_BIN_EXE_smpx"), args, &[]).unwrap();
     let url = process.wait_for_url("coordinator").unwrap();
     Proc { process, url }
+}
+
+/// Two coordinator processes on one data directory (prepared by `init`) and one fresh
+/// PostgreSQL database, set up through the first, and the parameters they serve.
+struct Pair {
+    a: Proc,
+    b: Proc,
+    s: Setup,
+    p: ParamsResponse,
+    dir: tempfile::TempDir,
+}
+
+async fn two_on_postgres(init: fn(&Path)) -> Pair {
+    let db = smpx_testkit::db::postgres().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let a = coordinator(dir.path(), &db);
+    let b = coordinator(dir.path(), &db);
+    let s = setup(&a.url, dir.path()).await;
+    let p: ParamsResponse = ApiClient::new(&a.url).get("/v1/params").await.unwrap();
+    Pair { a, b, s, p, dir }
 }
 
 struct Setup {
@@ -134,13 +161,13 @@ fn is_code(r: &Result<impl std::fmt::Debug, ClientError>, want: ErrorCode) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redemptions_racing_across_processes_on_postgres_exactly_one_wins() {
-    let db = smpx_testkit::db::postgres().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    init(dir.path());
-    let a = coordinator(dir.path(), &db);
-    let b = coordinator(dir.path(), &db);
-    let s = setup(&a.url, dir.path()).await;
-    let p: ParamsResponse = ApiClient::new(&a.url).get("/v1/params").await.unwrap();
+    let Pair {
+        a,
+        b,
+        s,
+        p,
+        dir: _dir,
+    } = two_on_postgres(init).await;
 
     // Double publish across processes: one wins.
     let (secret, req) = issue_locally(&s.issuer_key, &s.key_id, 10).unwrap();
@@ -254,18 +281,7 @@ fn init_v2(dir: &Path) {
     };
     let params_file = dir.join("params-in.json");
     std::fs::write(&params_file, serde_json::to_vec(&params).unwrap()).unwrap();
-    let out = smpx()
-        .args(["coordinator", "init", "--data-dir"])
-        .arg(dir)
-        .arg("--params")
-        .arg(&params_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init_with(dir, &["--params".as_ref(), params_file.as_os_str()]);
     let t = smpx_zk::ceremony::local_ceremony(3, 1, &smpx_ceremony::Silent).unwrap();
     std::fs::write(
         dir.join(smpx_coordinator::zk::TRANSCRIPT_FILE),
@@ -280,13 +296,7 @@ async fn zk_appends_and_nullifiers_across_processes_on_postgres() {
     use smpx_core::mmr::{Mmr, MmrParams};
     use smpx_core::receipt::{Signed, CHECKPOINT_DOMAIN, PUBLISH_DOMAIN};
 
-    let db = smpx_testkit::db::postgres().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    init_v2(dir.path());
-    let a = coordinator(dir.path(), &db);
-    let b = coordinator(dir.path(), &db);
-    let s = setup(&a.url, dir.path()).await;
-    let p: ParamsResponse = ApiClient::new(&a.url).get("/v1/params").await.unwrap();
+    let Pair { a, b, s, p, dir } = two_on_postgres(init_v2).await;
     assert!(
         p.params.protocol_versions.contains(&2),
         "the transcript verified"

@@ -116,45 +116,17 @@ impl Net {
         let url = server.url.clone();
         let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
         let admin = ApiClient::new(&url).with_token(token);
-        let cred: CredentialResponse = admin
-            .post(
-                "/v1/admin/issuers",
-                &AddIssuerRequest {
-                    id: "iss".into(),
-                    limit_credits: 25,
-                },
-            )
-            .await
-            .unwrap();
+        let cred = add_issuer(&admin, "iss", 25).await.unwrap();
         let issuer = ApiClient::new(&url).with_token(cred.token);
         let mut ops = Vec::new();
         let mut tokens = Vec::new();
         for (id, share) in [("op-1", 6000), ("op-2", 7000)] {
-            let c: CredentialResponse = admin
-                .post(
-                    "/v1/admin/operators",
-                    &AddOperatorRequest {
-                        id: id.into(),
-                        share_bps: share,
-                    },
-                )
-                .await
-                .unwrap();
+            let c = add_operator(&admin, id, share).await.unwrap();
             ops.push(ApiClient::new(&url).with_token(c.token.clone()));
             tokens.push(c.token);
         }
         let key = rsa_key(0);
-        let info: IssuerKeyInfo = issuer
-            .post(
-                "/v1/issuer-keys",
-                &RegisterKeyRequest {
-                    denomination: 10,
-                    period: 0,
-                    public_key: b64::encode(&key.public_key().unwrap().to_spki().unwrap()),
-                },
-            )
-            .await
-            .unwrap();
+        let info = register_key(&issuer, 10, 0, spki_b64(&key)).await.unwrap();
         let op2 = ops.pop().unwrap();
         let op1 = ops.pop().unwrap();
         Net {
@@ -193,15 +165,19 @@ impl Net {
         via: &ApiClient,
         env: &Envelope,
     ) -> Result<Signed<RedemptionReceipt>, ClientError> {
-        via.post(
-            "/v1/redemptions",
-            &ForwardRedemptionRequest {
-                version: 1,
-                envelope: Some(env.clone()),
-                zk: None,
-            },
-        )
-        .await
+        forward(via, 1, Some(env.clone()), None).await
+    }
+
+    /// Raises the issuer's limit (`POST /v1/admin/issuers/iss/limit`).
+    async fn set_limit(&self, limit_credits: u64) {
+        let _: IssuerInfo = self
+            .admin
+            .post(
+                "/v1/admin/issuers/iss/limit",
+                &SetLimitRequest { limit_credits },
+            )
+            .await
+            .unwrap();
     }
 
     async fn params(&self) -> ParamsResponse {
@@ -239,6 +215,63 @@ impl Net {
         let tok = std::fs::read_to_string(self.dir.path().join("admin-token")).unwrap();
         self.admin = ApiClient::new(&url).with_token(tok);
     }
+}
+
+/// `POST /v1/redemptions` through `via` (an operator's client, or another).
+async fn forward(
+    via: &ApiClient,
+    version: u32,
+    envelope: Option<Envelope>,
+    zk: Option<ZkRedemption>,
+) -> Result<Signed<RedemptionReceipt>, ClientError> {
+    let req = ForwardRedemptionRequest {
+        version,
+        envelope,
+        zk,
+    };
+    via.post("/v1/redemptions", &req).await
+}
+
+/// What a call answers: its body, or the typed error.
+type Answer<T> = Result<T, ClientError>;
+
+async fn add_issuer(admin: &ApiClient, id: &str, limit_credits: u64) -> Answer<CredentialResponse> {
+    let id = id.into();
+    admin
+        .post("/v1/admin/issuers", &AddIssuerRequest { id, limit_credits })
+        .await
+}
+
+async fn add_operator(admin: &ApiClient, id: &str, share_bps: u32) -> Answer<CredentialResponse> {
+    let id = id.into();
+    admin
+        .post("/v1/admin/operators", &AddOperatorRequest { id, share_bps })
+        .await
+}
+
+/// `POST /v1/issuer-keys` as `issuer` (or as anyone).
+async fn register_key(
+    issuer: &ApiClient,
+    denomination: u64,
+    period: u64,
+    public_key: String,
+) -> Answer<IssuerKeyInfo> {
+    let req = RegisterKeyRequest {
+        denomination,
+        period,
+        public_key,
+    };
+    issuer.post("/v1/issuer-keys", &req).await
+}
+
+/// `POST /v1/admin/expire` as `via` (the admin, or someone who is not).
+async fn expire(via: &ApiClient) -> Result<ExpireResponse, ClientError> {
+    via.post("/v1/admin/expire", &serde_json::json!({})).await
+}
+
+/// The key's SPKI, base64 (as an issuer registers it).
+fn spki_b64(key: &IssuerSecretKey) -> String {
+    b64::encode(&key.public_key().unwrap().to_spki().unwrap())
 }
 
 fn code(r: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, u16) {
@@ -406,14 +439,7 @@ async fn limit_and_whitelist(which: Backend) {
         code(net.publish(&third).await),
         (ErrorCode::IssuerLimitExceeded, 409)
     );
-    let _: IssuerInfo = net
-        .admin
-        .post(
-            "/v1/admin/issuers/iss/limit",
-            &SetLimitRequest { limit_credits: 100 },
-        )
-        .await
-        .unwrap();
+    net.set_limit(100).await;
     net.publish(&third).await.unwrap();
 
     // Removed from the whitelist: its vouchers are refused, and it cannot register keys.
@@ -430,17 +456,7 @@ async fn limit_and_whitelist(which: Backend) {
         code(net.publish(&net.voucher(10).1).await),
         (ErrorCode::IssuerNotWhitelisted, 403)
     );
-    let reg = net
-        .issuer
-        .post::<_, IssuerKeyInfo>(
-            "/v1/issuer-keys",
-            &RegisterKeyRequest {
-                denomination: 1,
-                period: 0,
-                public_key: b64::encode(b"x"),
-            },
-        )
-        .await;
+    let reg = register_key(&net.issuer, 1, 0, b64::encode(b"x")).await;
     assert_eq!(code(reg), (ErrorCode::IssuerNotWhitelisted, 403));
     let t = net.totals().await;
     assert_eq!(t.totals.published.0, 30_000_000);
@@ -493,17 +509,7 @@ async fn redemption_refusals(which: Backend) {
         (3, (ErrorCode::UnsupportedVersion, 400)),
         (2, (ErrorCode::InvalidRequest, 400)),
     ] {
-        let r = net
-            .op1
-            .post::<_, Signed<RedemptionReceipt>>(
-                "/v1/redemptions",
-                &ForwardRedemptionRequest {
-                    version,
-                    envelope: Some(env.clone()),
-                    zk: None,
-                },
-            )
-            .await;
+        let r = forward(&net.op1, version, Some(env.clone()), None).await;
         assert_eq!(code(r), want);
     }
     assert_eq!(
@@ -537,11 +543,7 @@ async fn expiry_and_release(which: Backend) {
         code(net.redeem(&net.op1, &env).await),
         (ErrorCode::VoucherExpired, 410)
     );
-    let r: ExpireResponse = net
-        .admin
-        .post("/v1/admin/expire", &serde_json::json!({}))
-        .await
-        .unwrap();
+    let r = expire(&net.admin).await.unwrap();
     assert_eq!((r.released_count, r.released.0), (2, 20_000_000));
     assert_eq!(
         code(net.redeem(&net.op1, &env).await),
@@ -557,11 +559,10 @@ async fn expiry_and_release(which: Backend) {
         (20_000_000, 20_000_000, 0)
     );
     // Admin endpoints need the admin token.
-    let anon = net
-        .public()
-        .post::<_, ExpireResponse>("/v1/admin/expire", &serde_json::json!({}))
-        .await;
-    assert_eq!(code(anon), (ErrorCode::Unauthorized, 401));
+    assert_eq!(
+        code(expire(&net.public()).await),
+        (ErrorCode::Unauthorized, 401)
+    );
 }
 
 async fn restart_loses_nothing(which: Backend) {
@@ -595,110 +596,40 @@ async fn restart_loses_nothing(which: Backend) {
 async fn malformed_requests_get_typed_errors() {
     let net = Net::start(Backend::Sqlite).await;
     let http = reqwest::Client::new();
-    let post = |path: &str, body: Vec<u8>, ct: &str| {
-        http.post(format!("{}{path}", net.url))
+    let url = |path: &str| format!("{}{path}", net.url);
+    let post = |body: Vec<u8>, ct: &str| {
+        http.post(url("/v1/vouchers"))
             .header("content-type", ct.to_owned())
             .body(body)
-            .send()
     };
-    let check = |resp: reqwest::Response, status: u16, want: &'static str| async move {
-        assert_eq!(resp.status().as_u16(), status);
-        let b: ErrorBody = resp.json().await.unwrap();
-        assert_eq!(b.error.code.as_str(), want);
-    };
-    check(
-        post("/v1/vouchers", b"{not json".to_vec(), "application/json")
-            .await
-            .unwrap(),
-        400,
-        "invalid_request",
-    )
-    .await;
     let (_, req) = net.voucher(10);
-    let mut v = serde_json::to_value(&req).unwrap();
-    v["surprise"] = serde_json::json!(1);
-    check(
-        post(
-            "/v1/vouchers",
-            serde_json::to_vec(&v).unwrap(),
-            "application/json",
-        )
-        .await
-        .unwrap(),
-        400,
-        "invalid_request",
-    )
-    .await;
+    let json = |v: &serde_json::Value| serde_json::to_vec(v).unwrap();
+    let mut surprise = serde_json::to_value(&req).unwrap();
+    surprise["surprise"] = serde_json::json!(1);
     let mut missing = serde_json::to_value(&req).unwrap();
     missing.as_object_mut().unwrap().remove("key_id");
-    check(
-        post(
-            "/v1/vouchers",
-            serde_json::to_vec(&missing).unwrap(),
-            "application/json",
-        )
-        .await
-        .unwrap(),
-        400,
-        "invalid_request",
-    )
-    .await;
-    check(
-        post("/v1/vouchers", vec![b'a'; 200 * 1024], "application/json")
-            .await
-            .unwrap(),
-        413,
-        "body_too_large",
-    )
-    .await;
-    check(
-        post(
-            "/v1/vouchers",
-            serde_json::to_vec(&req).unwrap(),
-            "text/plain",
-        )
-        .await
-        .unwrap(),
-        415,
-        "unsupported_media_type",
-    )
-    .await;
-    check(
-        http.get(format!("{}/v1/nothing", net.url))
-            .send()
-            .await
-            .unwrap(),
-        404,
-        "not_found",
-    )
-    .await;
-    check(
-        http.delete(format!("{}/v1/vouchers", net.url))
-            .send()
-            .await
-            .unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
-    check(
-        http.get(format!("{}/v1/vouchers/zz", net.url))
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_request",
-    )
-    .await;
-    check(
-        http.get(format!("{}/v1/ledger/entries?after=-1", net.url))
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_request",
-    )
-    .await;
+    let (bad, too_large) = ("invalid_request", "body_too_large");
+    const JSON: &str = "application/json";
+    for (request, status, want) in [
+        (post(b"{not json".to_vec(), JSON), 400, bad),
+        (post(json(&surprise), JSON), 400, bad),
+        (post(json(&missing), JSON), 400, bad),
+        (post(vec![b'a'; 200 * 1024], JSON), 413, too_large),
+        (
+            post(serde_json::to_vec(&req).unwrap(), "text/plain"),
+            415,
+            "unsupported_media_type",
+        ),
+        (http.get(url("/v1/nothing")), 404, "not_found"),
+        (http.delete(url("/v1/vouchers")), 405, "method_not_allowed"),
+        (http.get(url("/v1/vouchers/zz")), 400, bad),
+        (http.get(url("/v1/ledger/entries?after=-1")), 400, bad),
+    ] {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{want}");
+        let b: ErrorBody = resp.json().await.unwrap();
+        assert_eq!(b.error.code.as_str(), want);
+    }
     // Still serving, and nothing recorded.
     net.publish(&req).await.unwrap();
     assert_eq!(net.totals().await.entries, 1);
@@ -762,21 +693,9 @@ async fn openapi_documents_every_route() {
 #[tokio::test]
 async fn key_registration_rules() {
     let net = Net::start(Backend::Sqlite).await;
-    let spki = |slot| b64::encode(&rsa_key(slot).public_key().unwrap().to_spki().unwrap());
-    let reg = |denomination, period, public_key: String| {
-        let issuer = net.issuer.clone();
-        async move {
-            issuer
-                .post::<_, IssuerKeyInfo>(
-                    "/v1/issuer-keys",
-                    &RegisterKeyRequest {
-                        denomination,
-                        period,
-                        public_key,
-                    },
-                )
-                .await
-        }
+    let spki = |slot| spki_b64(&rsa_key(slot));
+    let reg = |denomination, period, public_key| {
+        register_key(&net.issuer, denomination, period, public_key)
     };
     // Same key again: an idempotent retry.
     let again = reg(10, 0, spki(0)).await.unwrap();
@@ -793,38 +712,11 @@ async fn key_registration_rules() {
         (ErrorCode::KeyRegistrationRejected, 409)
     );
     // Adding an issuer or operator whose id is taken.
-    let dup = net
-        .admin
-        .post::<_, CredentialResponse>(
-            "/v1/admin/issuers",
-            &AddIssuerRequest {
-                id: "iss".into(),
-                limit_credits: 1,
-            },
-        )
-        .await;
+    let dup = add_issuer(&net.admin, "iss", 1).await;
     assert_eq!(code(dup), (ErrorCode::AlreadyExists, 409));
-    let dup = net
-        .admin
-        .post::<_, CredentialResponse>(
-            "/v1/admin/operators",
-            &AddOperatorRequest {
-                id: "op-1".into(),
-                share_bps: 1,
-            },
-        )
-        .await;
+    let dup = add_operator(&net.admin, "op-1", 1).await;
     assert_eq!(code(dup), (ErrorCode::AlreadyExists, 409));
-    let too_high = net
-        .admin
-        .post::<_, CredentialResponse>(
-            "/v1/admin/operators",
-            &AddOperatorRequest {
-                id: "op-9".into(),
-                share_bps: 7001,
-            },
-        )
-        .await;
+    let too_high = add_operator(&net.admin, "op-9", 7001).await;
     assert_eq!(code(too_high), (ErrorCode::ShareTooHigh, 400));
     // Not an RSA key.
     assert_eq!(
@@ -832,17 +724,7 @@ async fn key_registration_rules() {
         ErrorCode::InvalidRequest
     );
     // Not an issuer.
-    let anon = net
-        .public()
-        .post::<_, IssuerKeyInfo>(
-            "/v1/issuer-keys",
-            &RegisterKeyRequest {
-                denomination: 1,
-                period: 0,
-                public_key: spki(1),
-            },
-        )
-        .await;
+    let anon = register_key(&net.public(), 1, 0, spki(1)).await;
     assert_eq!(code(anon), (ErrorCode::Unauthorized, 401));
     let _ = IssuerPublicKey::from_spki;
 }
@@ -925,15 +807,7 @@ impl Net {
         via: &ApiClient,
         zk: &ZkRedemption,
     ) -> Result<Signed<RedemptionReceipt>, ClientError> {
-        via.post(
-            "/v1/redemptions",
-            &ForwardRedemptionRequest {
-                version: 2,
-                envelope: None,
-                zk: Some(zk.clone()),
-            },
-        )
-        .await
+        forward(via, 2, None, Some(zk.clone())).await
     }
 }
 
@@ -954,16 +828,7 @@ async fn zk_redemption_end_to_end(which: Backend) {
         transcript(),
         "the transcript the keys came from"
     );
-    let _: IssuerInfo = net
-        .admin
-        .post(
-            "/v1/admin/issuers/iss/limit",
-            &SetLimitRequest {
-                limit_credits: 1000,
-            },
-        )
-        .await
-        .unwrap();
+    net.set_limit(1000).await;
     let mut secrets = Vec::new();
     let mut checkpoints = Vec::new();
     for _ in 0..3 {
@@ -1061,63 +926,43 @@ async fn zk_refusals_record_nothing(which: Backend) {
             code(net.redeem_zk(client, &zk).await)
         }
     };
-    // Made for op-1, forwarded by op-2: the binding does not match.
-    assert_eq!(
-        refused(good.clone(), "op-2").await,
-        (ErrorCode::InvalidProof, 400)
-    );
-    // Tampered public inputs: denomination, nullifier.
-    let other_denomination = ZkRedemption {
-        denomination: 100,
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(other_denomination, "op-1").await,
-        (ErrorCode::InvalidProof, 400)
-    );
     let (s2, _) = net.voucher(10);
-    let other_nullifier = ZkRedemption {
-        nullifier: nullifier(&s2).0,
-        ..good.clone()
+    let with = |change: fn(&mut ZkRedemption)| {
+        let mut zk = good.clone();
+        change(&mut zk);
+        zk
     };
-    assert_eq!(
-        refused(other_nullifier, "op-1").await,
-        (ErrorCode::InvalidProof, 400)
+    let (invalid, unknown_root, malformed) = (
+        (ErrorCode::InvalidProof, 400),
+        (ErrorCode::UnknownRoot, 404),
+        (ErrorCode::MalformedProof, 400),
     );
-    // A root that was never recorded, and MMR 0's root claimed for MMR 1.
-    let unknown = ZkRedemption {
-        root: FieldBytes::from_fr(&smpx_core::crypto::Fr::from(7u64)),
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(unknown, "op-1").await,
-        (ErrorCode::UnknownRoot, 404)
-    );
-    let wrong_mmr = ZkRedemption {
-        mmr_id: 1,
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(wrong_mmr, "op-1").await,
-        (ErrorCode::UnknownRoot, 404)
-    );
-    // Malformed and truncated proofs.
-    let truncated = ZkRedemption {
-        proof: good.proof[..100].to_vec(),
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(truncated, "op-1").await,
-        (ErrorCode::MalformedProof, 400)
-    );
-    let garbage = ZkRedemption {
-        proof: vec![0xff; 128],
-        ..good.clone()
-    };
-    assert_eq!(
-        refused(garbage, "op-1").await,
-        (ErrorCode::MalformedProof, 400)
-    );
+    for (zk, via, want) in [
+        // Made for op-1, forwarded by op-2: the binding does not match.
+        (good.clone(), "op-2", invalid),
+        // Tampered public inputs: denomination, nullifier.
+        (with(|zk| zk.denomination = 100), "op-1", invalid),
+        (
+            ZkRedemption {
+                nullifier: nullifier(&s2).0,
+                ..good.clone()
+            },
+            "op-1",
+            invalid,
+        ),
+        // A root that was never recorded, and MMR 0's root claimed for MMR 1.
+        (
+            with(|zk| zk.root = FieldBytes::from_fr(&smpx_core::crypto::Fr::from(7u64))),
+            "op-1",
+            unknown_root,
+        ),
+        (with(|zk| zk.mmr_id = 1), "op-1", unknown_root),
+        // Malformed and truncated proofs.
+        (with(|zk| zk.proof.truncate(100)), "op-1", malformed),
+        (with(|zk| zk.proof = vec![0xff; 128]), "op-1", malformed),
+    ] {
+        assert_eq!(refused(zk.clone(), via).await, want, "{zk:?}");
+    }
     let mut flipped = good.clone();
     flipped.proof[5] ^= 0x01;
     let c = refused(flipped, "op-1").await;
@@ -1173,11 +1018,7 @@ async fn zk_release_after_rotation(which: Backend) {
     // although a is (the coordinator cannot tell which voucher was redeemed).
     net.clock
         .set(smpx_core::rotation::mmr_expires_at(&p.params, 0));
-    let r: ExpireResponse = net
-        .admin
-        .post("/v1/admin/expire", &serde_json::json!({}))
-        .await
-        .unwrap();
+    let r = expire(&net.admin).await.unwrap();
     assert_eq!(r.released.0, 0);
     // A root of the expired MMR is refused as retired.
     assert_eq!(
@@ -1187,11 +1028,7 @@ async fn zk_release_after_rotation(which: Backend) {
     // MMR 1 expires too: 20 in groups 0 and 1, 10 redeemed: a's value is released.
     net.clock
         .set(smpx_core::rotation::mmr_expires_at(&p.params, 1));
-    let r: ExpireResponse = net
-        .admin
-        .post("/v1/admin/expire", &serde_json::json!({}))
-        .await
-        .unwrap();
+    let r = expire(&net.admin).await.unwrap();
     assert_eq!(r.released.0, 10_000_000);
     let t = net.totals().await;
     assert_eq!(

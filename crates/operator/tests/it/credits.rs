@@ -147,6 +147,14 @@ impl Net {
         Self::with_config(which, CreditsConfig::default()).await
     }
 
+    /// A network with server `a` running, and the key ring its servers derive.
+    async fn started(which: Backend) -> (Net, Op, KeyRing) {
+        let net = Self::new(which).await;
+        let op = net.start("a").await;
+        let ring = net.ring();
+        (net, op, ring)
+    }
+
     async fn with_config(which: Backend, config: CreditsConfig) -> Net {
         let (db_url, guard) = scratch::database(which).await.unwrap();
         let coordinator = coordinator().await;
@@ -263,6 +271,28 @@ async fn swap(op: &Op, req: &SwapRequest) -> Result<SwapResponse, ClientError> {
     op.api.post("/v1/swap", req).await
 }
 
+/// A request spending `inputs` for the change `outputs`.
+fn spend(inputs: Vec<Proof>, outputs: Vec<BlindedMessage>) -> SwapRequest {
+    SwapRequest { inputs, outputs }
+}
+
+/// A swap that must go through.
+async fn swap_ok(op: &Op, inputs: Vec<Proof>, outputs: Vec<BlindedMessage>) -> SwapResponse {
+    swap(op, &spend(inputs, outputs)).await.unwrap()
+}
+
+/// A swap refused with `want`, which records nothing.
+async fn refused_swap(op: &Op, req: &SwapRequest, want: (ErrorCode, u16)) {
+    assert_eq!(refused(swap(op, req).await), want);
+    assert_nothing_recorded(op, req).await;
+}
+
+/// `GET /v1/swap/{id}` for the spend `req` is (or is not).
+async fn swap_status(op: &Op, req: &SwapRequest) -> Result<SwapStatus, ClientError> {
+    let id = SwapId::of_request(req).unwrap();
+    op.api.get(&format!("/v1/swap/{id}")).await
+}
+
 async fn states(op: &Op, ys: Vec<Point>) -> Vec<TokenState> {
     let r: CheckStateResponse = op
         .api
@@ -289,9 +319,11 @@ async fn assert_nothing_recorded(op: &Op, req: &SwapRequest) {
         .await
         .iter()
         .all(|s| *s == TokenState::Unspent));
-    if let Ok(id) = SwapId::of_request(req) {
-        let r = op.api.get::<SwapStatus>(&format!("/v1/swap/{id}")).await;
-        assert_eq!(refused(r), (ErrorCode::UnknownSwap, 404));
+    if SwapId::of_request(req).is_ok() {
+        assert_eq!(
+            refused(swap_status(op, req).await),
+            (ErrorCode::UnknownSwap, 404)
+        );
     }
     assert!(op
         .op
@@ -414,16 +446,11 @@ async fn openapi_documents_every_credit_route() {
 // ---- spending -------------------------------------------------------------------------------
 
 async fn swap_spends_once_and_change_is_spendable(which: Backend) {
-    let net = Net::new(which).await;
-    let op = net.start("a").await;
-    let ring = net.ring();
+    let (_net, op, ring) = Net::started(which).await;
     let tokens = mint(&ring, Day(TODAY - 3), &[8, 4, 1]);
     let (prepared, keys) = outputs(&op, &[8, 2]).await;
     // 13 in, 10 back: the wallet leaves 3 units of dust.
-    let req = SwapRequest {
-        inputs: tokens.clone(),
-        outputs: messages(&prepared),
-    };
+    let req = spend(tokens.clone(), messages(&prepared));
     let answer = swap(&op, &req).await.unwrap();
     assert_eq!(answer.signatures.len(), 2);
     // The change carries DLEQ proofs against the published keys and unblinds to tokens.
@@ -437,32 +464,22 @@ async fn swap_spends_once_and_change_is_spendable(which: Backend) {
     let again = swap(&op, &req).await.unwrap();
     assert_eq!(again.signatures, answer.signatures);
     assert!(again.replayed);
-    let id = SwapId::of_request(&req).unwrap();
-    let status: SwapStatus = op.api.get(&format!("/v1/swap/{id}")).await.unwrap();
+    let status = swap_status(&op, &req).await.unwrap();
     assert_eq!(status.state, SwapState::Done);
     assert_eq!(status.signatures.as_ref(), Some(&answer.signatures));
 
     // Any other request with a spent input is refused, and records nothing.
     let (fresh, _) = outputs(&op, &[1]).await;
-    let reuse = SwapRequest {
-        inputs: vec![tokens[2].clone()],
-        outputs: messages(&fresh),
-    };
+    let reuse = spend(vec![tokens[2].clone()], messages(&fresh));
     assert_eq!(
         refused(swap(&op, &reuse).await),
         (ErrorCode::TokenSpent, 409)
     );
-    let r = op
-        .api
-        .get::<SwapStatus>(&format!("/v1/swap/{}", SwapId::of_request(&reuse).unwrap()))
-        .await;
+    let r = swap_status(&op, &reuse).await;
     assert_eq!(refused(r), (ErrorCode::UnknownSwap, 404));
 
     // The change is spendable in turn (without change of its own this time), once.
-    let spend_change = SwapRequest {
-        inputs: change.iter().map(Proof::for_spending).collect(),
-        outputs: vec![],
-    };
+    let spend_change = spend(change.iter().map(Proof::for_spending).collect(), vec![]);
     assert!(swap(&op, &spend_change)
         .await
         .unwrap()
@@ -471,21 +488,10 @@ async fn swap_spends_once_and_change_is_spendable(which: Backend) {
     assert_eq!(states(&op, ys(&change)).await, vec![TokenState::Spent; 2]);
     // The fresh outputs of the refused request were never reserved.
     let more = mint(&ring, Day(TODAY), &[1]);
-    swap(
-        &op,
-        &SwapRequest {
-            inputs: more,
-            outputs: messages(&fresh),
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&op, more, messages(&fresh)).await;
 
     // Malformed requests are typed too.
-    let empty = SwapRequest {
-        inputs: vec![],
-        outputs: vec![],
-    };
+    let empty = spend(vec![], vec![]);
     assert_eq!(
         refused(swap(&op, &empty).await),
         (ErrorCode::InvalidRequest, 400)
@@ -494,9 +500,7 @@ async fn swap_spends_once_and_change_is_spendable(which: Backend) {
 }
 
 async fn forged_token_is_refused(which: Backend) {
-    let net = Net::new(which).await;
-    let op = net.start("a").await;
-    let ring = net.ring();
+    let (net, op, ring) = Net::started(which).await;
     let good = mint(&ring, Day(TODAY), &[4, 2]);
     let (prepared, _) = outputs(&op, &[4, 2]).await;
     let change = messages(&prepared);
@@ -523,245 +527,118 @@ async fn forged_token_is_refused(which: Backend) {
             inputs,
             outputs: change.clone(),
         };
-        assert_eq!(
-            refused(swap(&op, &req).await),
-            (ErrorCode::InvalidToken, 400)
-        );
-        assert_nothing_recorded(&op, &req).await;
+        refused_swap(&op, &req, (ErrorCode::InvalidToken, 400)).await;
     }
     // Another operator's token under its own keyset: not ours at all.
-    let stranger = SwapRequest {
-        inputs: mint(&other, Day(TODAY), &[4]),
-        outputs: vec![],
-    };
-    assert_eq!(
-        refused(swap(&op, &stranger).await),
-        (ErrorCode::UnknownKeyset, 404)
-    );
-    assert_nothing_recorded(&op, &stranger).await;
+    let stranger = spend(mint(&other, Day(TODAY), &[4]), vec![]);
+    refused_swap(&op, &stranger, (ErrorCode::UnknownKeyset, 404)).await;
 
     // The genuine tokens with the same outputs still go through.
-    swap(
-        &op,
-        &SwapRequest {
-            inputs: good,
-            outputs: change,
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&op, good, change).await;
     op.stop().await;
 }
 
 async fn token_under_the_wrong_days_key_is_refused(which: Backend) {
-    let net = Net::new(which).await;
-    let op = net.start("a").await;
-    let ring = net.ring();
+    let (_net, op, ring) = Net::started(which).await;
     let token = mint(&ring, Day(TODAY - 1), &[4]);
     let (prepared, _) = outputs(&op, &[4]).await;
     for day in [TODAY, TODAY - 2, TODAY - 30] {
         let mut moved = token.clone();
         moved[0].id = *ring.for_day(Day(day)).unwrap().id();
-        let req = SwapRequest {
-            inputs: moved,
-            outputs: messages(&prepared),
-        };
-        assert_eq!(
-            refused(swap(&op, &req).await),
-            (ErrorCode::InvalidToken, 400)
-        );
-        assert_nothing_recorded(&op, &req).await;
+        let req = spend(moved, messages(&prepared));
+        refused_swap(&op, &req, (ErrorCode::InvalidToken, 400)).await;
     }
     // Under its own day it is good.
-    swap(
-        &op,
-        &SwapRequest {
-            inputs: token,
-            outputs: messages(&prepared),
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&op, token, messages(&prepared)).await;
 
     // Change must be asked under today's keyset, not another day's.
     let yesterday = *ring.for_day(Day(TODAY - 1)).unwrap().id();
     let stale = random_outputs(&mut OsRng, &yesterday, &[Amount(1)]).unwrap();
-    let req = SwapRequest {
-        inputs: mint(&ring, Day(TODAY), &[1]),
-        outputs: messages(&stale),
-    };
-    assert_eq!(
-        refused(swap(&op, &req).await),
-        (ErrorCode::KeysetNotCurrent, 400)
-    );
-    assert_nothing_recorded(&op, &req).await;
+    let req = spend(mint(&ring, Day(TODAY), &[1]), messages(&stale));
+    refused_swap(&op, &req, (ErrorCode::KeysetNotCurrent, 400)).await;
     op.stop().await;
 }
 
 async fn expired_token_is_refused(which: Backend) {
-    let net = Net::new(which).await;
-    let op = net.start("a").await;
-    let ring = net.ring();
+    let (net, op, ring) = Net::started(which).await;
     // Lifetime 90 days: day TODAY-89 is the oldest live keyset; TODAY-90 expired at the start
     // of today and is still recognised as expired (grace), TODAY-200 is forgotten.
     let expired = mint(&ring, Day(TODAY - 90), &[2]);
     let last_live = mint(&ring, Day(TODAY - 89), &[2]);
     let (prepared, _) = outputs(&op, &[2]).await;
-    let req = SwapRequest {
-        inputs: expired,
-        outputs: messages(&prepared),
-    };
-    assert_eq!(
-        refused(swap(&op, &req).await),
-        (ErrorCode::KeysetExpired, 410)
-    );
-    assert_nothing_recorded(&op, &req).await;
+    let req = spend(expired, messages(&prepared));
+    refused_swap(&op, &req, (ErrorCode::KeysetExpired, 410)).await;
     let old_ring = KeyRing::new(
         net.master.clone(),
         net.config.keyset_params(),
         u64::from(TODAY - 200) * DAY,
     )
     .unwrap();
-    let ancient = SwapRequest {
-        inputs: mint(&old_ring, Day(TODAY - 200), &[2]),
-        outputs: vec![],
-    };
-    assert_eq!(
-        refused(swap(&op, &ancient).await),
-        (ErrorCode::UnknownKeyset, 404)
-    );
-    assert_nothing_recorded(&op, &ancient).await;
+    let ancient = spend(mint(&old_ring, Day(TODAY - 200), &[2]), vec![]);
+    refused_swap(&op, &ancient, (ErrorCode::UnknownKeyset, 404)).await;
 
     // A token expires at the next midnight of its last day, to the second.
-    let late = SwapRequest {
-        inputs: last_live,
-        outputs: vec![],
-    };
+    let late = spend(last_live, vec![]);
     net.clock.set(u64::from(TODAY + 1) * DAY);
-    assert_eq!(
-        refused(swap(&op, &late).await),
-        (ErrorCode::KeysetExpired, 410)
-    );
-    assert_nothing_recorded(&op, &late).await;
+    refused_swap(&op, &late, (ErrorCode::KeysetExpired, 410)).await;
     net.clock.set(u64::from(TODAY + 1) * DAY - 1);
     swap(&op, &late).await.unwrap();
     op.stop().await;
 }
 
 async fn same_token_twice_in_one_request_is_refused(which: Backend) {
-    let net = Net::new(which).await;
-    let op = net.start("a").await;
-    let ring = net.ring();
+    let (_net, op, ring) = Net::started(which).await;
     let tokens = mint(&ring, Day(TODAY), &[4, 2]);
     let (prepared, _) = outputs(&op, &[4, 4]).await;
-    let req = SwapRequest {
-        inputs: vec![tokens[0].clone(), tokens[1].clone(), tokens[0].clone()],
-        outputs: messages(&prepared),
-    };
-    assert_eq!(
-        refused(swap(&op, &req).await),
-        (ErrorCode::DuplicateInput, 400)
+    let req = spend(
+        vec![tokens[0].clone(), tokens[1].clone(), tokens[0].clone()],
+        messages(&prepared),
     );
-    assert_nothing_recorded(&op, &req).await;
+    refused_swap(&op, &req, (ErrorCode::DuplicateInput, 400)).await;
     // Each once is fine (and the outputs were not reserved): 6 in, 4 back.
-    swap(
-        &op,
-        &SwapRequest {
-            inputs: tokens,
-            outputs: messages(&prepared[..1]),
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&op, tokens, messages(&prepared[..1])).await;
     op.stop().await;
 }
 
 async fn change_worth_more_than_the_input_is_refused(which: Backend) {
-    let net = Net::new(which).await;
-    let op = net.start("a").await;
-    let ring = net.ring();
+    let (_net, op, ring) = Net::started(which).await;
     let token = mint(&ring, Day(TODAY), &[8]);
     let (prepared, _) = outputs(&op, &[8, 1]).await;
-    let req = SwapRequest {
-        inputs: token.clone(),
-        outputs: messages(&prepared),
-    };
-    assert_eq!(refused(swap(&op, &req).await), (ErrorCode::Unbalanced, 400));
-    assert_nothing_recorded(&op, &req).await;
+    let req = spend(token.clone(), messages(&prepared));
+    refused_swap(&op, &req, (ErrorCode::Unbalanced, 400)).await;
     // An amount that is not a power of two is refused as such.
     let mut odd = messages(&prepared[..1]);
     odd[0].amount = Amount(3);
-    let req = SwapRequest {
-        inputs: token.clone(),
-        outputs: odd,
-    };
-    assert_eq!(
-        refused(swap(&op, &req).await),
-        (ErrorCode::InvalidAmount, 400)
-    );
-    assert_nothing_recorded(&op, &req).await;
+    let req = spend(token.clone(), odd);
+    refused_swap(&op, &req, (ErrorCode::InvalidAmount, 400)).await;
     // Exactly the input's worth is fine.
-    swap(
-        &op,
-        &SwapRequest {
-            inputs: token,
-            outputs: messages(&prepared[..1]),
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&op, token, messages(&prepared[..1])).await;
     op.stop().await;
 }
 
 async fn blinded_output_reused_is_refused(which: Backend) {
-    let net = Net::new(which).await;
-    let op = net.start("a").await;
-    let ring = net.ring();
+    let (_net, op, ring) = Net::started(which).await;
     let (prepared, _) = outputs(&op, &[2, 1]).await;
     let change = messages(&prepared);
 
     // Twice in one request.
     let first_tokens = mint(&ring, Day(TODAY), &[4]);
-    let twice = SwapRequest {
-        inputs: first_tokens.clone(),
-        outputs: vec![change[0].clone(), change[1].clone(), change[0].clone()],
-    };
-    assert_eq!(
-        refused(swap(&op, &twice).await),
-        (ErrorCode::DuplicateOutput, 400)
+    let twice = spend(
+        first_tokens.clone(),
+        vec![change[0].clone(), change[1].clone(), change[0].clone()],
     );
-    assert_nothing_recorded(&op, &twice).await;
+    refused_swap(&op, &twice, (ErrorCode::DuplicateOutput, 400)).await;
 
     // Signed once, then asked again in another request with other inputs.
-    swap(
-        &op,
-        &SwapRequest {
-            inputs: first_tokens,
-            outputs: change.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&op, first_tokens, change.clone()).await;
     let (extra, _) = outputs(&op, &[1]).await;
-    let again = SwapRequest {
-        inputs: mint(&ring, Day(TODAY), &[4]),
-        outputs: vec![messages(&extra)[0].clone(), change[1].clone()],
-    };
-    assert_eq!(
-        refused(swap(&op, &again).await),
-        (ErrorCode::OutputReused, 409)
+    let again = spend(
+        mint(&ring, Day(TODAY), &[4]),
+        vec![messages(&extra)[0].clone(), change[1].clone()],
     );
-    assert_nothing_recorded(&op, &again).await;
+    refused_swap(&op, &again, (ErrorCode::OutputReused, 409)).await;
     // Its fresh output was not reserved either.
-    swap(
-        &op,
-        &SwapRequest {
-            inputs: again.inputs.clone(),
-            outputs: messages(&extra),
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&op, again.inputs.clone(), messages(&extra)).await;
     op.stop().await;
 }
 
@@ -777,14 +654,8 @@ async fn racing_spends_on_two_servers_exactly_one_wins(which: Backend) {
         let token = mint(&ring, Day(TODAY - round), &[8]);
         let (pa, keys) = outputs(&a, &[8]).await;
         let (pb, _) = outputs(&b, &[4, 4]).await;
-        let ra = SwapRequest {
-            inputs: token.clone(),
-            outputs: messages(&pa),
-        };
-        let rb = SwapRequest {
-            inputs: token.clone(),
-            outputs: messages(&pb),
-        };
+        let ra = spend(token.clone(), messages(&pa));
+        let rb = spend(token.clone(), messages(&pb));
         let (x, y) = tokio::join!(swap(&a, &ra), swap(&b, &rb));
         let (winner, loser, loser_req, loser_on) = match (x, y) {
             (Ok(w), Err(l)) => ((pa.clone(), w), l, rb, &b),
@@ -795,23 +666,14 @@ async fn racing_spends_on_two_servers_exactly_one_wins(which: Backend) {
         finalize_all(&winner.0, &winner.1.signatures, &keys).unwrap();
         assert_eq!(states(&a, ys(&token)).await, vec![TokenState::Spent]);
         // Nothing of the loser's request is left: no spend under its id, its outputs free.
-        let r = loser_on
-            .api
-            .get::<SwapStatus>(&format!(
-                "/v1/swap/{}",
-                SwapId::of_request(&loser_req).unwrap()
-            ))
-            .await;
+        let r = swap_status(loser_on, &loser_req).await;
         assert_eq!(refused(r), (ErrorCode::UnknownSwap, 404));
-        swap(
+        swap_ok(
             loser_on,
-            &SwapRequest {
-                inputs: mint(&ring, Day(TODAY), &[8]),
-                outputs: loser_req.outputs.clone(),
-            },
+            mint(&ring, Day(TODAY), &[8]),
+            loser_req.outputs.clone(),
         )
-        .await
-        .unwrap();
+        .await;
     }
 
     // Many requests for one token at once on one server (batched together) and on both.
@@ -820,10 +682,7 @@ async fn racing_spends_on_two_servers_exactly_one_wins(which: Backend) {
     for i in 0..8 {
         let (p, _) = outputs(&a, &[16]).await;
         let server = if i % 2 == 0 { &a } else { &b };
-        let req = SwapRequest {
-            inputs: token.clone(),
-            outputs: messages(&p),
-        };
+        let req = spend(token.clone(), messages(&p));
         calls.push(async move { swap(server, &req).await });
     }
     let results = futures_join_all(calls).await;
@@ -835,26 +694,12 @@ async fn racing_spends_on_two_servers_exactly_one_wins(which: Backend) {
     // A token sent at once in a request that must be refused (a reused output) and in a
     // good one: the good one is judged by what is registered, and wins.
     let (signed, _) = outputs(&a, &[1]).await;
-    swap(
-        &a,
-        &SwapRequest {
-            inputs: mint(&ring, Day(TODAY), &[1]),
-            outputs: messages(&signed),
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&a, mint(&ring, Day(TODAY), &[1]), messages(&signed)).await;
     for _ in 0..5 {
         let token = mint(&ring, Day(TODAY), &[4]);
         let (fresh, _) = outputs(&a, &[2]).await;
-        let bad = SwapRequest {
-            inputs: token.clone(),
-            outputs: messages(&signed),
-        };
-        let good = SwapRequest {
-            inputs: token.clone(),
-            outputs: messages(&fresh),
-        };
+        let bad = spend(token.clone(), messages(&signed));
+        let good = spend(token.clone(), messages(&fresh));
         let (x, y) = tokio::join!(swap(&a, &bad), swap(&a, &good));
         y.unwrap();
         let (code, _) = refused(x);
@@ -868,13 +713,9 @@ async fn racing_spends_on_two_servers_exactly_one_wins(which: Backend) {
     // answers, and both wallets can collect the same change.
     let token = mint(&ring, Day(TODAY), &[2]);
     let (p, keys) = outputs(&a, &[2]).await;
-    let req = SwapRequest {
-        inputs: token,
-        outputs: messages(&p),
-    };
+    let req = spend(token, messages(&p));
     let (x, y) = tokio::join!(swap(&a, &req), swap(&b, &req));
-    let id = SwapId::of_request(&req).unwrap();
-    let status: SwapStatus = a.api.get(&format!("/v1/swap/{id}")).await.unwrap();
+    let status = swap_status(&a, &req).await.unwrap();
     assert_eq!(status.state, SwapState::Done);
     let sigs = status.signatures.unwrap();
     // Exactly one of the two is the spend; the other is told it is a repeat (with the same
@@ -968,22 +809,13 @@ async fn crash_between_pending_and_spent_is_recovered(which: Backend) {
     let keys = ring.current(NOW).unwrap().keys();
     let t1 = mint(&ring, Day(TODAY - 1), &[8, 2]);
     let p1 = random_outputs(&mut OsRng, &keys.id, &[Amount(8), Amount(2)]).unwrap();
-    let r1 = SwapRequest {
-        inputs: t1.clone(),
-        outputs: messages(&p1),
-    };
+    let r1 = spend(t1.clone(), messages(&p1));
     let t2 = mint(&ring, Day(TODAY), &[4]);
     let p2 = random_outputs(&mut OsRng, &keys.id, &[Amount(4)]).unwrap();
-    let r2 = SwapRequest {
-        inputs: t2.clone(),
-        outputs: messages(&p2),
-    };
+    let r2 = spend(t2.clone(), messages(&p2));
     let t3 = mint(&ring, Day(TODAY), &[1]);
     let p3 = random_outputs(&mut OsRng, &keys.id, &[Amount(1)]).unwrap();
-    let r3 = SwapRequest {
-        inputs: t3.clone(),
-        outputs: messages(&p3),
-    };
+    let r3 = spend(t3.clone(), messages(&p3));
     let mut s2 = pending_spend(&ring, &r2, NOW);
     s2.outputs_json = "not outputs".into();
     for spend in [pending_spend(&ring, &r1, NOW), s2] {
@@ -1013,8 +845,7 @@ async fn crash_between_pending_and_spent_is_recovered(which: Backend) {
     // Spend 1 was completed: the inputs are spent (not refunded), and the wallet collects
     // the change it never received — valid tokens under today's keyset.
     assert_eq!(states(&op, ys(&t1)).await, vec![TokenState::Spent; 2]);
-    let id1 = SwapId::of_request(&r1).unwrap();
-    let status: SwapStatus = op.api.get(&format!("/v1/swap/{id1}")).await.unwrap();
+    let status = swap_status(&op, &r1).await.unwrap();
     assert_eq!(status.state, SwapState::Done);
     let change = finalize_all(&p1, status.signatures.as_ref().unwrap(), &keys).unwrap();
     // Retrying the whole request also returns it; spending its inputs again does not work.
@@ -1023,27 +854,20 @@ async fn crash_between_pending_and_spent_is_recovered(which: Backend) {
         status.signatures.unwrap()
     );
     let (fresh, _) = outputs(&op, &[8]).await;
-    let again = SwapRequest {
-        inputs: vec![t1[0].clone()],
-        outputs: messages(&fresh),
-    };
+    let again = spend(vec![t1[0].clone()], messages(&fresh));
     assert_eq!(
         refused(swap(&op, &again).await),
         (ErrorCode::TokenSpent, 409)
     );
-    swap(
+    swap_ok(
         &op,
-        &SwapRequest {
-            inputs: change.iter().map(Proof::for_spending).collect(),
-            outputs: vec![],
-        },
+        change.iter().map(Proof::for_spending).collect(),
+        vec![],
     )
-    .await
-    .unwrap();
+    .await;
 
     // Spend 2 was cancelled: its input is refunded (unspent, spendable again), no change.
-    let id2 = SwapId::of_request(&r2).unwrap();
-    let status: SwapStatus = op.api.get(&format!("/v1/swap/{id2}")).await.unwrap();
+    let status = swap_status(&op, &r2).await.unwrap();
     assert_eq!(status.state, SwapState::Cancelled);
     assert_eq!(status.signatures, None);
     assert_eq!(states(&op, ys(&t2)).await, vec![TokenState::Unspent]);
@@ -1052,31 +876,14 @@ async fn crash_between_pending_and_spent_is_recovered(which: Backend) {
         (ErrorCode::SwapCancelled, 409)
     );
     let (fresh, keys_now) = outputs(&op, &[4]).await;
-    let answer = swap(
-        &op,
-        &SwapRequest {
-            inputs: t2.clone(),
-            outputs: messages(&fresh),
-        },
-    )
-    .await
-    .unwrap();
+    let answer = swap_ok(&op, t2.clone(), messages(&fresh)).await;
     finalize_all(&fresh, &answer.signatures, &keys_now).unwrap();
     // (Its outputs were freed: they can be signed in another request.)
-    swap(
-        &op,
-        &SwapRequest {
-            inputs: mint(&ring, Day(TODAY), &[4]),
-            outputs: r2.outputs.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&op, mint(&ring, Day(TODAY), &[4]), r2.outputs.clone()).await;
 
     // Spend 3 is too young to be someone else's crash: left pending until the timeout.
     assert_eq!(states(&op, ys(&t3)).await, vec![TokenState::Pending]);
-    let id3 = SwapId::of_request(&r3).unwrap();
-    let status: SwapStatus = op.api.get(&format!("/v1/swap/{id3}")).await.unwrap();
+    let status = swap_status(&op, &r3).await.unwrap();
     assert_eq!(status.state, SwapState::Pending);
     // Sent again while pending: a repeat, whose change is collected with GET.
     assert_eq!(
@@ -1085,7 +892,7 @@ async fn crash_between_pending_and_spent_is_recovered(which: Backend) {
     );
     // Once it is old enough, asking for it resolves it.
     net.clock.set(NOW + 120 + 61);
-    let status: SwapStatus = op.api.get(&format!("/v1/swap/{id3}")).await.unwrap();
+    let status = swap_status(&op, &r3).await.unwrap();
     assert_eq!(status.state, SwapState::Done);
     finalize_all(&p3, status.signatures.as_ref().unwrap(), &keys).unwrap();
     assert_eq!(states(&op, ys(&t3)).await, vec![TokenState::Spent]);
@@ -1122,10 +929,7 @@ async fn a_running_server_resolves_another_servers_stale_spends() {
     let tokens = mint(&ring, Day(TODAY), &[2]);
     let keys = ring.current(NOW).unwrap().keys();
     let prepared = random_outputs(&mut OsRng, &keys.id, &[Amount(2)]).unwrap();
-    let req = SwapRequest {
-        inputs: tokens.clone(),
-        outputs: messages(&prepared),
-    };
+    let req = spend(tokens.clone(), messages(&prepared));
     let store = op.op.credit_store();
     store
         .begin_spend(&pending_spend(&ring, &req, NOW))
@@ -1140,8 +944,7 @@ async fn a_running_server_resolves_another_servers_stale_spends() {
         waited += 1;
     }
     assert_eq!(states(&op, ys(&tokens)).await, vec![TokenState::Spent]);
-    let id = SwapId::of_request(&req).unwrap();
-    let status: SwapStatus = op.api.get(&format!("/v1/swap/{id}")).await.unwrap();
+    let status = swap_status(&op, &req).await.unwrap();
     finalize_all(&prepared, &status.signatures.unwrap(), &keys).unwrap();
     op.stop().await;
 }
@@ -1201,15 +1004,12 @@ async fn credits_are_issued_once_per_redemption(which: Backend) {
     net.clock.set(NOW);
     assert_eq!(calls(), 1);
     let (change, _) = outputs(&op, &[1]).await;
-    swap(
+    swap_ok(
         &op,
-        &SwapRequest {
-            inputs: tokens.iter().map(Proof::for_spending).collect(),
-            outputs: messages(&change),
-        },
+        tokens.iter().map(Proof::for_spending).collect(),
+        messages(&change),
     )
-    .await
-    .unwrap();
+    .await;
 
     // Without outputs the answer is the plain receipt, exactly as before credits.
     let plain: Signed<OperatorCreditReceipt> = op
@@ -1289,21 +1089,11 @@ async fn credits_are_issued_once_per_redemption(which: Backend) {
 // ---- pruning --------------------------------------------------------------------------------
 
 async fn prune_forgets_expired_spends_only(which: Backend) {
-    let net = Net::new(which).await;
-    let op = net.start("a").await;
-    let ring = net.ring();
+    let (net, op, ring) = Net::started(which).await;
     let old = mint(&ring, Day(TODAY - 89), &[2]);
     let new = mint(&ring, Day(TODAY), &[2]);
     for tokens in [&old, &new] {
-        swap(
-            &op,
-            &SwapRequest {
-                inputs: tokens.clone(),
-                outputs: vec![],
-            },
-        )
-        .await
-        .unwrap();
+        swap_ok(&op, tokens.clone(), vec![]).await;
     }
     // Nothing has expired yet.
     assert_eq!(op.op.prune_credits().await.unwrap().inputs, 0);
@@ -1316,35 +1106,13 @@ async fn prune_forgets_expired_spends_only(which: Backend) {
         vec![TokenState::Unspent, TokenState::Spent]
     );
     // Forgotten, and still refused: it is expired.
-    let r = swap(
-        &op,
-        &SwapRequest {
-            inputs: old,
-            outputs: vec![],
-        },
-    )
-    .await;
+    let r = swap(&op, &spend(old, vec![])).await;
     assert_eq!(refused(r), (ErrorCode::KeysetExpired, 410));
     // (The identical request is the same spend and gets its answer again; any other is
     // refused.)
-    swap(
-        &op,
-        &SwapRequest {
-            inputs: new.clone(),
-            outputs: vec![],
-        },
-    )
-    .await
-    .unwrap();
+    swap_ok(&op, new.clone(), vec![]).await;
     let (change, _) = outputs(&op, &[1]).await;
-    let r = swap(
-        &op,
-        &SwapRequest {
-            inputs: new,
-            outputs: messages(&change),
-        },
-    )
-    .await;
+    let r = swap(&op, &spend(new, messages(&change))).await;
     assert_eq!(refused(r), (ErrorCode::TokenSpent, 409));
     op.stop().await;
 }
@@ -1367,10 +1135,10 @@ async fn restore_returns_earlier_signatures_by_blinded_output(which: Backend) {
     let (change, _) = outputs(&op, &[2, 1]).await;
     let swapped = swap(
         &op,
-        &SwapRequest {
-            inputs: vec![issued_tokens[0].for_spending()],
-            outputs: messages(&change[..1]),
-        },
+        &spend(
+            vec![issued_tokens[0].for_spending()],
+            messages(&change[..1]),
+        ),
     )
     .await;
     // The first issued token is the smallest power of two of 10 credits: 2^7 = 128 ≥ 2.

@@ -8,45 +8,20 @@ use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::crypto::{self, Content};
 use smpx_relay_protocol::{CmdError, EntityId, ErrorCode};
 use smpx_relay_server::capacity::Pricing;
-use smpx_relay_server::{InsecurePlainAcceptor, Relay, ServerConfig};
+use smpx_relay_server::ServerConfig;
 use smpx_relay_store::memory::MemoryStore;
 use smpx_relay_store::{NewQueue, QueueStore, ServerDhSecret};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use zeroize::Zeroizing;
 
 const DAY: u64 = 86_400;
-
-async fn next_event(events: &mut Events) -> Event {
-    tokio::time::timeout(Duration::from_secs(10), events.next())
-        .await
-        .expect("no event within 10 s")
-        .expect("events closed")
-}
-
-fn body(c: &Content) -> &[u8] {
-    match c {
-        Content::Body(b) => b,
-        Content::QuotaExceeded => panic!("quota marker where a body was expected"),
-    }
-}
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// A relay over a store the test can also reach directly.
-async fn start_with(store: Arc<MemoryStore>, config: ServerConfig) -> (Relay, SocketAddr) {
-    let relay = Relay::new(store, config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let r = relay.clone();
-    tokio::spawn(async move { r.serve(listener, Arc::new(InsecurePlainAcceptor)).await });
-    (relay, addr)
 }
 
 fn is_relay_err(r: Result<impl std::fmt::Debug, ClientError>, code: ErrorCode) -> bool {

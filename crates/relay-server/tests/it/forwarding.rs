@@ -2,7 +2,7 @@
 //! proxy) to a queue on another relay (the destination).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::{client_config, signing_key, test_config};
+use crate::support::{client_config, relay_err, signing_key, test_config};
 use smpx_relay_client::{connect_tls, Client, ClientError, Event, Events};
 use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::crypto::{self, Content};
@@ -71,13 +71,6 @@ async fn next_message(events: &mut Events) -> (MsgId, Vec<u8>) {
             c => panic!("{c:?}"),
         },
         e => panic!("{e:?}"),
-    }
-}
-
-fn relay_err(r: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
-    match r {
-        Err(ClientError::Relay(code)) => code,
-        r => panic!("expected ERR, got {r:?}"),
     }
 }
 

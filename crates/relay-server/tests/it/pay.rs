@@ -3,10 +3,10 @@
 //! pay. The registry is a scripted fake here; `smpx demo` pays a real operator.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::{client, signing_key, start, test_config};
+use crate::support::{client, relay_err, signing_key, start, test_config};
 use smpx_core::api::SwapId;
 use smpx_core::credits::{BlindSignature, SwapRequest};
-use smpx_relay_client::ClientError;
+use smpx_relay_client::{Client, ClientError, RecipientQueue};
 use smpx_relay_protocol::capacity::{Bought, PayAnswer};
 use smpx_relay_protocol::command::Command;
 use smpx_relay_protocol::{CmdError, ErrorCode};
@@ -20,6 +20,12 @@ const POINT: &str = "024369d2d22a80ecf78f3937da9d5f30c1b9f74f0c32684d583cca0fa6a
 
 /// A swap request worth `inputs` in, `outputs` back (the signatures are not checked by the
 /// relay, only by the operator's registry, which is faked here).
+/// Pays one month (16,384 units) for queue `q`, as its recipient.
+async fn pay_month(c: &Client, q: &RecipientQueue) -> Result<PayAnswer, ClientError> {
+    c.pay(&q.recipient_id, &q.recipient_key, &swap(&[16_384], &[]))
+        .await
+}
+
 fn swap(inputs: &[u64], outputs: &[u64]) -> SwapRequest {
     let inputs: Vec<String> = inputs
         .iter()
@@ -156,9 +162,7 @@ async fn a_relay_without_an_operator_refuses_payment() {
     let (_, addr) = start(config(None)).await;
     let (c, _) = client(addr).await;
     let q = c.create_queue().await.unwrap();
-    let r = c
-        .pay(&q.recipient_id, &q.recipient_key, &swap(&[16_384], &[]))
-        .await;
+    let r = pay_month(&c, &q).await;
     assert!(matches!(r, Err(ClientError::Relay(ErrorCode::Payment))));
 }
 
@@ -200,10 +204,7 @@ async fn a_refused_payment_cancels_what_was_provisioned() {
     let (relay, addr) = start(config(Some(Fake::new(vec![refused()], vec![])))).await;
     let (c, _) = client(addr).await;
     let q = c.create_queue().await.unwrap();
-    let answer = c
-        .pay(&q.recipient_id, &q.recipient_key, &swap(&[16_384], &[]))
-        .await
-        .unwrap();
+    let answer = pay_month(&c, &q).await.unwrap();
     assert!(
         matches!(
             &answer,
@@ -241,10 +242,7 @@ async fn a_pending_payment_keeps_the_capacity_until_the_operator_decides() {
     let (relay, addr) = start(config(Some(fake))).await;
     let (c, _) = client(addr).await;
     let q = c.create_queue().await.unwrap();
-    let answer = c
-        .pay(&q.recipient_id, &q.recipient_key, &swap(&[16_384], &[]))
-        .await
-        .unwrap();
+    let answer = pay_month(&c, &q).await.unwrap();
     assert!(
         matches!(
             answer,
@@ -296,10 +294,7 @@ async fn bad_payments_are_refused_before_the_operator_is_asked() {
     let r = c
         .pay(&q.recipient_id, &q.recipient_key, &swap(&[8_192], &[]))
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Payment))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Payment);
     // Change worth more than the inputs.
     let r = c
         .pay(
@@ -308,25 +303,16 @@ async fn bad_payments_are_refused_before_the_operator_is_asked() {
             &swap(&[8_192], &[16_384]),
         )
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Payment))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Payment);
     // Signed by someone else; an unknown queue.
     let r = c
         .pay(&q.recipient_id, &signing_key(), &swap(&[16_384], &[]))
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Auth))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Auth);
     let r = c
         .pay(&q.sender_id, &q.recipient_key, &swap(&[16_384], &[]))
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Auth))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Auth);
     // Not a swap request.
     let r = c
         .request(
@@ -337,10 +323,7 @@ async fn bad_payments_are_refused_before_the_operator_is_asked() {
             },
         )
         .await;
-    assert!(
-        matches!(r, Err(ClientError::Relay(ErrorCode::Cmd(CmdError::Syntax)))),
-        "{r:?}"
-    );
+    assert_eq!(relay_err(r), ErrorCode::Cmd(CmdError::Syntax));
     assert!(
         fake.swaps.lock().unwrap().is_empty(),
         "the operator was asked"
@@ -362,10 +345,7 @@ async fn paid_quota_ends_when_its_time_is_up() {
     let PayAnswer::Paid {
         bought: Bought::Queue { paid_until, .. },
         ..
-    } = c
-        .pay(&q.recipient_id, &q.recipient_key, &swap(&[16_384], &[]))
-        .await
-        .unwrap()
+    } = pay_month(&c, &q).await.unwrap()
     else {
         panic!("not paid")
     };

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support::*;
-use smpx_relay_client::{Client, ClientError, Event, Events};
+use smpx_relay_client::{Client, ClientError, Event};
 use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::crypto::{self, Content, DeliveryKey, SEALED_LEN};
 use smpx_relay_protocol::ErrorCode;
@@ -11,20 +11,6 @@ use smpx_relay_server::{Relay, ServerConfig};
 use smpx_relay_store::memory::MemoryStore;
 use std::sync::Arc;
 use std::time::Duration;
-
-async fn next_event(events: &mut Events) -> Event {
-    tokio::time::timeout(Duration::from_secs(10), events.next())
-        .await
-        .expect("no event within 10 s")
-        .expect("events closed")
-}
-
-fn body(c: &Content) -> &[u8] {
-    match c {
-        Content::Body(b) => b,
-        Content::QuotaExceeded => panic!("quota marker where a body was expected"),
-    }
-}
 
 #[tokio::test]
 async fn messages_arrive_in_order_one_at_a_time() {

@@ -3,10 +3,12 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ed25519_dalek::SigningKey;
-use smpx_relay_client::{connect_insecure_plain, Client, ClientConfig, Events};
+use smpx_relay_client::{connect_insecure_plain, Client, ClientConfig, ClientError, Event, Events};
 use smpx_relay_protocol::command::{Command, Response};
+use smpx_relay_protocol::crypto::Content;
 use smpx_relay_protocol::handshake::{ClientHello, ServerHello};
 use smpx_relay_protocol::transmission::{encode_transmission, parse_transmission, signed_part};
+use smpx_relay_protocol::ErrorCode;
 use smpx_relay_protocol::{crypto, decode_block, BlockBuilder, CorrId, EntityId, SessionId};
 use smpx_relay_server::{InsecurePlainAcceptor, Relay, ServerConfig};
 use smpx_relay_store::memory::MemoryStore;
@@ -15,6 +17,30 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The next event, within 10 s.
+pub async fn next_event(events: &mut Events) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("no event within 10 s")
+        .expect("events closed")
+}
+
+/// A delivered body (not the quota marker).
+pub fn body(c: &Content) -> &[u8] {
+    match c {
+        Content::Body(b) => b,
+        Content::QuotaExceeded => panic!("quota marker where a body was expected"),
+    }
+}
+
+/// The relay's error code of a refused request.
+pub fn relay_err(r: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
+    match r {
+        Err(ClientError::Relay(code)) => code,
+        r => panic!("expected ERR, got {r:?}"),
+    }
+}
 
 pub fn test_config() -> ServerConfig {
     ServerConfig {
@@ -27,7 +53,12 @@ pub fn test_config() -> ServerConfig {
 }
 
 pub async fn start(config: ServerConfig) -> (Relay, SocketAddr) {
-    let relay = Relay::new(Arc::new(MemoryStore::new()), config);
+    start_with(Arc::new(MemoryStore::new()), config).await
+}
+
+/// A relay over a store the test can also reach directly.
+pub async fn start_with(store: Arc<MemoryStore>, config: ServerConfig) -> (Relay, SocketAddr) {
+    let relay = Relay::new(store, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let r = relay.clone();

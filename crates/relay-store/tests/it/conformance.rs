@@ -30,35 +30,40 @@ struct Fixture {
 
 impl Fixture {
     async fn new(kind: Kind) -> Fixture {
-        match kind {
-            Kind::Memory => Fixture {
-                kind,
-                url: String::new(),
-                _dir: None,
-            },
+        let (url, _dir) = match kind {
+            Kind::Memory => (String::new(), None),
             Kind::Log => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = dir.path().join("relay.log").display().to_string();
-                Fixture {
-                    kind,
-                    url,
-                    _dir: Some(dir),
-                }
+                (url, Some(dir))
             }
             Kind::Sqlite => {
                 let (url, dir) = scratch::sqlite().unwrap();
-                Fixture {
-                    kind,
-                    url,
-                    _dir: Some(dir),
-                }
+                (url, Some(dir))
             }
-            Kind::Postgres => Fixture {
-                kind,
-                url: scratch::postgres().await.unwrap(),
-                _dir: None,
-            },
+            Kind::Postgres => (scratch::postgres().await.unwrap(), None),
+        };
+        Fixture { kind, url, _dir }
+    }
+
+    /// A fresh backend of `kind`, the store opened on it and a queue of each quota in it.
+    async fn with_queues<const N: usize>(
+        kind: Kind,
+        quotas: [u32; N],
+    ) -> (Fixture, Box<dyn QueueStore>, [NewQueue; N]) {
+        let (f, s) = Fixture::opened(kind).await;
+        let qs = quotas.map(new_queue);
+        for q in &qs {
+            s.create(q.clone()).await.unwrap();
         }
+        (f, s, qs)
+    }
+
+    /// A fresh backend of `kind`, and the store opened on it.
+    async fn opened(kind: Kind) -> (Fixture, Box<dyn QueueStore>) {
+        let f = Fixture::new(kind).await;
+        let s = f.open().await;
+        (f, s)
     }
 
     async fn open(&self) -> Box<dyn QueueStore> {
@@ -145,6 +150,12 @@ fn body(n: u64) -> Vec<u8> {
     format!("message {n}").into_bytes()
 }
 
+/// What `stats` counts: (queues, messages).
+async fn stats(s: &dyn QueueStore) -> (u64, u64) {
+    let StoreStats { queues, messages } = s.stats().await.unwrap();
+    (queues, messages)
+}
+
 /// Peeks and acks until the queue is empty; returns what it saw.
 async fn drain(s: &dyn QueueStore, rid: &EntityId) -> Vec<Message> {
     let mut out = Vec::new();
@@ -156,10 +167,7 @@ async fn drain(s: &dyn QueueStore, rid: &EntityId) -> Vec<Message> {
 }
 
 async fn duplicate_ids_are_refused(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let q = new_queue(FREE_QUOTA);
-    s.create(q.clone()).await.unwrap();
+    let (_f, s, [q]) = Fixture::with_queues(kind, [FREE_QUOTA]).await;
     let dup = |rid: EntityId, sid: EntityId| NewQueue {
         recipient_id: rid,
         sender_id: sid,
@@ -190,8 +198,7 @@ async fn duplicate_ids_are_refused(kind: Kind) {
 }
 
 async fn queue_fields_round_trip(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
+    let (_f, s) = Fixture::opened(kind).await;
     let mut q = new_queue(77);
     q.recipient_key = [9; 32];
     q.recipient_dh = [8; 32];
@@ -218,10 +225,7 @@ async fn queue_fields_round_trip(kind: Kind) {
 }
 
 async fn secure_same_and_other_key(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let q = new_queue(FREE_QUOTA);
-    s.create(q.clone()).await.unwrap();
+    let (_f, s, [q]) = Fixture::with_queues(kind, [FREE_QUOTA]).await;
     let rid = q.recipient_id;
     assert_eq!(
         s.secure(&rid, [5; 32]).await.unwrap(),
@@ -251,10 +255,7 @@ async fn secure_same_and_other_key(kind: Kind) {
 }
 
 async fn suspend_refuses_senders_but_recipient_drains(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let q = new_queue(FREE_QUOTA);
-    s.create(q.clone()).await.unwrap();
+    let (_f, s, [q]) = Fixture::with_queues(kind, [FREE_QUOTA]).await;
     let (rid, sid) = (q.recipient_id, q.sender_id);
     assert_eq!(
         s.push(&sid, mid(1), 10, body(1)).await.unwrap(),
@@ -277,12 +278,7 @@ async fn suspend_refuses_senders_but_recipient_drains(kind: Kind) {
 }
 
 async fn delete_removes_queue_and_messages(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let q = new_queue(FREE_QUOTA);
-    let keep = new_queue(FREE_QUOTA);
-    s.create(q.clone()).await.unwrap();
-    s.create(keep.clone()).await.unwrap();
+    let (_f, s, [q, keep]) = Fixture::with_queues(kind, [FREE_QUOTA, FREE_QUOTA]).await;
     for n in 0..3 {
         s.push(&q.sender_id, mid(n), 10, body(n)).await.unwrap();
     }
@@ -300,23 +296,14 @@ async fn delete_removes_queue_and_messages(kind: Kind) {
         AckOutcome::NoQueue
     );
     assert!(!s.delete(&q.recipient_id).await.unwrap());
-    assert_eq!(
-        s.stats().await.unwrap(),
-        StoreStats {
-            queues: 1,
-            messages: 1
-        }
-    );
+    assert_eq!(stats(&*s).await, (1, 1));
     // The ids are free again.
     s.create(q.clone()).await.unwrap();
     assert_eq!(s.peek(&q.recipient_id).await.unwrap(), None);
 }
 
 async fn quota_then_exactly_one_marker(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let q = new_queue(FREE_QUOTA);
-    s.create(q.clone()).await.unwrap();
+    let (_f, s, [q]) = Fixture::with_queues(kind, [FREE_QUOTA]).await;
     let (rid, sid) = (q.recipient_id, q.sender_id);
     for n in 0..u64::from(FREE_QUOTA) {
         assert_eq!(
@@ -371,10 +358,7 @@ async fn quota_then_exactly_one_marker(kind: Kind) {
 }
 
 async fn ack_only_the_head(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let q = new_queue(FREE_QUOTA);
-    s.create(q.clone()).await.unwrap();
+    let (_f, s, [q]) = Fixture::with_queues(kind, [FREE_QUOTA]).await;
     let (rid, sid) = (q.recipient_id, q.sender_id);
     assert_eq!(s.ack(&rid, &mid(1)).await.unwrap(), AckOutcome::NoMessage);
     assert_eq!(
@@ -401,12 +385,7 @@ async fn ack_only_the_head(kind: Kind) {
 }
 
 async fn fifo_order(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let a = new_queue(FREE_QUOTA);
-    let b = new_queue(FREE_QUOTA);
-    s.create(a.clone()).await.unwrap();
-    s.create(b.clone()).await.unwrap();
+    let (_f, s, [a, b]) = Fixture::with_queues(kind, [FREE_QUOTA, FREE_QUOTA]).await;
     // Interleaved, with times out of order: order is arrival, not `at`.
     for n in 0..60u64 {
         let q = if n % 3 == 0 { &b } else { &a };
@@ -444,12 +423,7 @@ async fn fifo_order(kind: Kind) {
 }
 
 async fn expire_counts_and_frees_quota(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let a = new_queue(4);
-    let b = new_queue(FREE_QUOTA);
-    s.create(a.clone()).await.unwrap();
-    s.create(b.clone()).await.unwrap();
+    let (_f, s, [a, b]) = Fixture::with_queues(kind, [4, FREE_QUOTA]).await;
     // a: 4 old bodies + marker (at 150) → full.
     for n in 0..4u64 {
         s.push(&a.sender_id, mid(n), 100 + n, body(n))
@@ -499,8 +473,7 @@ async fn expire_counts_and_frees_quota(kind: Kind) {
 }
 
 async fn stats_count_queues_and_messages(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
+    let (_f, s) = Fixture::opened(kind).await;
     assert_eq!(s.stats().await.unwrap(), StoreStats::default());
     let qs: Vec<NewQueue> = (0..5).map(|_| new_queue(FREE_QUOTA)).collect();
     for q in &qs {
@@ -511,13 +484,7 @@ async fn stats_count_queues_and_messages(kind: Kind) {
             s.push(&q.sender_id, mid(n), 10, body(n)).await.unwrap();
         }
     }
-    assert_eq!(
-        s.stats().await.unwrap(),
-        StoreStats {
-            queues: 5,
-            messages: 10
-        }
-    );
+    assert_eq!(stats(&*s).await, (5, 10));
 }
 
 async fn state_survives_reopen(kind: Kind) {
@@ -548,13 +515,7 @@ async fn state_survives_reopen(kind: Kind) {
         assert!(s.delete(&c.recipient_id).await.unwrap());
     }
     let s = f.open().await;
-    assert_eq!(
-        s.stats().await.unwrap(),
-        StoreStats {
-            queues: 2,
-            messages: 3
-        }
-    );
+    assert_eq!(stats(&*s).await, (2, 3));
     let qa = s.by_sender(&a.sender_id).await.unwrap().unwrap();
     assert_eq!(qa.sender_key, Some([4; 32]));
     assert_eq!(qa.quota, 3);
@@ -656,10 +617,7 @@ async fn channel_with(
 }
 
 async fn capacity_provision_then_cancel(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let q = new_queue(FREE_QUOTA);
-    s.create(q.clone()).await.unwrap();
+    let (_f, s, [q]) = Fixture::with_queues(kind, [FREE_QUOTA]).await;
     let rid = q.recipient_id;
     let free = Capacity {
         quota: FREE_QUOTA,
@@ -709,8 +667,7 @@ async fn capacity_provision_then_cancel(kind: Kind) {
 }
 
 async fn expire_capacity_restores_free_quota(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
+    let (_f, s) = Fixture::opened(kind).await;
     let (a, b, c) = (new_queue(1), new_queue(1), new_queue(7));
     for q in [&a, &b, &c] {
         s.create(q.clone()).await.unwrap();
@@ -764,10 +721,7 @@ async fn expire_capacity_restores_free_quota(kind: Kind) {
 }
 
 async fn channel_ids_are_unique_with_queue_ids(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
-    let q = new_queue(FREE_QUOTA);
-    s.create(q.clone()).await.unwrap();
+    let (_f, s, [q]) = Fixture::with_queues(kind, [FREE_QUOTA]).await;
     let dup = |owner: EntityId, join: EntityId| NewChannel {
         owner_id: owner,
         join_id: join,
@@ -858,8 +812,7 @@ async fn channel_ids_are_unique_with_queue_ids(kind: Kind) {
 }
 
 async fn join_makes_member_queues(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
+    let (_f, s) = Fixture::opened(kind).await;
     let (c, members) = channel_with(&*s, &[FREE_QUOTA, FREE_QUOTA], 500).await;
     // Unknown channel, or the owner id instead of the join id: nothing is created.
     let stray = new_queue(FREE_QUOTA);
@@ -906,18 +859,11 @@ async fn join_makes_member_queues(kind: Kind) {
         .unwrap()
         .unwrap();
     assert_eq!(p.delivered, vec![m.recipient_id]);
-    assert_eq!(
-        s.stats().await.unwrap(),
-        StoreStats {
-            queues: 2,
-            messages: 1
-        }
-    );
+    assert_eq!(stats(&*s).await, (2, 1));
 }
 
 async fn post_delivers_under_each_quota(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
+    let (_f, s) = Fixture::opened(kind).await;
     let (c, members) = channel_with(&*s, &[FREE_QUOTA, 1, FREE_QUOTA], 500).await;
     let (a, full, b) = (&members[0], &members[1], &members[2]);
     let mut open = vec![a.recipient_id, b.recipient_id];
@@ -1002,8 +948,7 @@ async fn post_delivers_under_each_quota(kind: Kind) {
 }
 
 async fn expire_removes_channel_copies(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
+    let (_f, s) = Fixture::opened(kind).await;
     let (c, members) = channel_with(&*s, &[FREE_QUOTA, FREE_QUOTA, 1], 500).await;
     s.post(&c.owner_id, mid(1), 100, body(1)).await.unwrap();
     s.post(&c.owner_id, mid(2), 150, body(2)).await.unwrap();
@@ -1019,8 +964,7 @@ async fn expire_removes_channel_copies(kind: Kind) {
 }
 
 async fn usage_counts_active_members_and_bytes(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
+    let (_f, s) = Fixture::opened(kind).await;
     const DAY: u64 = 86_400;
     let t0 = 20_000 * DAY + 3600;
     let (c, members) = channel_with(&*s, &[FREE_QUOTA, FREE_QUOTA, FREE_QUOTA], t0).await;
@@ -1144,8 +1088,7 @@ async fn usage_counts_active_members_and_bytes(kind: Kind) {
 }
 
 async fn charge_channel_arithmetic(kind: Kind) {
-    let f = Fixture::new(kind).await;
-    let s = f.open().await;
+    let (_f, s) = Fixture::opened(kind).await;
     let c = new_channel();
     s.create_channel(c.clone()).await.unwrap();
     let o = &c.owner_id;
@@ -1256,13 +1199,7 @@ async fn channels_and_capacity_survive_reopen(kind: Kind) {
             stored_bytes: (body(1).len() + body(2).len()) as u64
         }
     );
-    assert_eq!(
-        s.stats().await.unwrap(),
-        StoreStats {
-            queues: 3,
-            messages: 3
-        }
-    );
+    assert_eq!(stats(&*s).await, (3, 3));
     // The member queues still keep their quotas, markers and ids.
     let p = s
         .post(&c.owner_id, mid(3), t0, body(3))

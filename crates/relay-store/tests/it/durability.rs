@@ -37,6 +37,79 @@ fn mid(q: u8, n: u64) -> MsgId {
 fn num(id: &MsgId) -> u64 {
     u64::from_le_bytes(id.0[..8].try_into().unwrap())
 }
+fn member(q: u8) -> NewQueue {
+    NewQueue {
+        recipient_id: rid(q),
+        sender_id: sid(q),
+        recipient_key: [1; 32],
+        recipient_dh: [2; 32],
+        server_dh: ServerDhSecret([3; 32]),
+        quota: 1_000_000,
+        created_at: 0,
+    }
+}
+
+/// Takes every message off queue `q`, in order: their numbers.
+async fn drain(store: &dyn QueueStore, q: u8) -> Vec<u64> {
+    let mut present = Vec::new();
+    while let Some(m) = store.peek(&rid(q)).await.unwrap() {
+        present.push(num(&m.id));
+        assert_eq!(store.ack(&rid(q), &m.id).await.unwrap(), AckOutcome::Acked);
+    }
+    present
+}
+
+/// Runs the test `durability::{test}` as a child with `env` set to `spec`, hands `change`
+/// every complete line it prints (true: the line reported a change), SIGKILLs it after
+/// `kill_after` changes and returns once it is dead and its output drained.
+fn run_and_kill(
+    test: &str,
+    env: &str,
+    spec: &str,
+    kill_after: usize,
+    mut change: impl FnMut(&str) -> bool,
+) -> usize {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            &format!("durability::{test}"),
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env, spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let (mut seen, mut killed) = (0usize, false);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        // EOF once the child is dead and the pipe drained; a partial last line is ignored
+        // (the change it reports was answered, but ignoring it only weakens the check).
+        if lines.read_line(&mut line).unwrap() == 0 || !line.ends_with('\n') {
+            break;
+        }
+        if change(&line) {
+            seen += 1;
+            if seen == kill_after && !killed {
+                child.kill().unwrap(); // SIGKILL
+                killed = true;
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(killed, "child ended before it was killed: {status:?}");
+    seen
+}
+
+/// A log file's spec (`log:<policy>:<path>`) in a fresh directory.
+fn log_spec(policy: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("log:{policy}:{}", dir.path().join("relay.log").display());
+    (dir, spec)
+}
 
 /// `log:<policy>:<path>` or `sql:<url>`.
 async fn open(spec: &str) -> Arc<dyn QueueStore> {
@@ -101,73 +174,28 @@ async fn killed_mid_stream(spec: &str) {
     {
         let store = open(spec).await;
         for q in 0..QUEUES {
-            store
-                .create(NewQueue {
-                    recipient_id: rid(q),
-                    sender_id: sid(q),
-                    recipient_key: [1; 32],
-                    recipient_dh: [2; 32],
-                    server_dh: ServerDhSecret([3; 32]),
-                    quota: 1_000_000,
-                    created_at: 0,
-                })
-                .await
-                .unwrap();
+            store.create(member(q)).await.unwrap();
         }
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "durability::child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, spec)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
     let mut pushed: HashMap<u8, BTreeSet<u64>> = HashMap::new();
     let mut acked: HashMap<u8, BTreeSet<u64>> = HashMap::new();
-    let mut seen = 0usize;
-    let mut killed = false;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        // EOF once the child is dead and the pipe drained; a partial last line is ignored
-        // (the change it reports was answered, but ignoring it only weakens the check).
-        if lines.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if !line.ends_with('\n') {
-            break;
-        }
+    let seen = run_and_kill("child", CHILD_ENV, spec, KILL_AFTER, |line| {
         let parts: Vec<&str> = line.split_whitespace().collect();
-        if let [kind @ ("P" | "A"), q, n] = parts[..] {
-            let (q, n): (u8, u64) = (q.parse().unwrap(), n.parse().unwrap());
-            if kind == "P" { &mut pushed } else { &mut acked }
-                .entry(q)
-                .or_default()
-                .insert(n);
-            seen += 1;
-            if seen == KILL_AFTER && !killed {
-                child.kill().unwrap(); // SIGKILL
-                killed = true;
-            }
-        }
-    }
-    let status = child.wait().unwrap();
-    assert!(killed, "child ended before it was killed: {status:?}");
+        let [kind @ ("P" | "A"), q, n] = parts[..] else {
+            return false;
+        };
+        let (q, n): (u8, u64) = (q.parse().unwrap(), n.parse().unwrap());
+        if kind == "P" { &mut pushed } else { &mut acked }
+            .entry(q)
+            .or_default()
+            .insert(n);
+        true
+    });
 
     let store = open(spec).await;
     let mut present_total = 0;
     for q in 0..QUEUES {
-        let mut present = Vec::new();
-        while let Some(m) = store.peek(&rid(q)).await.unwrap() {
-            present.push(num(&m.id));
-            assert_eq!(store.ack(&rid(q), &m.id).await.unwrap(), AckOutcome::Acked);
-        }
+        let present = drain(&*store, q).await;
         present_total += present.len();
         assert!(
             present.windows(2).all(|w| w[0] < w[1]),
@@ -203,15 +231,13 @@ async fn killed_mid_stream(spec: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_never_fsync_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = format!("log:never:{}", dir.path().join("relay.log").display());
+    let (_dir, spec) = log_spec("never");
     killed_mid_stream(&spec).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_batch_fsync_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = format!("log:batch:{}", dir.path().join("relay.log").display());
+    let (_dir, spec) = log_spec("batch");
     killed_mid_stream(&spec).await;
 }
 
@@ -271,63 +297,31 @@ async fn post_killed_mid_stream(spec: &str) {
             .await
             .unwrap();
         for q in 0..MEMBERS {
-            let member = NewQueue {
-                recipient_id: rid(q),
-                sender_id: sid(q),
-                recipient_key: [1; 32],
-                recipient_dh: [2; 32],
-                server_dh: ServerDhSecret([3; 32]),
-                quota: 1_000_000,
-                created_at: 0,
-            };
-            assert!(store.join_channel(&join_id(), member).await.unwrap());
+            assert!(store.join_channel(&join_id(), member(q)).await.unwrap());
         }
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "durability::post_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(POST_CHILD_ENV, spec)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
     let mut reported = 0u64;
-    let mut seen = 0usize;
-    let mut killed = false;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if lines.read_line(&mut line).unwrap() == 0 || !line.ends_with('\n') {
-            break;
-        }
-        if let ["T", n] = line.split_whitespace().collect::<Vec<_>>()[..] {
+    run_and_kill(
+        "post_child",
+        POST_CHILD_ENV,
+        spec,
+        POSTS_BEFORE_KILL,
+        |line| {
+            let ["T", n] = line.split_whitespace().collect::<Vec<_>>()[..] else {
+                return false;
+            };
             let n: u64 = n.parse().unwrap();
             // (The first line may share libtest's "test post_child ..." line: skipped.)
             assert!(n > reported, "posts are reported in order");
             reported = n;
-            seen += 1;
-            if seen == POSTS_BEFORE_KILL && !killed {
-                child.kill().unwrap(); // SIGKILL
-                killed = true;
-            }
-        }
-    }
-    let status = child.wait().unwrap();
-    assert!(killed, "child ended before it was killed: {status:?}");
+            true
+        },
+    );
 
     let store = open(spec).await;
     let mut first: Option<Vec<u64>> = None;
     for q in 0..MEMBERS {
-        let mut present = Vec::new();
-        while let Some(m) = store.peek(&rid(q)).await.unwrap() {
-            present.push(num(&m.id));
-            assert_eq!(store.ack(&rid(q), &m.id).await.unwrap(), AckOutcome::Acked);
-        }
+        let present = drain(&*store, q).await;
         let k = present.len() as u64;
         assert_eq!(present, (1..=k).collect::<Vec<_>>(), "{spec}: member {q}");
         assert!(
@@ -344,8 +338,7 @@ async fn post_killed_mid_stream(spec: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_post_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = format!("log:never:{}", dir.path().join("relay.log").display());
+    let (_dir, spec) = log_spec("never");
     post_killed_mid_stream(&spec).await;
 }
 

@@ -148,9 +148,17 @@ async fn wrong_fingerprint_is_refused_and_the_server_goes_on() {
         results.recv().await.unwrap(),
         Err(TransportError::Tls(_))
     ));
-    let (mut tls, sid) = transport::connect(&address(id.fingerprint(), addr))
-        .await
-        .unwrap();
+    connected(id.fingerprint(), addr, &mut results).await;
+}
+
+/// A connection pinned to `pin` is established (the server reports the same session id) and
+/// echoes.
+async fn connected(
+    pin: CaFingerprint,
+    addr: SocketAddr,
+    results: &mut mpsc::UnboundedReceiver<ServerResult>,
+) {
+    let (mut tls, sid) = transport::connect(&address(pin, addr)).await.unwrap();
     assert_eq!(results.recv().await.unwrap().unwrap(), sid);
     echo(&mut tls).await;
 }
@@ -189,12 +197,19 @@ fn key_der(key: &KeyPair) -> PrivateKeyDer<'static> {
     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))
 }
 
+fn ed25519_key() -> KeyPair {
+    KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap()
+}
+
+/// A server presenting `chain` (and `key`'s private key), pinned by the client to `pin`:
+/// how the client refuses it (the server's handshake fails too).
 async fn refused_with(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    chain: &[&CertificateDer<'static>],
+    key: &KeyPair,
     pin: CaFingerprint,
 ) -> CertRejection {
-    let acceptor = TlsAcceptor::from(server_config_from_chain(chain, key).unwrap());
+    let chain = chain.iter().map(|c| (*c).clone()).collect();
+    let acceptor = TlsAcceptor::from(server_config_from_chain(chain, key_der(key)).unwrap());
     let (addr, mut results) = spawn_server(acceptor, Duration::from_secs(5)).await;
     let outcome = transport::connect(&address(pin, addr)).await;
     assert!(results.recv().await.unwrap().is_err());
@@ -207,64 +222,40 @@ async fn refused_with(
 #[tokio::test]
 async fn copied_ca_certificate_with_an_attackers_online_certificate_is_refused() {
     let (_dir, victim) = identity();
+    let (ca, pin) = (victim.ca_certificate(), victim.fingerprint());
     let now = SystemTime::now();
     let day = Duration::from_secs(86_400);
 
     // The attacker's own CA, with the victim's CA name, signs the attacker's online key;
     // the attacker presents it with the victim's (public) CA certificate.
-    let attacker_ca_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    let attacker_issuer = Issuer::new(ca_params("smpx relay CA"), attacker_ca_key);
-    let online_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let attacker_issuer = Issuer::new(ca_params("smpx relay CA"), ed25519_key());
+    let online_key = ed25519_key();
     let online = online_params(now - day, now + day)
         .signed_by(&online_key, &attacker_issuer)
         .unwrap();
-    let rejection = refused_with(
-        vec![online.der().clone(), victim.ca_certificate().clone()],
-        key_der(&online_key),
-        victim.fingerprint(),
-    )
-    .await;
+    let rejection = refused_with(&[online.der(), ca], &online_key, pin).await;
     assert!(
         matches!(rejection, CertRejection::NotSignedByCa(_)),
         "{rejection:?}"
     );
 
     // A self-signed online certificate next to the copied CA certificate.
-    let self_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let self_key = ed25519_key();
     let self_signed = online_params(now - day, now + day)
         .self_signed(&self_key)
         .unwrap();
-    let rejection = refused_with(
-        vec![self_signed.der().clone(), victim.ca_certificate().clone()],
-        key_der(&self_key),
-        victim.fingerprint(),
-    )
-    .await;
+    let rejection = refused_with(&[self_signed.der(), ca], &self_key, pin).await;
     assert!(
         matches!(rejection, CertRejection::NotSignedByCa(_)),
         "{rejection:?}"
     );
 
     // Only the online certificate (no CA certificate): wrong chain length.
-    let rejection = refused_with(
-        vec![online.der().clone()],
-        key_der(&online_key),
-        victim.fingerprint(),
-    )
-    .await;
+    let rejection = refused_with(&[online.der()], &online_key, pin).await;
     assert_eq!(rejection, CertRejection::ChainLength(1));
 
     // The CA certificate with extra certificates after it.
-    let rejection = refused_with(
-        vec![
-            online.der().clone(),
-            victim.ca_certificate().clone(),
-            victim.ca_certificate().clone(),
-        ],
-        key_der(&online_key),
-        victim.fingerprint(),
-    )
-    .await;
+    let rejection = refused_with(&[online.der(), ca, ca], &online_key, pin).await;
     assert_eq!(rejection, CertRejection::ChainLength(3));
 }
 
@@ -277,6 +268,13 @@ async fn expired_and_not_yet_valid_online_certificates_are_refused() {
     let issuer = Issuer::new(ca_params("smpx relay CA"), ca_key);
     let now = SystemTime::now();
     let day = Duration::from_secs(86_400);
+    let online = |not_before, not_after| {
+        let key = ed25519_key();
+        let cert = online_params(not_before, not_after)
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (cert, key)
+    };
 
     for (not_before, not_after, expected) in [
         (now - 3 * day, now - day, CertRejection::OnlineCertExpired),
@@ -286,24 +284,14 @@ async fn expired_and_not_yet_valid_online_certificates_are_refused() {
             CertRejection::OnlineCertNotYetValid,
         ),
     ] {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let cert = online_params(not_before, not_after)
-            .signed_by(&key, &issuer)
-            .unwrap();
-        let rejection = refused_with(
-            vec![cert.der().clone(), id.ca_certificate().clone()],
-            key_der(&key),
-            id.fingerprint(),
-        )
-        .await;
+        let (cert, key) = online(not_before, not_after);
+        let rejection =
+            refused_with(&[cert.der(), id.ca_certificate()], &key, id.fingerprint()).await;
         assert_eq!(rejection, expected);
     }
 
     // The same CA issuing a currently valid certificate is accepted (the test CA name is right).
-    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    let cert = online_params(now - day, now + day)
-        .signed_by(&key, &issuer)
-        .unwrap();
+    let (cert, key) = online(now - day, now + day);
     let acceptor = TlsAcceptor::from(
         server_config_from_chain(
             vec![cert.der().clone(), id.ca_certificate().clone()],
@@ -312,11 +300,7 @@ async fn expired_and_not_yet_valid_online_certificates_are_refused() {
         .unwrap(),
     );
     let (addr, mut results) = spawn_server(acceptor, Duration::from_secs(5)).await;
-    let (mut tls, sid) = transport::connect(&address(id.fingerprint(), addr))
-        .await
-        .unwrap();
-    assert_eq!(results.recv().await.unwrap().unwrap(), sid);
-    echo(&mut tls).await;
+    connected(id.fingerprint(), addr, &mut results).await;
 }
 
 /// Accepts any certificate (the TLS 1.2 and no-ALPN clients below are refused before it matters).
@@ -409,11 +393,7 @@ async fn tls12_only_client_and_client_without_alpn_are_refused() {
     ));
 
     // And the server still serves a proper client.
-    let (mut tls, sid) = transport::connect(&address(id.fingerprint(), addr))
-        .await
-        .unwrap();
-    assert_eq!(results.recv().await.unwrap().unwrap(), sid);
-    echo(&mut tls).await;
+    connected(id.fingerprint(), addr, &mut results).await;
 }
 
 #[tokio::test]
@@ -488,11 +468,7 @@ async fn rotated_online_certificate_keeps_the_address() {
     assert_ne!(before.online_certificate(), after.online_certificate());
     let (addr, mut results) =
         spawn_server(transport::acceptor(&after).unwrap(), Duration::from_secs(5)).await;
-    let (mut tls, sid) = transport::connect(&address(before.fingerprint(), addr))
-        .await
-        .unwrap();
-    assert_eq!(results.recv().await.unwrap().unwrap(), sid);
-    echo(&mut tls).await;
+    connected(before.fingerprint(), addr, &mut results).await;
 }
 
 /// Serves a fixed chain with a fixed key, without checking that they belong together.
@@ -514,7 +490,7 @@ async fn the_real_chain_without_the_online_key_is_refused() {
     // the TLS 1.3 CertificateVerify signature does not verify under the online certificate.
     let (_dir, victim) = identity();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let attacker_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let attacker_key = ed25519_key();
     let signing_key = provider
         .key_provider
         .load_private_key(key_der(&attacker_key))

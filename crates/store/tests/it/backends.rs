@@ -477,22 +477,17 @@ async fn nullifiers_spend_once_across_versions(which: Backend) {
         ZkRedeemOutcome::AlreadyRedeemed
     );
     // v0.2 redemption of another nullifier, then its retry and a second spender.
-    assert_eq!(
-        s.redeem_zk(&zk(2, 0, "op", 2, 7)).await.unwrap(),
-        ZkRedeemOutcome::Redeemed
-    );
-    assert_eq!(
-        s.redeem_zk(&zk(2, 0, "op", 2, 8)).await.unwrap(),
-        ZkRedeemOutcome::Replay("zk-op-2".into())
-    );
-    assert_eq!(
-        s.redeem_zk(&zk(2, 1, "op2", 2, 8)).await.unwrap(),
-        ZkRedeemOutcome::AlreadyRedeemed
-    );
-    assert_eq!(
-        s.redeem_zk(&zk(2, 0, "op", 3, 8)).await.unwrap(),
-        ZkRedeemOutcome::AlreadyRedeemed
-    );
+    for (req, want) in [
+        (zk(2, 0, "op", 2, 7), ZkRedeemOutcome::Redeemed),
+        (
+            zk(2, 0, "op", 2, 8),
+            ZkRedeemOutcome::Replay("zk-op-2".into()),
+        ),
+        (zk(2, 1, "op2", 2, 8), ZkRedeemOutcome::AlreadyRedeemed),
+        (zk(2, 0, "op", 3, 8), ZkRedeemOutcome::AlreadyRedeemed),
+    ] {
+        assert_eq!(s.redeem_zk(&req).await.unwrap(), want, "{req:?}");
+    }
     // And a v0.1 envelope for voucher 2 after its v0.2 redemption is refused, nothing written.
     assert_eq!(
         s.redeem(&redemption(2, "op", 4, 9)).await.unwrap(),

@@ -121,30 +121,26 @@ async fn assert_consistent(s: &CreditStore) {
     ] {
         assert_eq!(count(s, sql).await, 0, "{what}");
     }
-    let listed = count(
-        s,
-        "SELECT CAST(COALESCE(SUM(length(inputs) / 33), 0) AS BIGINT) FROM credit_sagas
-         WHERE state <> 'cancelled'",
-    )
-    .await;
-    let held = count(
-        s,
-        "SELECT COUNT(*) FROM credit_inputs i JOIN credit_sagas g ON g.id = i.saga_id",
-    )
-    .await;
-    assert_eq!(listed, held, "every live saga holds all its tokens");
-    let listed = count(
-        s,
-        "SELECT CAST(COALESCE(SUM(length(output_keys) / 33), 0) AS BIGINT) FROM credit_sagas
-         WHERE state <> 'cancelled'",
-    )
-    .await;
-    let held = count(
-        s,
-        "SELECT COUNT(*) FROM credit_outputs o JOIN credit_sagas g ON g.id = o.saga_id",
-    )
-    .await;
-    assert_eq!(listed, held, "every live saga holds all its outputs");
+    for (column, table, what) in [
+        (
+            "inputs",
+            "credit_inputs",
+            "every live saga holds all its tokens",
+        ),
+        (
+            "output_keys",
+            "credit_outputs",
+            "every live saga holds all its outputs",
+        ),
+    ] {
+        let listed = format!(
+            "SELECT CAST(COALESCE(SUM(length({column}) / 33), 0) AS BIGINT) FROM credit_sagas
+             WHERE state <> 'cancelled'"
+        );
+        let held =
+            format!("SELECT COUNT(*) FROM {table} t JOIN credit_sagas g ON g.id = t.saga_id");
+        assert_eq!(count(s, &listed).await, count(s, &held).await, "{what}");
+    }
 }
 
 async fn double_spend_within_one_request_writes_nothing(which: Backend) {

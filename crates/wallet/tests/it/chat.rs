@@ -28,6 +28,15 @@ async fn wallet(dir: &std::path::Path, name: &str) -> Wallet {
     .0
 }
 
+/// A directory with one relay and two wallets in it.
+async fn alice_bob_and_a_relay() -> (tempfile::TempDir, RunningNode, Wallet, Wallet) {
+    let dir = tempfile::tempdir().unwrap();
+    let r = relay(&dir.path().join("r")).await;
+    let alice = wallet(dir.path(), "alice").await;
+    let bob = wallet(dir.path(), "bob").await;
+    (dir, r, alice, bob)
+}
+
 /// Alice invites, Bob accepts, Alice receives the hello, Bob receives the ready.
 async fn connect_pair(
     alice: &Wallet,
@@ -176,10 +185,7 @@ async fn two_wallets_on_two_relays_talk_both_ways_in_order() {
 
 #[tokio::test]
 async fn messages_wait_on_the_relay_while_the_receiver_is_away() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = relay(&dir.path().join("r")).await;
-    let alice = wallet(dir.path(), "alice").await;
-    let bob = wallet(dir.path(), "bob").await;
+    let (_dir, r, alice, bob) = alice_bob_and_a_relay().await;
     connect_pair(&alice, &bob, r.address(), r.address()).await;
 
     // Alice's wallet is closed (not running) while Bob sends.
@@ -218,10 +224,7 @@ async fn messages_wait_on_the_relay_while_the_receiver_is_away() {
 
 #[tokio::test]
 async fn bad_invitations_names_and_relays_are_typed_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = relay(&dir.path().join("r")).await;
-    let alice = wallet(dir.path(), "alice").await;
-    let bob = wallet(dir.path(), "bob").await;
+    let (_dir, r, alice, bob) = alice_bob_and_a_relay().await;
     let (_, invitation) = alice
         .chat()
         .create_contact(r.address(), None)
@@ -310,10 +313,7 @@ async fn bad_invitations_names_and_relays_are_typed_errors() {
 
 #[tokio::test]
 async fn garbage_sent_to_an_unsecured_queue_is_dropped_and_the_hello_still_works() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = relay(&dir.path().join("r")).await;
-    let alice = wallet(dir.path(), "alice").await;
-    let bob = wallet(dir.path(), "bob").await;
+    let (_dir, r, alice, bob) = alice_bob_and_a_relay().await;
     let (_, invitation) = alice
         .chat()
         .create_contact(r.address(), Some("bob"))

@@ -4,6 +4,7 @@
 //! with its own key), so the wallet's retry and verification paths run against what the
 //! services really do, and they count what the wallet downloaded.
 
+use crate::support::id_of;
 use sha2::{Digest, Sha256};
 use smpx_core::api::*;
 use smpx_core::crypto::sign::SigningKey;
@@ -652,25 +653,12 @@ async fn the_same_voucher_redeems_once_whatever_the_protocols() {
     .await
     .unwrap();
     b.recover(net.c(), 2, &|_| {}).await.unwrap();
-    let in_b = |c: &str| {
-        let c = c.to_owned();
-        let b = &b;
-        async move {
-            b.vouchers()
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|v| v.commitment == c)
-                .unwrap()
-                .id
-        }
-    };
 
     // v2, then v2 again.
     a.redeem(net.c(), net.o(), v1.id).await.unwrap();
     let e = a.redeem(net.c(), net.o(), v1.id).await.unwrap_err();
     assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
-    let id = in_b(&v1.commitment).await;
+    let id = id_of(&b, &v1.commitment).await;
     let e = b.redeem(net.c(), net.o(), id).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed), "{e}");
     assert_eq!(b.voucher(id).await.unwrap().state, LocalState::Redeemed);
@@ -679,12 +667,12 @@ async fn the_same_voucher_redeems_once_whatever_the_protocols() {
     a.redeem_with(net.c(), net.o(), v2.id, &RedeemOptions::v1(), &|_| {})
         .await
         .unwrap();
-    let id = in_b(&v2.commitment).await;
+    let id = id_of(&b, &v2.commitment).await;
     let e = b.redeem(net.c(), net.o(), id).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed), "{e}");
 
     // v2 (without a stored path: found among the leaves), then v1.
-    let id = in_b(&v3.commitment).await;
+    let id = id_of(&b, &v3.commitment).await;
     assert!(b.paths(id).await.unwrap().is_empty());
     let c = b.redeem(net.c(), net.o(), id).await.unwrap();
     assert_eq!(c.protocol, 2);

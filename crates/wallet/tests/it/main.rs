@@ -8,3 +8,4 @@ mod flows;
 mod relay_pay;
 mod retries;
 mod services;
+mod support;

@@ -3,6 +3,7 @@
 //! a local ceremony, driven by the wallet library as `smpx wallet` drives it. (The wallet
 //! against services that refuse, lose answers or lie is in `flows.rs`.)
 
+use crate::support::id_of;
 use smpx_core::api::{
     CheckStateRequest, CheckStateResponse, LedgerTotalsResponse, Payment, TokenState as AtOperator,
 };
@@ -13,8 +14,8 @@ use smpx_http::ApiClient;
 use smpx_testkit::net::{Network, OPERATOR_ID};
 use smpx_testkit::Backend;
 use smpx_wallet::{
-    KdfParams, LocalState, MmrChoice, Protocol, RedeemOptions, RedeemProgress, RestoreOptions,
-    TokenState, VoucherRecord, Wallet, WalletError,
+    CreditRecord, KdfParams, LocalState, MmrChoice, Protocol, RedeemOptions, RedeemProgress,
+    RestoreOptions, TokenState, VoucherRecord, Wallet, WalletError,
 };
 use std::sync::Mutex;
 use std::time::Duration;
@@ -43,6 +44,17 @@ async fn totals(net: &Network) -> LedgerTotalsResponse {
         .get("/v1/ledger/totals")
         .await
         .unwrap()
+}
+
+/// `redeem_with` on the network's coordinator and operator, progress unwatched.
+async fn redeem(
+    w: &Wallet,
+    net: &Network,
+    id: i64,
+    options: &RedeemOptions,
+) -> Result<CreditRecord, WalletError> {
+    let (c, o) = (&net.coordinator_url, &net.operator_url);
+    w.redeem_with(c, o, id, options, &|_| {}).await
 }
 
 fn with(mmr: MmrChoice, update_path: bool) -> RedeemOptions {
@@ -110,27 +122,13 @@ async fn v2_redemptions_end_to_end() {
     assert!(seen.contains(&RedeemProgress::Proving));
 
     // Without the update: the receipt's path and its old root.
-    let credit = w
-        .redeem_with(
-            &net.coordinator_url,
-            &net.operator_url,
-            b.id,
-            &with(MmrChoice::Older, false),
-            &|_| {},
-        )
+    let credit = redeem(&w, &net, b.id, &with(MmrChoice::Older, false))
         .await
         .unwrap();
     assert_eq!(credit.protocol, 2);
 
     // The newer MMR (the same as the older in an MMR's first period).
-    let credit = w
-        .redeem_with(
-            &net.coordinator_url,
-            &net.operator_url,
-            c.id,
-            &with(MmrChoice::Newer, true),
-            &|_| {},
-        )
+    let credit = redeem(&w, &net, c.id, &with(MmrChoice::Newer, true))
         .await
         .unwrap();
     assert_eq!(
@@ -168,19 +166,6 @@ async fn a_voucher_is_redeemed_once_whatever_the_protocols() {
         .await
         .unwrap();
     b.recover(&net.coordinator_url, 3, &|_| {}).await.unwrap();
-    let in_b = |c: &str| {
-        let c = c.to_owned();
-        let b = &b;
-        async move {
-            b.vouchers()
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|v| v.commitment == c)
-                .unwrap()
-                .id
-        }
-    };
     let already = |r: Result<_, WalletError>| {
         let e = r.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed), "{e}");
@@ -190,40 +175,23 @@ async fn a_voucher_is_redeemed_once_whatever_the_protocols() {
     a.redeem(&net.coordinator_url, &net.operator_url, v1.id)
         .await
         .unwrap();
-    let id = in_b(&v1.commitment).await;
+    let id = id_of(&b, &v1.commitment).await;
     already(b.redeem(&net.coordinator_url, &net.operator_url, id).await);
     assert_eq!(b.voucher(id).await.unwrap().state, LocalState::Redeemed);
 
     // 1 then 2.
-    a.redeem_with(
-        &net.coordinator_url,
-        &net.operator_url,
-        v2.id,
-        &RedeemOptions::v1(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
-    let id = in_b(&v2.commitment).await;
+    redeem(&a, &net, v2.id, &RedeemOptions::v1()).await.unwrap();
+    let id = id_of(&b, &v2.commitment).await;
     already(b.redeem(&net.coordinator_url, &net.operator_url, id).await);
 
     // 2 (by the restored copy, which has no receipt path and finds its leaf among all the
     // leaves) then 1.
-    let id = in_b(&v3.commitment).await;
+    let id = id_of(&b, &v3.commitment).await;
     assert!(b.paths(id).await.unwrap().is_empty());
     b.redeem(&net.coordinator_url, &net.operator_url, id)
         .await
         .unwrap();
-    already(
-        a.redeem_with(
-            &net.coordinator_url,
-            &net.operator_url,
-            v3.id,
-            &RedeemOptions::v1(),
-            &|_| {},
-        )
-        .await,
-    );
+    already(redeem(&a, &net, v3.id, &RedeemOptions::v1()).await);
 
     let t = totals(&net).await;
     assert!(t.conserved);

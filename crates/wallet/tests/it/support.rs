@@ -1,0 +1,13 @@
+//! Helpers the wallet's test modules share.
+
+use smpx_wallet::Wallet;
+
+/// The id of `w`'s voucher with `commitment` (a restored copy numbers them anew).
+pub async fn id_of(w: &Wallet, commitment: &str) -> i64 {
+    let vouchers = w.vouchers().await.unwrap();
+    vouchers
+        .into_iter()
+        .find(|v| v.commitment == commitment)
+        .unwrap()
+        .id
+}
