@@ -1054,7 +1054,8 @@ async fn credits_are_issued_once_per_redemption(which: Backend) {
     let again = redeem(&op, &v1(messages(&other))).await.unwrap();
     assert_eq!(again.signatures, paid.signatures);
 
-    // An output already signed (here: in the first issuance) is refused...
+    // An output already signed (here: in the first issuance) is refused before the voucher
+    // is spent: the coordinator is not asked...
     let mut reused = messages(&prepared);
     let (fresh, _) = outputs(&op, &amounts).await;
     reused[1..].clone_from_slice(&messages(&fresh)[1..]);
@@ -1063,7 +1064,8 @@ async fn credits_are_issued_once_per_redemption(which: Backend) {
         refused(redeem(&op, &req4).await),
         (ErrorCode::OutputReused, 409)
     );
-    // ... and the voucher, redeemed meanwhile, is paid when asked again with fresh outputs.
+    assert_eq!(calls(), 3);
+    // ... and the voucher is redeemed and paid when asked again with fresh outputs.
     let (fresh, keys) = outputs(&op, &amounts).await;
     let paid = redeem(&op, &redeem_v2(4, Some(messages(&fresh))))
         .await
