@@ -30,14 +30,14 @@ fn fast() -> KdfParams {
 
 fn issuer_key() -> &'static IssuerSecretKey {
     static KEY: OnceLock<IssuerSecretKey> = OnceLock::new();
-    KEY.get_or_init(|| IssuerSecretKey::generate(2048).unwrap())
+    KEY.get_or_init(|| IssuerSecretKey::generate(2048, &mut rand::rngs::OsRng).unwrap())
 }
 
 fn params_now() -> ParamsResponse {
     ParamsResponse {
         params: NetworkParams::default(),
-        receipt_key: SigningKey::generate().verifying_key(),
-        envelope_key: HpkeSecretKey::generate().public_key(),
+        receipt_key: SigningKey::generate(&mut rand::rngs::OsRng).verifying_key(),
+        envelope_key: HpkeSecretKey::generate(&mut rand::rngs::OsRng).public_key(),
         now: NetworkParams::default().epoch + 5 * 86_400,
     }
 }
@@ -252,7 +252,7 @@ async fn create_and_restore_refuse_to_overwrite() {
         matches!(&e, WalletError::AlreadyExists(p) if p == &path),
         "{e}"
     );
-    let other_phrase = WalletSeed::generate_mnemonic();
+    let other_phrase = WalletSeed::generate_mnemonic(&mut rand::rngs::OsRng);
     let e = Wallet::restore_with(&path, "other", &other_phrase, fast())
         .await
         .unwrap_err();
@@ -331,7 +331,7 @@ async fn restore_yields_the_same_secrets_and_commitments() {
 async fn secrets_are_not_in_the_file_in_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let path = wallet_path(&dir);
-    let phrase = WalletSeed::generate_mnemonic();
+    let phrase = WalletSeed::generate_mnemonic(&mut rand::rngs::OsRng);
     let w = Wallet::restore_with(&path, PASS, &phrase, fast())
         .await
         .unwrap();

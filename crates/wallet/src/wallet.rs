@@ -76,7 +76,7 @@ impl Wallet {
         kdf: KdfParams,
     ) -> Result<(Wallet, String), WalletError> {
         kdf.validate()?;
-        let phrase = WalletSeed::generate_mnemonic();
+        let phrase = WalletSeed::generate_mnemonic(&mut smpx_os::OsEntropy);
         let seed = WalletSeed::from_mnemonic(&phrase)?;
         let wallet = Self::init(path, passphrase, seed, kdf).await?;
         Ok((wallet, phrase))
@@ -366,7 +366,9 @@ impl Wallet {
         let index = db::reserve_index(&self.pool).await?;
         let s = self.seed.voucher_secret(index);
         let c = commitment(&s, denomination);
-        let (blinded, state) = key.public.blind(&voucher_message(&c))?;
+        let (blinded, state) = key
+            .public
+            .blind(&voucher_message(&c), &mut smpx_os::OsEntropy)?;
         let state_json = Zeroizing::new(
             serde_json::to_vec(&state)
                 .map_err(|e| WalletError::Corrupt(format!("encoding the blinding state: {e}")))?,
@@ -732,13 +734,19 @@ impl Wallet {
             }
             None => {
                 let s = self.secret_of(r)?;
-                let env =
-                    seal_v1(&p.envelope_key, &s, r.denomination, operator_id).map_err(|e| {
-                        WalletError::Verification(format!(
-                            "cannot seal to the coordinator's envelope key: {}",
-                            e.message
-                        ))
-                    })?;
+                let env = seal_v1(
+                    &p.envelope_key,
+                    &s,
+                    r.denomination,
+                    operator_id,
+                    &mut smpx_os::OsEntropy,
+                )
+                .map_err(|e| {
+                    WalletError::Verification(format!(
+                        "cannot seal to the coordinator's envelope key: {}",
+                        e.message
+                    ))
+                })?;
                 let env_json =
                     Zeroizing::new(serde_json::to_vec(&env).map_err(|e| {
                         WalletError::Corrupt(format!("encoding the envelope: {e}"))

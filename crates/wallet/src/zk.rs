@@ -818,7 +818,7 @@ mod tests {
     impl Fake {
         fn new(n: u64) -> Fake {
             Fake {
-                key: SigningKey::generate(),
+                key: SigningKey::generate(&mut rand::rngs::OsRng),
                 mmr: Mutex::new(Mmr::from_leaves(params(), (0..n).map(leaf)).unwrap()),
                 served: Mutex::new(0),
                 tamper: Mutex::new(None),
@@ -1022,7 +1022,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = wallet(&dir).await;
         let f = Fake::new(3);
-        let other = SigningKey::generate().verifying_key();
+        let other = SigningKey::generate(&mut rand::rngs::OsRng).verifying_key();
         let e = sync_mmr(w.pool(), &f, &other, ID, LEVELS, &|_| {})
             .await
             .err()
