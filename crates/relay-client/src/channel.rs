@@ -54,7 +54,7 @@ impl Client {
     /// it): the returned queue's `sender_id` is the join id, which SEND does not accept.
     pub async fn join_channel(&self, join_id: &EntityId) -> Result<RecipientQueue, ClientError> {
         let recipient_key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let dh_secret = Zeroizing::new(crypto::x25519_secret());
+        let dh_secret = Zeroizing::new(crypto::x25519_secret(&mut smpx_os::OsEntropy));
         let cmd = Command::Join {
             recipient_key: recipient_key.verifying_key().to_bytes(),
             recipient_dh: crypto::x25519_public(&dh_secret),

@@ -78,6 +78,7 @@ async fn open_session(client: &Client, destination: &RelayAddress) -> Result<Ses
                 &smpx_relay_transport::PinnedChain,
                 &destination.fingerprint,
                 now(),
+                &mut smpx_os::OsEntropy,
             )
             .map_err(ClientError::Forward)?;
             Ok(Session {
@@ -152,7 +153,8 @@ impl ProxiedRelay {
         let auth = key.map(|k| crypto::sign(k, &session.key.session_id, &signed));
         let inner = encode_transmission(auth.as_ref(), &signed);
         let (payload, response_key) =
-            forward::seal_request(&session.key, &inner).map_err(ClientError::Forward)?;
+            forward::seal_request(&session.key, &inner, &mut smpx_os::OsEntropy)
+                .map_err(ClientError::Forward)?;
         let sealed = match self
             .client
             .request(Some(&session.id), None, &Command::ProxyForward(payload))

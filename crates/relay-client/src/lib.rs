@@ -369,7 +369,7 @@ impl Client {
     /// NEW: creates a queue with fresh keys.
     pub async fn create_queue(&self) -> Result<RecipientQueue, ClientError> {
         let recipient_key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let dh_secret = Zeroizing::new(crypto::x25519_secret());
+        let dh_secret = Zeroizing::new(crypto::x25519_secret(&mut smpx_os::OsEntropy));
         let cmd = Command::New {
             recipient_key: recipient_key.verifying_key().to_bytes(),
             recipient_dh: crypto::x25519_public(&dh_secret),

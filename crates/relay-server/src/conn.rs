@@ -395,7 +395,7 @@ impl Ctx {
         if !self.authorised(Some(recipient_key), t) {
             return Err(ErrorCode::Auth);
         }
-        let server_secret = crypto::x25519_secret();
+        let server_secret = crypto::x25519_secret(&mut smpx_os::OsEntropy);
         if DeliveryKey::for_relay(&server_secret, &recipient_dh).is_none() {
             return Err(ErrorCode::Cmd(CmdError::Syntax));
         }

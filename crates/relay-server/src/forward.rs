@@ -128,7 +128,9 @@ impl ForwardSigner {
 
     /// A fresh forwarding key for the connection with `session_id`, and its secret.
     fn fresh_key(&self, session_id: &SessionId) -> Option<DestKey> {
-        let secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+        let secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret(
+            &mut smpx_os::OsEntropy,
+        ));
         let dh = smpx_relay_protocol::crypto::x25519_public(&secret);
         let signature = self.sign(&ForwardKey::signing_input(session_id, &dh))?;
         Some(DestKey {

@@ -225,7 +225,7 @@ impl Relay {
                 config,
                 stats: Arc::new(RelayStats::default()),
                 subscriptions: Mutex::new(HashMap::new()),
-                dummy_key: crypto::dummy_verifying_key(),
+                dummy_key: crypto::dummy_verifying_key(&mut smpx_os::OsEntropy),
                 proxy_links: forward::ProxyLinks::default(),
                 pay_locks: Mutex::new(HashMap::new()),
                 channel_usage: channel::UsageCache::default(),

@@ -180,7 +180,9 @@ impl<'w> Chat<'w> {
             .create_queue()
             .await
             .map_err(|e| relay_error(relay, e))?;
-        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret(
+            &mut smpx_os::OsEntropy,
+        ));
         let e2e_public = smpx_relay_protocol::crypto::x25519_public(&e2e_secret);
         let name = match name {
             Some(n) => n.to_owned(),
@@ -233,7 +235,9 @@ impl<'w> Chat<'w> {
     ) -> Result<Contact, ChatError> {
         let inv: Invitation = invitation.parse()?;
         self.name_free(name).await?;
-        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret(
+            &mut smpx_os::OsEntropy,
+        ));
         let e2e_public = smpx_relay_protocol::crypto::x25519_public(&e2e_secret);
         let key = e2e_key(&e2e_secret, &e2e_public, &inv.e2e_public, Role::Acceptor)
             .ok_or(ChatError::BadInvitation("unusable key"))?;
