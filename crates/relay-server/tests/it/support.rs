@@ -43,6 +43,7 @@ pub fn client_config() -> ClientConfig {
         request_timeout: Duration::from_secs(10),
         ping_interval: None,
         idle_timeout: Duration::from_secs(60),
+        ..ClientConfig::default()
     }
 }
 
