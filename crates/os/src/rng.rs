@@ -16,7 +16,7 @@ use rand_core::{CryptoRng, OsRng, RngCore, SeedableRng};
 
 /// The one source of random bytes. Implementations must be cryptographically secure unless
 /// they are for tests ([`SeededEntropy`]).
-pub trait Entropy: Send + Sync + 'static {
+pub trait Entropy: Send + Sync + std::fmt::Debug + 'static {
     /// Fills `dst` with random bytes.
     fn fill(&self, dst: &mut [u8]);
 }

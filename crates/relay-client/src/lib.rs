@@ -50,7 +50,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Timings of a client connection, and the clock and randomness it uses.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ClientConfig {
     pub handshake_timeout: Duration,
     /// A block, once begun, must arrive whole within this.
@@ -75,19 +75,6 @@ impl ClientConfig {
 
     pub fn with_entropy(self, entropy: Arc<dyn Entropy>) -> Self {
         Self { entropy, ..self }
-    }
-}
-
-impl std::fmt::Debug for ClientConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientConfig")
-            .field("handshake_timeout", &self.handshake_timeout)
-            .field("block_deadline", &self.block_deadline)
-            .field("write_deadline", &self.write_deadline)
-            .field("request_timeout", &self.request_timeout)
-            .field("ping_interval", &self.ping_interval)
-            .field("idle_timeout", &self.idle_timeout)
-            .finish_non_exhaustive()
     }
 }
 
