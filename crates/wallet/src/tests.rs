@@ -716,3 +716,54 @@ fn publishing_with_the_default_delay_is_send(w: &Wallet) {
         &mut rand::rngs::OsRng,
     ));
 }
+
+/// What a wallet made with `seed` asks the issuer to sign first (the blinded message), how it
+/// sealed the blinding state, and its recovery phrase.
+async fn first_purchase_with(seed: u64) -> (String, Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, phrase) = Wallet::create_using(
+        &wallet_path(&dir),
+        PASS,
+        fast(),
+        std::sync::Arc::new(smpx_os::ManualClock::new(1_700_000_000)),
+        std::sync::Arc::new(smpx_os::SeededEntropy::new(seed)),
+    )
+    .await
+    .unwrap();
+    let id = start_purchase(&w).await;
+    let row = db::voucher(w.pool(), id).await.unwrap();
+    (
+        phrase,
+        row.blinded_message.unwrap(),
+        row.blinding_enc.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_same_seeded_entropy_gives_the_same_phrase_and_purchase_request() {
+    let a = first_purchase_with(7).await;
+    assert_eq!(a, first_purchase_with(7).await);
+    let b = first_purchase_with(8).await;
+    assert_ne!(a.0, b.0);
+    assert_ne!(a.1, b.1);
+    assert_ne!(a.2, b.2);
+}
+
+#[tokio::test]
+async fn an_injected_clock_stamps_what_the_wallet_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = smpx_os::ManualClock::new(1_000);
+    let (w, _) = Wallet::create_with(&wallet_path(&dir), PASS, fast())
+        .await
+        .unwrap();
+    let w = w.with_clock(std::sync::Arc::new(clock.clone()));
+    let id = start_purchase(&w).await;
+    clock.set(123_456);
+    complete_purchase(&w, id).await;
+    let updated_at: i64 = sqlx::query_scalar("SELECT updated_at FROM vouchers WHERE id = ?")
+        .bind(id)
+        .fetch_one(w.pool())
+        .await
+        .unwrap();
+    assert_eq!(updated_at, 123_456);
+}
