@@ -105,7 +105,7 @@ fn main() -> Result<()> {
     );
 
     // ---- blind signatures -------------------------------------------------------------
-    let sk = IssuerSecretKey::generate(2048)?;
+    let sk = IssuerSecretKey::generate(2048, &mut rand::rngs::OsRng)?;
     let pk = sk.public_key()?;
     let mut sign = Vec::new();
     let mut fin = Vec::new();
@@ -115,7 +115,7 @@ fn main() -> Result<()> {
             &smpx_core::crypto::voucher::VoucherSecret::random(&mut rand::rngs::OsRng),
             (i % 3) as u64 + 1,
         ));
-        let (b, st) = pk.blind(&msg)?;
+        let (b, st) = pk.blind(&msg, &mut rand::rngs::OsRng)?;
         let t = Instant::now();
         let s = sk.blind_sign(&b)?;
         sign.push(t.elapsed());
@@ -279,7 +279,7 @@ fn main() -> Result<()> {
     // coordinator's.
     eprintln!("preparing {} vouchers…", args.count * 2);
     let vouchers: Vec<_> = (0..args.count * 2)
-        .map(|_| issue_locally(&sk, &key_id, 10))
+        .map(|_| issue_locally(&sk, &key_id, 10, &mut rand::rngs::OsRng))
         .collect::<Result<_, _>>()?;
     let params: ParamsResponse = client_rt.block_on(ApiClient::new(&cl_url).get("/v1/params"))?;
 
@@ -301,7 +301,7 @@ fn main() -> Result<()> {
 
     let envelopes: Vec<_> = vouchers
         .iter()
-        .map(|(s, _)| seal_v1(&params.envelope_key, s, 10, "op"))
+        .map(|(s, _)| seal_v1(&params.envelope_key, s, 10, "op", &mut rand::rngs::OsRng))
         .collect::<Result<_, _>>()?;
     let (direct, via_operator) = envelopes.split_at(args.count);
     let redeem_cl = client_rt.block_on(load(
@@ -422,7 +422,7 @@ async fn zk_redemptions(
     let mut vouchers = Vec::with_capacity(args.zk_count);
     let mut mmr_id = 0;
     for _ in 0..args.zk_count {
-        let (s, req) = issue_locally(sk, key_id, 10)?;
+        let (s, req) = issue_locally(sk, key_id, 10, &mut rand::rngs::OsRng)?;
         let r: smpx_core::receipt::Signed<PublishReceipt> =
             public.post("/v1/vouchers", &req).await?;
         let path = r.body.paths.first().context("no MMR path")?;

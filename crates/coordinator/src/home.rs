@@ -32,8 +32,8 @@ struct CoordinatorKeys {
 impl CoordinatorKeys {
     fn generate() -> Self {
         CoordinatorKeys {
-            receipt_key: hex::encode(SigningKey::generate().to_bytes()),
-            envelope_key: hex::encode(HpkeSecretKey::generate().to_bytes()),
+            receipt_key: hex::encode(SigningKey::generate(&mut rand::rngs::OsRng).to_bytes()),
+            envelope_key: hex::encode(HpkeSecretKey::generate(&mut rand::rngs::OsRng).to_bytes()),
         }
     }
 

@@ -247,14 +247,14 @@ mod tests {
 
     #[test]
     fn receipt_verifies_only_under_its_domain_signer_and_body() {
-        let k = SigningKey::generate();
+        let k = SigningKey::generate(&mut rand::rngs::OsRng);
         let r = Signed::sign(&k, PUBLISH_DOMAIN, Body { a: 1 }).unwrap();
         assert_eq!(
             r.verify(PUBLISH_DOMAIN, &k.verifying_key()).unwrap(),
             &Body { a: 1 }
         );
         assert!(r.verify(REDEMPTION_DOMAIN, &k.verifying_key()).is_err());
-        let other = SigningKey::generate();
+        let other = SigningKey::generate(&mut rand::rngs::OsRng);
         assert!(r.verify(PUBLISH_DOMAIN, &other.verifying_key()).is_err());
         let mut tampered = r.clone();
         tampered.body.a = 2;

@@ -47,6 +47,7 @@ pub fn seal_v1(
     secret: &VoucherSecret,
     denomination: u64,
     operator_id: &str,
+    rng: &mut (impl rand::RngCore + rand::CryptoRng),
 ) -> Result<Envelope, ProtocolError> {
     let payload = RedemptionPayloadV1 {
         commitment: commitment(secret, denomination),
@@ -56,7 +57,7 @@ pub fn seal_v1(
     };
     let plaintext = serde_json::to_vec(&payload)
         .map_err(|e| err(ErrorCode::Internal, format!("encoding the envelope: {e}")))?;
-    envelope::seal(coordinator, ENVELOPE_INFO_V1, &[], &plaintext)
+    envelope::seal(coordinator, ENVELOPE_INFO_V1, &[], &plaintext, rng)
         .map_err(|e| err(ErrorCode::Internal, format!("sealing the envelope: {e}")))
 }
 
@@ -93,9 +94,9 @@ mod tests {
 
     #[test]
     fn envelope_roundtrip_and_checks() {
-        let sk = HpkeSecretKey::generate();
+        let sk = HpkeSecretKey::generate(&mut rand::rngs::OsRng);
         let s = VoucherSecret::random(&mut rand::thread_rng());
-        let env = seal_v1(&sk.public_key(), &s, 10, "op-1").unwrap();
+        let env = seal_v1(&sk.public_key(), &s, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
         let p = open_v1(&sk, &env).unwrap();
         assert_eq!(p.operator_id, "op-1");
         assert_eq!(p.commitment, commitment(&s, 10));
@@ -105,7 +106,7 @@ mod tests {
         );
 
         // Another coordinator key cannot open it.
-        let other = HpkeSecretKey::generate();
+        let other = HpkeSecretKey::generate(&mut rand::rngs::OsRng);
         assert_eq!(
             open_v1(&other, &env).unwrap_err().code,
             ErrorCode::InvalidEnvelope
@@ -119,14 +120,28 @@ mod tests {
             operator_id: "op-1".into(),
         };
         let pt = serde_json::to_vec(&wrong).unwrap();
-        let env2 = envelope::seal(&sk.public_key(), ENVELOPE_INFO_V1, &[], &pt).unwrap();
+        let env2 = envelope::seal(
+            &sk.public_key(),
+            ENVELOPE_INFO_V1,
+            &[],
+            &pt,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
         assert_eq!(
             open_v1(&sk, &env2).unwrap_err().code,
             ErrorCode::CommitmentMismatch
         );
 
         // Garbage that decrypts but is not a payload.
-        let env3 = envelope::seal(&sk.public_key(), ENVELOPE_INFO_V1, &[], b"{}").unwrap();
+        let env3 = envelope::seal(
+            &sk.public_key(),
+            ENVELOPE_INFO_V1,
+            &[],
+            b"{}",
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
         assert_eq!(
             open_v1(&sk, &env3).unwrap_err().code,
             ErrorCode::InvalidEnvelope

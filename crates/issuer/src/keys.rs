@@ -64,10 +64,12 @@ impl Issuer {
     async fn create_key(&self, denomination: u64, period: u64) -> Result<SigningKeyRow, KeyError> {
         let bits = self.config.key_bits;
         // RSA key generation takes a while; keep it off the async workers.
-        let sk = tokio::task::spawn_blocking(move || IssuerSecretKey::generate(bits))
-            .await
-            .map_err(|e| KeyError::Generate(e.to_string()))?
-            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let sk = tokio::task::spawn_blocking(move || {
+            IssuerSecretKey::generate(bits, &mut rand::rngs::OsRng)
+        })
+        .await
+        .map_err(|e| KeyError::Generate(e.to_string()))?
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
         let pk = sk
             .public_key()
             .map_err(|e| KeyError::Generate(e.to_string()))?;

@@ -137,8 +137,9 @@ impl OperatorHome {
     pub fn open(dir: &Path) -> Result<OperatorHome, FileError> {
         let config: OperatorConfig = files::load(&dir.join("operator.json"))?;
         let key_path = dir.join("receipt-key");
-        let hexkey: String =
-            files::load_or_create(&key_path, || hex::encode(SigningKey::generate().to_bytes()))?;
+        let hexkey: String = files::load_or_create(&key_path, || {
+            hex::encode(SigningKey::generate(&mut rand::rngs::OsRng).to_bytes())
+        })?;
         let bytes: [u8; 32] = hex::decode(&hexkey)
             .ok()
             .and_then(|b| b.try_into().ok())

@@ -34,7 +34,7 @@ impl std::fmt::Debug for OwnedChannel {
 impl Client {
     /// NEWC: creates a channel with a fresh owner key.
     pub async fn create_channel(&self) -> Result<OwnedChannel, ClientError> {
-        let owner_key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let owner_key = SigningKey::generate(&mut self.entropy().rng());
         let cmd = Command::NewChannel {
             owner_key: owner_key.verifying_key().to_bytes(),
         };
@@ -53,8 +53,8 @@ impl Client {
     /// A member queue has no sender id the member could use (only the owner's POST fills
     /// it): the returned queue's `sender_id` is the join id, which SEND does not accept.
     pub async fn join_channel(&self, join_id: &EntityId) -> Result<RecipientQueue, ClientError> {
-        let recipient_key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let dh_secret = Zeroizing::new(crypto::x25519_secret());
+        let recipient_key = SigningKey::generate(&mut self.entropy().rng());
+        let dh_secret = Zeroizing::new(crypto::x25519_secret(&mut self.entropy().rng()));
         let cmd = Command::Join {
             recipient_key: recipient_key.verifying_key().to_bytes(),
             recipient_dh: crypto::x25519_public(&dh_secret),

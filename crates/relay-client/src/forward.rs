@@ -25,10 +25,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn now() -> u64 {
-    smpx_os::Clock::now(&smpx_os::SystemClock)
-}
-
 /// A verified proxy session.
 #[derive(Clone)]
 struct Session {
@@ -77,7 +73,8 @@ async fn open_session(client: &Client, destination: &RelayAddress) -> Result<Ses
             key.verify(
                 &smpx_relay_transport::PinnedChain,
                 &destination.fingerprint,
-                now(),
+                client.inner.config.clock.now(),
+                &mut client.entropy().rng(),
             )
             .map_err(ClientError::Forward)?;
             Ok(Session {
@@ -147,12 +144,13 @@ impl ProxiedRelay {
         key: Option<&SigningKey>,
         command: &Command,
     ) -> Result<Response, ClientError> {
-        let corr = CorrId(rand::random());
+        let corr = CorrId(self.client.entropy().bytes());
         let signed = signed_part(&corr, entity, &command.encode());
         let auth = key.map(|k| crypto::sign(k, &session.key.session_id, &signed));
         let inner = encode_transmission(auth.as_ref(), &signed);
         let (payload, response_key) =
-            forward::seal_request(&session.key, &inner).map_err(ClientError::Forward)?;
+            forward::seal_request(&session.key, &inner, &mut self.client.entropy().rng())
+                .map_err(ClientError::Forward)?;
         let sealed = match self
             .client
             .request(Some(&session.id), None, &Command::ProxyForward(payload))

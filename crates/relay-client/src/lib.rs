@@ -14,6 +14,10 @@
 //! writer task packs commands into blocks. Dropping every clone of the [`Client`] closes the
 //! connection.
 //!
+//! Time (certificate checks in private routing) and randomness (keys, correlation ids) come
+//! from the [`ClientConfig`]'s `clock` and `entropy`, the system's by default; tests inject a
+//! `ManualClock` and a `SeededEntropy`.
+//!
 //! The event channel is unbounded on purpose: the relay pushes at most one unacknowledged
 //! message per subscribed queue, so what it can hold is bounded by the subscriptions.
 
@@ -24,6 +28,7 @@ mod forward;
 pub use forward::ProxiedRelay;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use smpx_os::{Clock, Entropy, OsEntropy, SystemClock};
 use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::crypto::{self, Delivered, DeliveryKey, SealError};
 use smpx_relay_protocol::handshake::{ClientHello, ServerHello};
@@ -44,7 +49,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Timings of a client connection.
+/// Timings of a client connection, and the clock and randomness it uses.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
     pub handshake_timeout: Duration,
@@ -57,6 +62,20 @@ pub struct ClientConfig {
     pub ping_interval: Option<Duration>,
     /// Give up on a relay silent for this long (longer than the ping interval).
     pub idle_timeout: Duration,
+    /// The time proxied destinations' certificates are checked at.
+    pub clock: Arc<dyn Clock>,
+    /// Where queue and channel keys, correlation ids and sealing keys come from.
+    pub entropy: Arc<dyn Entropy>,
+}
+
+impl ClientConfig {
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
+    }
+
+    pub fn with_entropy(self, entropy: Arc<dyn Entropy>) -> Self {
+        Self { entropy, ..self }
+    }
 }
 
 impl Default for ClientConfig {
@@ -68,6 +87,8 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(30),
             ping_interval: Some(Duration::from_secs(60)),
             idle_timeout: Duration::from_secs(180),
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
         }
     }
 }
@@ -243,7 +264,7 @@ pub async fn connect_insecure_plain(
         .await
         .map_err(FrameError::from)?;
     tcp.set_nodelay(true).map_err(FrameError::from)?;
-    let sid: SessionId = rand::random();
+    let sid: SessionId = config.entropy.bytes();
     tcp.write_all(&sid).await.map_err(FrameError::from)?;
     Client::connect(tcp, sid, config).await
 }
@@ -313,6 +334,11 @@ impl Client {
         Ok((client, Events(events_rx)))
     }
 
+    /// The connection's source of randomness ([`ClientConfig::entropy`]).
+    pub(crate) fn entropy(&self) -> &dyn Entropy {
+        &*self.inner.config.entropy
+    }
+
     pub fn session_id(&self) -> &SessionId {
         &self.inner.session_id
     }
@@ -335,7 +361,7 @@ impl Client {
         command: &Command,
     ) -> Result<Response, ClientError> {
         let corr = loop {
-            let c = CorrId(rand::random());
+            let c = CorrId(self.entropy().bytes());
             if !c.is_push() {
                 break c;
             }
@@ -368,8 +394,8 @@ impl Client {
 
     /// NEW: creates a queue with fresh keys.
     pub async fn create_queue(&self) -> Result<RecipientQueue, ClientError> {
-        let recipient_key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let dh_secret = Zeroizing::new(crypto::x25519_secret());
+        let recipient_key = SigningKey::generate(&mut self.entropy().rng());
+        let dh_secret = Zeroizing::new(crypto::x25519_secret(&mut self.entropy().rng()));
         let cmd = Command::New {
             recipient_key: recipient_key.verifying_key().to_bytes(),
             recipient_dh: crypto::x25519_public(&dh_secret),
@@ -559,5 +585,51 @@ async fn ping_loop(inner: Weak<Inner>, every: Duration) {
         if client.is_closed() || client.ping().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use smpx_os::SeededEntropy;
+
+    /// The block a client sends for NEW over an in-memory stream, the relay side played by
+    /// hand (hello, then read one block and hang up).
+    async fn new_queue_block(entropy: Arc<dyn Entropy>) -> Vec<u8> {
+        let (client_side, mut relay_side) = tokio::io::duplex(64 * 1024);
+        let sid = [5u8; 32];
+        let d = Duration::from_secs(5);
+        let relay = tokio::spawn(async move {
+            framing::write_block(&mut relay_side, &ServerHello::new(sid).encode(), d)
+                .await
+                .unwrap();
+            framing::read_block(&mut relay_side, d, d).await.unwrap();
+            framing::read_block(&mut relay_side, d, d).await.unwrap()
+        });
+        let config = ClientConfig {
+            ping_interval: None,
+            ..ClientConfig::default()
+        }
+        .with_entropy(entropy);
+        let (client, _events) = Client::connect(client_side, sid, config).await.unwrap();
+        let pending = tokio::spawn(async move { client.create_queue().await });
+        let block = relay.await.unwrap();
+        pending.abort();
+        block
+    }
+
+    #[tokio::test]
+    async fn keys_and_correlation_ids_come_from_the_injected_entropy() {
+        let a = new_queue_block(Arc::new(SeededEntropy::new(42))).await;
+        let b = new_queue_block(Arc::new(SeededEntropy::new(42))).await;
+        let c = new_queue_block(Arc::new(SeededEntropy::new(43))).await;
+        assert_eq!(a, b, "the same seed must give the same NEW transmission");
+        assert_ne!(a, c);
+        // And the default is the OS: two clients never agree.
+        assert_ne!(
+            new_queue_block(Arc::new(OsEntropy)).await,
+            new_queue_block(Arc::new(OsEntropy)).await
+        );
     }
 }

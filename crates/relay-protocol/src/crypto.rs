@@ -69,8 +69,8 @@ pub fn verify(
 
 /// A valid Ed25519 public key (with a validly shaped signature) whose secret nobody keeps:
 /// verification against it fails, taking as long as against a real key.
-pub fn dummy_verifying_key() -> [u8; 32] {
-    let sk = SigningKey::generate(&mut rand::rngs::OsRng);
+pub fn dummy_verifying_key(rng: &mut (impl rand::RngCore + rand::CryptoRng)) -> [u8; 32] {
+    let sk = SigningKey::generate(rng);
     sk.verifying_key().to_bytes()
 }
 
@@ -80,9 +80,9 @@ pub fn x25519_public(secret: &[u8; 32]) -> [u8; 32] {
     x25519_dalek::PublicKey::from(&s).to_bytes()
 }
 
-/// A fresh X25519 secret.
-pub fn x25519_secret() -> [u8; 32] {
-    x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng).to_bytes()
+/// A fresh X25519 secret from `rng`.
+pub fn x25519_secret(rng: &mut (impl rand::RngCore + rand::CryptoRng)) -> [u8; 32] {
+    x25519_dalek::StaticSecret::random_from_rng(rng).to_bytes()
 }
 
 /// The symmetric key deliveries of one queue are sealed under.
@@ -233,8 +233,8 @@ mod tests {
 
     #[test]
     fn both_sides_derive_the_same_key_and_seal_opens() {
-        let server = x25519_secret();
-        let recipient = x25519_secret();
+        let server = x25519_secret(&mut rand::rngs::OsRng);
+        let recipient = x25519_secret(&mut rand::rngs::OsRng);
         let a = DeliveryKey::for_relay(&server, &x25519_public(&recipient)).unwrap();
         let b = DeliveryKey::for_recipient(&recipient, &x25519_public(&server)).unwrap();
         let id = MsgId([4; 24]);
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn low_order_keys_are_refused() {
-        assert!(DeliveryKey::for_relay(&x25519_secret(), &[0; 32]).is_none());
+        assert!(DeliveryKey::for_relay(&x25519_secret(&mut rand::rngs::OsRng), &[0; 32]).is_none());
     }
 
     #[test]
@@ -258,6 +258,11 @@ mod tests {
         let sig = sign(&k, &[1; 32], b"abc");
         assert!(verify(&pk, &[1; 32], b"abc", &sig));
         assert!(!verify(&pk, &[2; 32], b"abc", &sig));
-        assert!(!verify(&dummy_verifying_key(), &[1; 32], b"abc", &sig));
+        assert!(!verify(
+            &dummy_verifying_key(&mut rand::rngs::OsRng),
+            &[1; 32],
+            b"abc",
+            &sig
+        ));
     }
 }

@@ -209,12 +209,14 @@ impl ForwardKey {
     /// Checks the key material as the client must before using it: the CA certificate has
     /// the fingerprint `pin`, the online certificate is valid under it at `now` (both checked
     /// by `chain`, the transport's certificate verifier), and the online key signed the
-    /// session id and X25519 key. `now` is seconds since the epoch.
+    /// session id and X25519 key. `now` is seconds since the epoch; `rng` draws the secret of
+    /// the probe that checks the key is not of low order.
     pub fn verify(
         &self,
         chain: &dyn ChainVerifier,
         pin: &CaFingerprint,
         now: u64,
+        rng: &mut (impl rand::RngCore + rand::CryptoRng),
     ) -> Result<(), ForwardError> {
         let online_key = chain.online_key(pin, &self.ca_cert, &self.online_cert, now)?;
         let vk = VerifyingKey::from_bytes(&online_key).map_err(|_| ForwardError::CertKey)?;
@@ -223,7 +225,7 @@ impl ForwardKey {
             &Signature::from_bytes(&self.signature),
         )
         .map_err(|_| ForwardError::Signature)?;
-        let probe = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let probe = x25519_dalek::StaticSecret::random_from_rng(rng);
         if !probe
             .diffie_hellman(&x25519_dalek::PublicKey::from(self.dh))
             .was_contributory()
@@ -382,12 +384,14 @@ impl Sealed {
 }
 
 /// The client's side: seals `inner` (a whole transmission) for the destination whose
-/// verified key material is `dest`; returns the payload and the key of the response.
+/// verified key material is `dest`; returns the payload and the key of the response. The
+/// ephemeral key comes from `rng`.
 pub fn seal_request(
     dest: &ForwardKey,
     inner: &[u8],
+    rng: &mut (impl rand::RngCore + rand::CryptoRng),
 ) -> Result<(Sealed, ResponseKey), ForwardError> {
-    let eph = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+    let eph = x25519_dalek::StaticSecret::random_from_rng(rng);
     let eph_public = x25519_dalek::PublicKey::from(&eph).to_bytes();
     let shared = eph.diffie_hellman(&x25519_dalek::PublicKey::from(dest.dh));
     let (req, res) = keys(&shared, &eph_public, &dest.dh)?;
@@ -464,10 +468,25 @@ mod tests {
     }
 
     #[test]
+    fn the_ephemeral_key_comes_from_the_given_rng_only() {
+        use rand::SeedableRng;
+        let key = dest(&crypto::x25519_secret(&mut rand::rngs::OsRng));
+        let sealed = |seed: u64| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let (req, _) = seal_request(&key, b"inner", &mut rng).unwrap();
+            let mut out = Vec::new();
+            req.encode(&mut out);
+            out
+        };
+        assert_eq!(sealed(1), sealed(1));
+        assert_ne!(sealed(1), sealed(2));
+    }
+
+    #[test]
     fn request_and_response_round_trip_at_fixed_sizes() {
-        let secret = crypto::x25519_secret();
+        let secret = crypto::x25519_secret(&mut rand::rngs::OsRng);
         let key = dest(&secret);
-        let (req, res_client) = seal_request(&key, b"inner").unwrap();
+        let (req, res_client) = seal_request(&key, b"inner", &mut rand::rngs::OsRng).unwrap();
         assert_eq!(req.sealed.len(), FORWARD_SEALED_LEN);
         let (inner, res_dest) = open_request(&secret, &[7; 32], &req).unwrap();
         assert_eq!(inner, b"inner");
@@ -489,7 +508,7 @@ mod tests {
             Some(ForwardError::Decrypt)
         );
         assert_eq!(
-            seal_request(&key, &vec![0; MAX_INNER + 1]).err(),
+            seal_request(&key, &vec![0; MAX_INNER + 1], &mut rand::rngs::OsRng).err(),
             Some(ForwardError::TooLong(MAX_INNER + 1))
         );
     }
@@ -498,8 +517,8 @@ mod tests {
     fn commands_responses_and_errors_round_trip() {
         use crate::command::{Command, Response};
         use crate::{ErrorCode, ProxyError};
-        let secret = crypto::x25519_secret();
-        let (sealed, _) = seal_request(&dest(&secret), b"t").unwrap();
+        let secret = crypto::x25519_secret(&mut rand::rngs::OsRng);
+        let (sealed, _) = seal_request(&dest(&secret), b"t", &mut rand::rngs::OsRng).unwrap();
         for c in [
             Command::Proxy {
                 destination: b"smpx://x@h:1".to_vec(),
@@ -543,7 +562,7 @@ mod tests {
 
     #[test]
     fn key_material_round_trips() {
-        let key = dest(&crypto::x25519_secret());
+        let key = dest(&crypto::x25519_secret(&mut rand::rngs::OsRng));
         let mut b = Vec::new();
         key.encode(&mut b);
         let mut r = Reader::new(&b);

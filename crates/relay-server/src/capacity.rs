@@ -16,7 +16,7 @@
 //! (provision cancelled); the wallet collects its change from the operator the same way.
 
 use super::conn::{internal, Ctx};
-use super::{now, Shared};
+use super::Shared;
 use crate::store::Capacity;
 use smpx_core::api::{SwapId, SwapState, SwapStatus};
 use smpx_core::credits::{BlindSignature, SwapRequest, SwapResponse};
@@ -228,7 +228,7 @@ impl Shared {
                     .await
                     .map_err(internal)?
                     .ok_or(ErrorCode::Auth)?;
-                let from = old.paid_until.max(now());
+                let from = old.paid_until.max(self.now());
                 let new = Capacity {
                     quota: old.quota.max(self.config.pricing.paid_quota),
                     paid_until: from.saturating_add(periods.saturating_mul(MONTH_SECS)),
@@ -272,7 +272,7 @@ impl Shared {
                 let paid_until = cur
                     .paid_until
                     .saturating_sub(periods.saturating_mul(MONTH_SECS));
-                let new = if paid_until <= now() {
+                let new = if paid_until <= self.now() {
                     Capacity {
                         quota: self.config.quota,
                         paid_until: 0,

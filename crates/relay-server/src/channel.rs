@@ -37,7 +37,7 @@
 
 use super::capacity::{Pricing, MONTH_SECS};
 use super::conn::{internal, Ctx};
-use super::{now, stats::inc};
+use super::stats::inc;
 use crate::store::{Channel, ChannelUsage, NewChannel, NewQueue, ServerDhSecret, StoreError};
 use smpx_core::UnixTime;
 use smpx_relay_protocol::capacity::ChannelUsageReport;
@@ -203,10 +203,10 @@ impl Ctx {
         }
         for _ in 0..3 {
             let c = NewChannel {
-                owner_id: EntityId(rand::random()),
-                join_id: EntityId(rand::random()),
+                owner_id: EntityId(self.shared.entropy().bytes()),
+                join_id: EntityId(self.shared.entropy().bytes()),
                 owner_key,
-                created_at: now(),
+                created_at: self.shared.now(),
             };
             let (owner_id, join_id) = (c.owner_id, c.join_id);
             match self.shared.store.create_channel(c).await {
@@ -228,15 +228,15 @@ impl Ctx {
     ) -> Result<Response, ErrorCode> {
         let (server_secret, server_dh) = self.recipient_keys(t, recipient_key, recipient_dh)?;
         for _ in 0..3 {
-            let recipient_id = EntityId(rand::random());
+            let recipient_id = EntityId(self.shared.entropy().bytes());
             let member = NewQueue {
                 recipient_id,
-                sender_id: EntityId(rand::random()),
+                sender_id: EntityId(self.shared.entropy().bytes()),
                 recipient_key,
                 recipient_dh,
                 server_dh: ServerDhSecret(server_secret),
                 quota: self.shared.config.quota,
-                created_at: now(),
+                created_at: self.shared.now(),
             };
             match self.shared.store.join_channel(&join_id, member).await {
                 Ok(true) => {
@@ -263,12 +263,12 @@ impl Ctx {
         body: Vec<u8>,
     ) -> Result<Response, ErrorCode> {
         self.owned_channel(t, &owner_id).await?;
-        let at = now();
+        let at = self.shared.now();
         let account = self.account(&owner_id, at, false).await?;
         if account.monthly_units > 0 && account.balance_units <= 0 {
             return Err(ErrorCode::Payment);
         }
-        let msg_id = MsgId(rand::random());
+        let msg_id = MsgId(self.shared.entropy().bytes());
         let outcome = self
             .shared
             .store
@@ -294,7 +294,7 @@ impl Ctx {
         owner_id: EntityId,
     ) -> Result<Response, ErrorCode> {
         self.owned_channel(t, &owner_id).await?;
-        let a = self.account(&owner_id, now(), true).await?;
+        let a = self.account(&owner_id, self.shared.now(), true).await?;
         let report = ChannelUsageReport {
             members: a.usage.members,
             active_receivers: a.usage.active,

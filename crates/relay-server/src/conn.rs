@@ -1,6 +1,6 @@
 //! One client connection: handshake, the reader/writer/deliverer tasks, and every command.
 
-use super::{now, stats::inc, ConnectionError, Shared};
+use super::{stats::inc, ConnectionError, Shared};
 use crate::store::{
     AckOutcome, Message, MessageKind, NewQueue, PushOutcome, QueueStatus, SecureOutcome, StoreError,
 };
@@ -311,7 +311,10 @@ impl Ctx {
                     && matches!(cmd, Command::Sub | Command::Get | Command::Ack { .. })
                 {
                     // Billing counts members active in the last 14 days.
-                    store.touch(&rid, now()).await.map_err(internal)?;
+                    store
+                        .touch(&rid, self.shared.now())
+                        .await
+                        .map_err(internal)?;
                 }
                 // Two X25519 operations: only the commands that deliver pay for them.
                 let key = || {
@@ -395,7 +398,7 @@ impl Ctx {
         if !self.authorised(Some(recipient_key), t) {
             return Err(ErrorCode::Auth);
         }
-        let server_secret = crypto::x25519_secret();
+        let server_secret = crypto::x25519_secret(&mut self.shared.entropy().rng());
         if DeliveryKey::for_relay(&server_secret, &recipient_dh).is_none() {
             return Err(ErrorCode::Cmd(CmdError::Syntax));
         }
@@ -410,8 +413,8 @@ impl Ctx {
     ) -> Result<Response, ErrorCode> {
         let (server_secret, server_dh) = self.recipient_keys(t, recipient_key, recipient_dh)?;
         for _ in 0..3 {
-            let recipient_id = EntityId(rand::random());
-            let sender_id = EntityId(rand::random());
+            let recipient_id = EntityId(self.shared.entropy().bytes());
+            let sender_id = EntityId(self.shared.entropy().bytes());
             let q = NewQueue {
                 recipient_id,
                 sender_id,
@@ -419,7 +422,7 @@ impl Ctx {
                 recipient_dh,
                 server_dh: crate::store::ServerDhSecret(server_secret),
                 quota: self.shared.config.quota,
-                created_at: now(),
+                created_at: self.shared.now(),
             };
             match self.shared.store.create(q).await {
                 Ok(()) => {
@@ -456,11 +459,11 @@ impl Ctx {
         let Some(q) = q.filter(|q| allowed && q.status == QueueStatus::Active) else {
             return Err(ErrorCode::Auth);
         };
-        let msg_id = MsgId(rand::random());
+        let msg_id = MsgId(self.shared.entropy().bytes());
         match self
             .shared
             .store
-            .push(&sid, msg_id, now(), body)
+            .push(&sid, msg_id, self.shared.now(), body)
             .await
             .map_err(internal)?
         {

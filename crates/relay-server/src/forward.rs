@@ -26,6 +26,8 @@
 
 use super::conn::Ctx;
 use super::stats::inc;
+use super::ServerConfig;
+use smpx_os::Entropy;
 use smpx_relay_client::{connect_tls, Client, ClientConfig, ClientError};
 use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::forward::{self, ForwardKey, Sealed};
@@ -127,8 +129,10 @@ impl ForwardSigner {
     }
 
     /// A fresh forwarding key for the connection with `session_id`, and its secret.
-    fn fresh_key(&self, session_id: &SessionId) -> Option<DestKey> {
-        let secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+    fn fresh_key(&self, session_id: &SessionId, entropy: &dyn Entropy) -> Option<DestKey> {
+        let secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret(
+            &mut entropy.rng(),
+        ));
         let dh = smpx_relay_protocol::crypto::x25519_public(&secret);
         let signature = self.sign(&ForwardKey::signing_input(session_id, &dh))?;
         Some(DestKey {
@@ -188,8 +192,9 @@ impl ProxyLinks {
     async fn link(
         &self,
         address: &RelayAddress,
-        cfg: &ForwardingConfig,
+        server: &ServerConfig,
     ) -> Result<Arc<Link>, ErrorCode> {
+        let cfg = &server.forwarding;
         let name = address.to_string();
         let slot = {
             let mut links = lock(&self.links);
@@ -210,7 +215,7 @@ impl ProxyLinks {
             return Ok(l.clone());
         }
         *guard = None;
-        let link = tokio::time::timeout(cfg.connect_timeout, dial(address, name, cfg))
+        let link = tokio::time::timeout(cfg.connect_timeout, dial(address, name, server))
             .await
             .map_err(|_| proxy_err(ProxyError::Unreachable))??;
         *guard = Some(link.clone());
@@ -233,11 +238,14 @@ impl ProxyLinks {
 async fn dial(
     address: &RelayAddress,
     name: String,
-    cfg: &ForwardingConfig,
+    server: &ServerConfig,
 ) -> Result<Arc<Link>, ErrorCode> {
+    let cfg = &server.forwarding;
     let config = ClientConfig {
         handshake_timeout: cfg.connect_timeout,
         request_timeout: cfg.request_timeout,
+        clock: server.clock.clone(),
+        entropy: server.entropy.clone(),
         ..ClientConfig::default()
     };
     // Deliveries never come on this connection (it subscribes to nothing): drop the events.
@@ -290,10 +298,10 @@ impl Ctx {
         let link = self
             .shared
             .proxy_links
-            .link(&address, cfg)
+            .link(&address, &self.shared.config)
             .await
             .map_err(|e| self.forward_failed(e))?;
-        let session = EntityId(rand::random());
+        let session = EntityId(self.shared.entropy().bytes());
         lock(&self.forwarding.sessions).insert(session, link.clone());
         Ok(Response::ProxyKey {
             session,
@@ -344,7 +352,7 @@ impl Ctx {
             return Ok(Response::RelayKey { key: d.key.clone() });
         }
         let d = signer
-            .fresh_key(&self.session_id)
+            .fresh_key(&self.session_id, self.shared.entropy())
             .ok_or(ErrorCode::Internal)?;
         let key = d.key.clone();
         *dest = Some(d);

@@ -28,6 +28,10 @@
 //! against the sender key once the queue is secured; an unknown queue id is verified
 //! against a dummy key and answered AUTH, the same answer as a wrong signature.
 //!
+//! Time and randomness: every timestamp comes from [`ServerConfig::clock`] and every id and
+//! key from [`ServerConfig::entropy`] (the system's by default), so tests can move time and
+//! replay ids.
+//!
 //! Free tier: queues are created with [`ServerConfig::quota`] ([`FREE_QUOTA`]); a SEND to a
 //! full queue gets QUOTA and the recipient later receives the quota marker. A background
 //! task ([`Relay::spawn_expiry`]) removes messages older than the retention.
@@ -52,6 +56,7 @@ pub use stats::{RelayStats, StatsSnapshot};
 use crate::store::{QueueStore, StoreError, FREE_QUOTA, FREE_RETENTION_SECS};
 use conn::ConnHandle;
 use smpx_core::UnixTime;
+use smpx_os::{Clock, Entropy, OsEntropy, SystemClock};
 use smpx_relay_protocol::{crypto, SessionId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +94,21 @@ pub struct ServerConfig {
     /// Private routing: proxy for this relay's clients and/or destination for proxies
     /// ([`forward`]); off by default, on for a node.
     pub forwarding: forward::ForwardingConfig,
+    /// The time messages are stamped with and expire by, and paid capacity runs out at.
+    pub clock: Arc<dyn Clock>,
+    /// Where queue, message and session ids, the relay's queue keys and forwarding keys come
+    /// from.
+    pub entropy: Arc<dyn Entropy>,
+}
+
+impl ServerConfig {
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
+    }
+
+    pub fn with_entropy(self, entropy: Arc<dyn Entropy>) -> Self {
+        Self { entropy, ..self }
+    }
 }
 
 impl Default for ServerConfig {
@@ -106,6 +126,8 @@ impl Default for ServerConfig {
             pricing: capacity::Pricing::default(),
             redeemer: None,
             forwarding: forward::ForwardingConfig::default(),
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
         }
     }
 }
@@ -211,13 +233,22 @@ pub struct Relay {
     shared: Arc<Shared>,
 }
 
-pub(crate) fn now() -> UnixTime {
-    smpx_os::Clock::now(&smpx_os::SystemClock)
+impl Shared {
+    /// Now, by [`ServerConfig::clock`].
+    pub(crate) fn now(&self) -> UnixTime {
+        self.config.clock.now()
+    }
+
+    /// [`ServerConfig::entropy`].
+    pub(crate) fn entropy(&self) -> &dyn Entropy {
+        &*self.config.entropy
+    }
 }
 
 impl Relay {
     pub fn new(store: Arc<dyn QueueStore>, config: ServerConfig) -> Self {
         let (shutdown, _) = watch::channel(false);
+        let dummy_key = crypto::dummy_verifying_key(&mut config.entropy.rng());
         Self {
             shared: Arc::new(Shared {
                 store,
@@ -225,7 +256,7 @@ impl Relay {
                 config,
                 stats: Arc::new(RelayStats::default()),
                 subscriptions: Mutex::new(HashMap::new()),
-                dummy_key: crypto::dummy_verifying_key(),
+                dummy_key,
                 proxy_links: forward::ProxyLinks::default(),
                 pay_locks: Mutex::new(HashMap::new()),
                 channel_usage: channel::UsageCache::default(),
@@ -369,7 +400,7 @@ impl Relay {
             let mut stop = relay.shared.shutdown.subscribe();
             loop {
                 // A failed run is retried at the next interval; the store reports its errors.
-                let _ = relay.expire_once(now()).await;
+                let _ = relay.expire_once(relay.shared.now()).await;
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     _ = tokio::time::sleep(relay.shared.config.expire_interval) => {}

@@ -44,7 +44,7 @@
 use crate::credit_db::{self, IssuancePlan, NewToken, Origin, OutputPlan, SpendRow, TokenRow};
 use crate::error::WalletError;
 use crate::vault::VaultKey;
-use crate::wallet::{unix_now, Wallet};
+use crate::wallet::Wallet;
 use serde::Serialize;
 use smpx_core::api::{
     CheckStateRequest, CheckStateResponse, CreditKeysResponse, CreditKeysetsResponse,
@@ -444,7 +444,7 @@ impl Wallet {
                         keyset_id: keys.id.to_hex(),
                         outputs,
                     },
-                    unix_now(),
+                    self.now(),
                 )
                 .await?
             }
@@ -516,7 +516,7 @@ impl Wallet {
 
     /// Credits held per operator (from the tokens in the wallet file; no network).
     pub async fn credit_balance(&self) -> Result<Vec<OperatorCredits>, WalletError> {
-        let now = unix_now();
+        let now = self.now();
         let mut by: BTreeMap<String, OperatorCredits> = BTreeMap::new();
         for t in self.credit_tokens(None).await? {
             let e = by
@@ -541,7 +541,7 @@ impl Wallet {
 
     /// Unspent, unexpired credits per operator id.
     pub(crate) async fn unspent_credits(&self) -> Result<BTreeMap<String, Amount>, WalletError> {
-        Ok(credit_db::unspent_by_operator(self.pool(), unix_now())
+        Ok(credit_db::unspent_by_operator(self.pool(), self.now())
             .await?
             .into_iter()
             .collect())
@@ -623,7 +623,7 @@ impl Wallet {
             .ok_or_else(|| WalletError::NoCredits {
                 operator: operator_id.clone(),
             })?;
-        let now = unix_now();
+        let now = self.now();
         let available =
             credit_db::spendable(self.pool(), &operator_id, now + EXPIRY_MARGIN_SECS).await?;
         let mut inputs = Vec::new();
@@ -692,7 +692,7 @@ impl Wallet {
         prepared: &Prepared,
         answer: Result<Vec<BlindSignature>, ClientError>,
     ) -> Result<(), WalletError> {
-        let now = unix_now();
+        let now = self.now();
         match answer {
             Ok(signatures) => {
                 let proofs =
@@ -842,7 +842,7 @@ impl Wallet {
                             &spend.id,
                             "cancelled",
                             &[],
-                            unix_now(),
+                            self.now(),
                         )
                         .await?;
                         report.cancelled += 1;
@@ -910,7 +910,7 @@ impl Wallet {
             }
             Err(e) => return Err(e.into()),
         };
-        let now = unix_now();
+        let now = self.now();
         struct Scan {
             keys: KeysetKeys,
             next: u32,
@@ -1068,7 +1068,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let now = unix_now();
+        let now = smpx_os::Clock::now(&smpx_os::SystemClock);
         let params = KeysetParams {
             orders: 8,
             ..KeysetParams::default()

@@ -30,14 +30,14 @@ fn fast() -> KdfParams {
 
 fn issuer_key() -> &'static IssuerSecretKey {
     static KEY: OnceLock<IssuerSecretKey> = OnceLock::new();
-    KEY.get_or_init(|| IssuerSecretKey::generate(2048).unwrap())
+    KEY.get_or_init(|| IssuerSecretKey::generate(2048, &mut rand::rngs::OsRng).unwrap())
 }
 
 fn params_now() -> ParamsResponse {
     ParamsResponse {
         params: NetworkParams::default(),
-        receipt_key: SigningKey::generate().verifying_key(),
-        envelope_key: HpkeSecretKey::generate().public_key(),
+        receipt_key: SigningKey::generate(&mut rand::rngs::OsRng).verifying_key(),
+        envelope_key: HpkeSecretKey::generate(&mut rand::rngs::OsRng).public_key(),
         now: NetworkParams::default().epoch + 5 * 86_400,
     }
 }
@@ -252,7 +252,7 @@ async fn create_and_restore_refuse_to_overwrite() {
         matches!(&e, WalletError::AlreadyExists(p) if p == &path),
         "{e}"
     );
-    let other_phrase = WalletSeed::generate_mnemonic();
+    let other_phrase = WalletSeed::generate_mnemonic(&mut rand::rngs::OsRng);
     let e = Wallet::restore_with(&path, "other", &other_phrase, fast())
         .await
         .unwrap_err();
@@ -331,7 +331,7 @@ async fn restore_yields_the_same_secrets_and_commitments() {
 async fn secrets_are_not_in_the_file_in_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let path = wallet_path(&dir);
-    let phrase = WalletSeed::generate_mnemonic();
+    let phrase = WalletSeed::generate_mnemonic(&mut rand::rngs::OsRng);
     let w = Wallet::restore_with(&path, PASS, &phrase, fast())
         .await
         .unwrap();
@@ -715,4 +715,55 @@ fn publishing_with_the_default_delay_is_send(w: &Wallet) {
         crate::PublishDelay::default(),
         &mut rand::rngs::OsRng,
     ));
+}
+
+/// What a wallet made with `seed` asks the issuer to sign first (the blinded message), how it
+/// sealed the blinding state, and its recovery phrase.
+async fn first_purchase_with(seed: u64) -> (String, Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, phrase) = Wallet::create_using(
+        &wallet_path(&dir),
+        PASS,
+        fast(),
+        std::sync::Arc::new(smpx_os::ManualClock::new(1_700_000_000)),
+        std::sync::Arc::new(smpx_os::SeededEntropy::new(seed)),
+    )
+    .await
+    .unwrap();
+    let id = start_purchase(&w).await;
+    let row = db::voucher(w.pool(), id).await.unwrap();
+    (
+        phrase,
+        row.blinded_message.unwrap(),
+        row.blinding_enc.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_same_seeded_entropy_gives_the_same_phrase_and_purchase_request() {
+    let a = first_purchase_with(7).await;
+    assert_eq!(a, first_purchase_with(7).await);
+    let b = first_purchase_with(8).await;
+    assert_ne!(a.0, b.0);
+    assert_ne!(a.1, b.1);
+    assert_ne!(a.2, b.2);
+}
+
+#[tokio::test]
+async fn an_injected_clock_stamps_what_the_wallet_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = smpx_os::ManualClock::new(1_000);
+    let (w, _) = Wallet::create_with(&wallet_path(&dir), PASS, fast())
+        .await
+        .unwrap();
+    let w = w.with_clock(std::sync::Arc::new(clock.clone()));
+    let id = start_purchase(&w).await;
+    clock.set(123_456);
+    complete_purchase(&w, id).await;
+    let updated_at: i64 = sqlx::query_scalar("SELECT updated_at FROM vouchers WHERE id = ?")
+        .bind(id)
+        .fetch_one(w.pool())
+        .await
+        .unwrap();
+    assert_eq!(updated_at, 123_456);
 }

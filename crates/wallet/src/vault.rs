@@ -15,10 +15,10 @@ use crate::error::WalletError;
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand::rngs::OsRng;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use smpx_os::Entropy;
 use std::fmt;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// First byte of every blob: the format, so a later format can coexist.
@@ -83,8 +83,9 @@ impl KdfParams {
     }
 }
 
-/// The key that encrypts the wallet's secrets. Zeroized on drop; Debug is redacted.
-pub(crate) struct VaultKey(Zeroizing<[u8; 32]>);
+/// The key that encrypts the wallet's secrets, and the wallet's source of the nonces it seals
+/// under. Zeroized on drop; Debug is redacted.
+pub(crate) struct VaultKey(Zeroizing<[u8; 32]>, Arc<dyn Entropy>);
 
 impl fmt::Debug for VaultKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,18 +94,25 @@ impl fmt::Debug for VaultKey {
 }
 
 impl VaultKey {
-    /// Argon2id(passphrase, salt) with `params`.
+    /// Argon2id(passphrase, salt) with `params`; nonces come from `entropy`.
     pub(crate) fn derive(
         passphrase: &str,
         salt: &[u8],
         params: &KdfParams,
+        entropy: Arc<dyn Entropy>,
     ) -> Result<Self, WalletError> {
         let mut key = Zeroizing::new([0u8; 32]);
         params
             .argon2()?
             .hash_password_into(passphrase.as_bytes(), salt, key.as_mut())
             .map_err(|e| WalletError::Corrupt(format!("key derivation failed: {e}")))?;
-        Ok(VaultKey(key))
+        Ok(VaultKey(key, entropy))
+    }
+
+    /// The same key, sealing under nonces from `entropy`.
+    pub(crate) fn with_entropy(mut self, entropy: Arc<dyn Entropy>) -> Self {
+        self.1 = entropy;
+        self
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -113,8 +121,7 @@ impl VaultKey {
 
     /// `BLOB_V1 || nonce || ciphertext+tag`, bound to `aad`.
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, WalletError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        let nonce: [u8; NONCE_LEN] = self.1.bytes();
         let ct = self
             .cipher()
             .encrypt(
@@ -181,11 +188,9 @@ impl VaultKey {
     }
 }
 
-/// A fresh random salt.
-pub(crate) fn new_salt() -> [u8; SALT_LEN] {
-    let mut salt = [0u8; SALT_LEN];
-    OsRng.fill_bytes(&mut salt);
-    salt
+/// A fresh random salt from `entropy`.
+pub(crate) fn new_salt(entropy: &dyn Entropy) -> [u8; SALT_LEN] {
+    entropy.bytes()
 }
 
 /// Associated data of each kind of secret blob: purpose and owning row, versioned.
@@ -217,12 +222,18 @@ mod tests {
     use super::*;
 
     fn key(pass: &str, salt: &[u8]) -> VaultKey {
-        VaultKey::derive(pass, salt, &KdfParams::insecure_for_tests()).unwrap()
+        VaultKey::derive(
+            pass,
+            salt,
+            &KdfParams::insecure_for_tests(),
+            Arc::new(smpx_os::OsEntropy),
+        )
+        .unwrap()
     }
 
     #[test]
     fn vault_roundtrip_and_binding() {
-        let salt = new_salt();
+        let salt = new_salt(&smpx_os::OsEntropy);
         let k = key("pw", &salt);
         let blob = k.seal(b"a", b"secret bytes").unwrap();
         assert_eq!(
@@ -233,7 +244,10 @@ mod tests {
         assert!(k.open(b"b", &blob).unwrap().is_none());
         // Another passphrase, another salt: refused.
         assert!(key("pw2", &salt).open(b"a", &blob).unwrap().is_none());
-        assert!(key("pw", &new_salt()).open(b"a", &blob).unwrap().is_none());
+        assert!(key("pw", &new_salt(&smpx_os::OsEntropy))
+            .open(b"a", &blob)
+            .unwrap()
+            .is_none());
         // Tampering: refused.
         let mut bad = blob.clone();
         *bad.last_mut().unwrap() ^= 1;
@@ -248,7 +262,7 @@ mod tests {
 
     #[test]
     fn vault_key_check_tells_passphrases_apart() {
-        let salt = new_salt();
+        let salt = new_salt(&smpx_os::OsEntropy);
         let check = key("right", &salt).key_check().unwrap();
         assert!(key("right", &salt).matches_key_check(&check).unwrap());
         assert!(!key("wrong", &salt).matches_key_check(&check).unwrap());
@@ -270,7 +284,7 @@ mod tests {
             Err(WalletError::InvalidKdf(_))
         ));
         assert_eq!(
-            format!("{:?}", key("x", &new_salt())),
+            format!("{:?}", key("x", &new_salt(&smpx_os::OsEntropy))),
             "VaultKey(<redacted>)"
         );
     }

@@ -32,11 +32,13 @@ use smpx_core::redemption::{seal_v1, PROTOCOL_V1, PROTOCOL_V2};
 use smpx_core::rules::publish_delay::PublishDelay;
 use smpx_core::{keys, mmr, rotation, Amount, ErrorCode, NetworkParams};
 use smpx_http_client::{ApiClient, ClientError};
+use smpx_os::{Clock, Entropy, OsEntropy, SystemClock};
 use smpx_zk::{RedeemPublic, RedeemWitness};
 use sqlx::sqlite::SqlitePool;
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -47,6 +49,11 @@ pub struct Wallet {
     key: VaultKey,
     seed: WalletSeed,
     path: PathBuf,
+    /// Every time the wallet records or checks against (the system clock by default).
+    clock: Arc<dyn Clock>,
+    /// Every random value the wallet draws: the recovery phrase, salt and nonces, blinding,
+    /// envelopes, proofs, chat keys, the publish delay (the OS by default).
+    entropy: Arc<dyn Entropy>,
 }
 
 impl fmt::Debug for Wallet {
@@ -75,10 +82,30 @@ impl Wallet {
         passphrase: &str,
         kdf: KdfParams,
     ) -> Result<(Wallet, String), WalletError> {
+        Self::create_using(
+            path,
+            passphrase,
+            kdf,
+            Arc::new(SystemClock),
+            Arc::new(OsEntropy),
+        )
+        .await
+    }
+
+    /// [`Wallet::create_with`] with the clock and randomness injected (tests: a
+    /// `ManualClock` and a `SeededEntropy` make the recovery phrase and every request
+    /// reproducible).
+    pub async fn create_using(
+        path: &Path,
+        passphrase: &str,
+        kdf: KdfParams,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+    ) -> Result<(Wallet, String), WalletError> {
         kdf.validate()?;
-        let phrase = WalletSeed::generate_mnemonic();
+        let phrase = WalletSeed::generate_mnemonic(&mut entropy.rng());
         let seed = WalletSeed::from_mnemonic(&phrase)?;
-        let wallet = Self::init(path, passphrase, seed, kdf).await?;
+        let wallet = Self::init(path, passphrase, seed, kdf, clock, entropy).await?;
         Ok((wallet, phrase))
     }
 
@@ -101,7 +128,15 @@ impl Wallet {
     ) -> Result<Wallet, WalletError> {
         kdf.validate()?;
         let seed = WalletSeed::from_mnemonic(mnemonic)?;
-        Self::init(path, passphrase, seed, kdf).await
+        Self::init(
+            path,
+            passphrase,
+            seed,
+            kdf,
+            Arc::new(SystemClock),
+            Arc::new(OsEntropy),
+        )
+        .await
     }
 
     async fn init(
@@ -109,9 +144,11 @@ impl Wallet {
         passphrase: &str,
         seed: WalletSeed,
         kdf: KdfParams,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
     ) -> Result<Wallet, WalletError> {
         create_file(path)?;
-        match Self::init_file(path, passphrase, seed, kdf).await {
+        match Self::init_file(path, passphrase, seed, kdf, clock, entropy).await {
             Ok(w) => Ok(w),
             Err(e) => {
                 // The file is ours and half made; leave nothing that would block a retry.
@@ -132,9 +169,11 @@ impl Wallet {
         passphrase: &str,
         seed: WalletSeed,
         kdf: KdfParams,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
     ) -> Result<Wallet, WalletError> {
-        let salt = vault::new_salt();
-        let key = derive_key(passphrase, &salt, kdf).await?;
+        let salt = vault::new_salt(&*entropy);
+        let key = derive_key(passphrase, &salt, kdf, entropy.clone()).await?;
         let kdf_json = serde_json::to_vec(&kdf)
             .map_err(|e| WalletError::Corrupt(format!("encoding parameters: {e}")))?;
         let seed_blob = key.seal(aad::SEED, seed.as_bytes())?;
@@ -155,6 +194,8 @@ impl Wallet {
             key,
             seed,
             path: path.to_path_buf(),
+            clock,
+            entropy,
         })
     }
 
@@ -181,6 +222,8 @@ impl Wallet {
                 key,
                 seed,
                 path: path.to_path_buf(),
+                clock: Arc::new(SystemClock),
+                entropy: Arc::new(OsEntropy),
             }),
             Err(e) => {
                 pool.close().await;
@@ -209,7 +252,7 @@ impl Wallet {
         let kdf: KdfParams = serde_json::from_slice(&meta("kdf").await?)
             .map_err(|e| WalletError::Corrupt(format!("key-derivation parameters: {e}")))?;
         let salt = meta("salt").await?;
-        let key = derive_key(passphrase, &salt, kdf).await?;
+        let key = derive_key(passphrase, &salt, kdf, Arc::new(OsEntropy)).await?;
         if !key.matches_key_check(&meta("key_check").await?)? {
             return Err(WalletError::WrongPassphrase);
         }
@@ -373,7 +416,9 @@ impl Wallet {
         let index = db::reserve_index(&self.pool).await?;
         let s = self.seed.voucher_secret(index);
         let c = commitment(&s, denomination);
-        let (blinded, state) = key.public.blind(&voucher_message(&c))?;
+        let (blinded, state) = key
+            .public
+            .blind(&voucher_message(&c), &mut self.entropy.rng())?;
         let state_json = Zeroizing::new(
             serde_json::to_vec(&state)
                 .map_err(|e| WalletError::Corrupt(format!("encoding the blinding state: {e}")))?,
@@ -391,7 +436,7 @@ impl Wallet {
                 publish_deadline: key.info.publish_deadline,
                 blinded_message: &blinded.0,
                 blinding_enc: &blinding_enc,
-                now: now.max(unix_now()),
+                now: now.max(self.now()),
             },
         )
         .await?;
@@ -480,7 +525,7 @@ impl Wallet {
                 .map_err(|e| WalletError::Corrupt(format!("encoding the signature: {e}")))?,
         );
         let sig_blob = self.key.seal(&aad::signature(index), &sig_json)?;
-        if !db::mark_bought(&self.pool, id, &sig_blob, unix_now()).await? {
+        if !db::mark_bought(&self.pool, id, &sig_blob, self.now()).await? {
             // Finished concurrently by another call; report what is stored now.
             let now = db::voucher(&self.pool, id).await?;
             require(&now.record, &[LocalState::Bought], Action::ResumeBuy)?;
@@ -498,14 +543,14 @@ impl Wallet {
     /// issuer and coordinator match the two by time, so pass [`PublishDelay::default()`] (a
     /// random wait, [`smpx_core::rules::publish_delay`]) unless you mean to opt out with
     /// [`PublishDelay::Immediately`] or an exact `Duration`. The random wait is drawn from the
-    /// operating system's generator; [`Wallet::publish_with_rng`] takes another.
+    /// wallet's entropy; [`Wallet::publish_with_rng`] takes another generator.
     pub async fn publish(
         &self,
         coordinator: &str,
         id: i64,
         delay: impl Into<PublishDelay>,
     ) -> Result<VoucherRecord, WalletError> {
-        self.publish_with_rng(coordinator, id, delay, &mut rand::rngs::OsRng)
+        self.publish_with_rng(coordinator, id, delay, &mut self.entropy.rng())
             .await
     }
 
@@ -739,13 +784,19 @@ impl Wallet {
             }
             None => {
                 let s = self.secret_of(r)?;
-                let env =
-                    seal_v1(&p.envelope_key, &s, r.denomination, operator_id).map_err(|e| {
-                        WalletError::Verification(format!(
-                            "cannot seal to the coordinator's envelope key: {}",
-                            e.message
-                        ))
-                    })?;
+                let env = seal_v1(
+                    &p.envelope_key,
+                    &s,
+                    r.denomination,
+                    operator_id,
+                    &mut self.entropy.rng(),
+                )
+                .map_err(|e| {
+                    WalletError::Verification(format!(
+                        "cannot seal to the coordinator's envelope key: {}",
+                        e.message
+                    ))
+                })?;
                 let env_json =
                     Zeroizing::new(serde_json::to_vec(&env).map_err(|e| {
                         WalletError::Corrupt(format!("encoding the envelope: {e}"))
@@ -757,7 +808,7 @@ impl Wallet {
                     operator_id,
                     &envelope_key,
                     &blob,
-                    unix_now(),
+                    self.now(),
                 )
                 .await?
             }
@@ -820,7 +871,7 @@ impl Wallet {
                 let json = serde_json::to_vec(&zk)
                     .map_err(|e| WalletError::Corrupt(format!("encoding the redemption: {e}")))?;
                 let blob = self.key.seal(&request_aad, &json)?;
-                db::put_envelope(&self.pool, id, operator_id, &request_key, &blob, unix_now())
+                db::put_envelope(&self.pool, id, operator_id, &request_key, &blob, self.now())
                     .await?
             }
         };
@@ -893,6 +944,7 @@ impl Wallet {
                 mmr_id,
                 levels,
                 progress,
+                &*self.clock,
             )
             .await?;
             let size = synced.checkpoint.body.size;
@@ -957,6 +1009,7 @@ impl Wallet {
                 secret: s,
                 path: circuit_path,
             },
+            self.entropy.clone(),
         )
         .await?;
         tracing::info!(
@@ -1074,7 +1127,7 @@ impl Wallet {
             protocol: req.version,
             issued,
         };
-        db::record_credit(&self.pool, &credit, &tokens, unix_now()).await?;
+        db::record_credit(&self.pool, &credit, &tokens, self.now()).await?;
         tracing::info!(voucher = id, operator = %to.info.operator_id, credited = %credit.credited, protocol = req.version, "voucher redeemed");
         Ok(credit)
     }
@@ -1208,7 +1261,7 @@ impl Wallet {
                         key_id: &status.key_id,
                         published_at: status.published_at,
                         expires_at: status.expires_at,
-                        now: unix_now(),
+                        now: self.now(),
                     },
                 )
                 .await?;
@@ -1289,7 +1342,7 @@ impl Wallet {
                 published_at: times.map(|t| t.0),
                 expires_at: times.map(|t| t.1),
                 publish_receipt,
-                now: unix_now(),
+                now: self.now(),
             },
         )
         .await?;
@@ -1302,6 +1355,35 @@ impl Wallet {
             );
         }
         Ok(())
+    }
+
+    /// Now, by the wallet's clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The wallet's clock.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The wallet's source of randomness.
+    pub(crate) fn entropy(&self) -> &Arc<dyn Entropy> {
+        &self.entropy
+    }
+
+    /// The same wallet reading time from `clock` from now on.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// The same wallet drawing every random value from `entropy` from now on.
+    pub fn with_entropy(self, entropy: Arc<dyn Entropy>) -> Self {
+        Self {
+            key: self.key.with_entropy(entropy.clone()),
+            entropy,
+            ..self
+        }
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -1491,10 +1573,11 @@ async fn derive_key(
     passphrase: &str,
     salt: &[u8],
     kdf: KdfParams,
+    entropy: Arc<dyn Entropy>,
 ) -> Result<VaultKey, WalletError> {
     let passphrase = Zeroizing::new(passphrase.to_owned());
     let salt = salt.to_vec();
-    tokio::task::spawn_blocking(move || VaultKey::derive(&passphrase, &salt, &kdf))
+    tokio::task::spawn_blocking(move || VaultKey::derive(&passphrase, &salt, &kdf, entropy))
         .await
         .map_err(|e| WalletError::Corrupt(format!("key derivation task failed: {e}")))?
 }
@@ -1522,8 +1605,4 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
-}
-
-pub(crate) fn unix_now() -> u64 {
-    smpx_os::Clock::now(&smpx_os::SystemClock)
 }

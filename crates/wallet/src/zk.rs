@@ -8,7 +8,6 @@
 
 use crate::db::{self, MmrSave};
 use crate::error::WalletError;
-use crate::wallet::unix_now;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smpx_core::api::{Checkpoint, ErrorBody, LeavesPage, ZkInfo};
@@ -315,6 +314,7 @@ pub(crate) async fn sync_mmr<S: MmrSource>(
     mmr_id: u64,
     levels: u32,
     progress: &(dyn Fn(RedeemProgress) + Sync),
+    clock: &dyn smpx_os::Clock,
 ) -> Result<Synced, WalletError> {
     let params =
         MmrParams::new(mmr_id, levels).map_err(|e| verification(format!("MMR {mmr_id}: {e}")))?;
@@ -420,7 +420,7 @@ pub(crate) async fn sync_mmr<S: MmrSource>(
                 new_leaves: leaves.get(from..end).unwrap_or_default(),
                 size: best.body.size,
                 signed: &signed,
-                now: unix_now(),
+                now: clock.now(),
             },
         )
         .await?;
@@ -704,13 +704,12 @@ pub(crate) async fn prove(
     pk: ProvingKey,
     public: RedeemPublic,
     witness: RedeemWitness,
+    entropy: std::sync::Arc<dyn smpx_os::Entropy>,
 ) -> Result<RedeemProof, WalletError> {
-    tokio::task::spawn_blocking(move || {
-        smpx_zk::prove(&pk, &public, &witness, &mut rand::rngs::OsRng)
-    })
-    .await
-    .map_err(|e| WalletError::Corrupt(format!("a background task failed: {e}")))?
-    .map_err(WalletError::from)
+    tokio::task::spawn_blocking(move || smpx_zk::prove(&pk, &public, &witness, &mut entropy.rng()))
+        .await
+        .map_err(|e| WalletError::Corrupt(format!("a background task failed: {e}")))?
+        .map_err(WalletError::from)
 }
 
 #[cfg(test)]
@@ -818,7 +817,7 @@ mod tests {
     impl Fake {
         fn new(n: u64) -> Fake {
             Fake {
-                key: SigningKey::generate(),
+                key: SigningKey::generate(&mut rand::rngs::OsRng),
                 mmr: Mutex::new(Mmr::from_leaves(params(), (0..n).map(leaf)).unwrap()),
                 served: Mutex::new(0),
                 tamper: Mutex::new(None),
@@ -905,7 +904,16 @@ mod tests {
     }
 
     async fn sync(w: &Wallet, f: &Fake) -> Result<Synced, WalletError> {
-        sync_mmr(w.pool(), f, &f.key.verifying_key(), ID, LEVELS, &|_| {}).await
+        sync_mmr(
+            w.pool(),
+            f,
+            &f.key.verifying_key(),
+            ID,
+            LEVELS,
+            &|_| {},
+            &smpx_os::SystemClock,
+        )
+        .await
     }
 
     async fn stored_size(w: &Wallet) -> Option<u64> {
@@ -1022,23 +1030,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = wallet(&dir).await;
         let f = Fake::new(3);
-        let other = SigningKey::generate().verifying_key();
-        let e = sync_mmr(w.pool(), &f, &other, ID, LEVELS, &|_| {})
+        let other = SigningKey::generate(&mut rand::rngs::OsRng).verifying_key();
+        let sync_err = |key, id| {
+            sync_mmr(
+                w.pool(),
+                &f,
+                key,
+                id,
+                LEVELS,
+                &|_| {},
+                &smpx_os::SystemClock,
+            )
+        };
+        let e = sync_err(&other, ID).await.err().unwrap();
+        assert!(matches!(e, WalletError::Verification(_)), "{e}");
+        let e = sync_err(&f.key.verifying_key(), ID + 1)
             .await
             .err()
             .unwrap();
-        assert!(matches!(e, WalletError::Verification(_)), "{e}");
-        let e = sync_mmr(
-            w.pool(),
-            &f,
-            &f.key.verifying_key(),
-            ID + 1,
-            LEVELS,
-            &|_| {},
-        )
-        .await
-        .err()
-        .unwrap();
         assert!(e.to_string().contains("got one of MMR"), "{e}");
         assert_eq!(f.served(), 0);
     }

@@ -692,9 +692,9 @@ fn probe_loop(stop: &AtomicBool) -> Primitives {
     let session = [7u8; 32];
     let signed = vec![0x42u8; 160];
     let sig = crypto::sign(&key, &session, &signed);
-    let server = crypto::x25519_secret();
-    let recipient = crypto::x25519_public(&crypto::x25519_secret());
-    let other = crypto::x25519_secret();
+    let server = crypto::x25519_secret(&mut rand::rngs::OsRng);
+    let recipient = crypto::x25519_public(&crypto::x25519_secret(&mut rand::rngs::OsRng));
+    let other = crypto::x25519_secret(&mut rand::rngs::OsRng);
     let dkey = DeliveryKey::for_relay(&server, &recipient);
     let body = Content::Body(vec![0x5a; 100]);
     let (mut v, mut d, mut x, mut s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -117,7 +117,7 @@ async fn setup(url: &str, dir: &Path) -> Setup {
         )
         .await
         .unwrap();
-    let issuer_key = IssuerSecretKey::generate(2048).unwrap();
+    let issuer_key = IssuerSecretKey::generate(2048, &mut rand::rngs::OsRng).unwrap();
     let p: ParamsResponse = ApiClient::new(url).get("/v1/params").await.unwrap();
     let period = smpx_core::keys::period_at(&p.params, p.now);
     let info: IssuerKeyInfo = ApiClient::new(url)
@@ -170,7 +170,8 @@ async fn redemptions_racing_across_processes_on_postgres_exactly_one_wins() {
     } = two_on_postgres(init).await;
 
     // Double publish across processes: one wins.
-    let (secret, req) = issue_locally(&s.issuer_key, &s.key_id, 10).unwrap();
+    let (secret, req) =
+        issue_locally(&s.issuer_key, &s.key_id, 10, &mut rand::rngs::OsRng).unwrap();
     let (ca, cb) = (ApiClient::new(&a.url), ApiClient::new(&b.url));
     let (ra, rb) = tokio::join!(
         ca.post::<_, serde_json::Value>("/v1/vouchers", &req),
@@ -191,7 +192,7 @@ async fn redemptions_racing_across_processes_on_postgres_exactly_one_wins() {
         } else {
             b.url.clone()
         };
-        let env = seal_v1(&p.envelope_key, &secret, 10, "op-1").unwrap();
+        let env = seal_v1(&p.envelope_key, &secret, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
         let token = s.operator_token.clone();
         tasks.push(tokio::spawn(async move {
             ApiClient::new(url)
@@ -228,7 +229,8 @@ async fn sigkill_after_acknowledgement_loses_nothing() {
     let s = setup(&a.url, dir.path()).await;
     let mut published = Vec::new();
     for _ in 0..5 {
-        let (secret, req) = issue_locally(&s.issuer_key, &s.key_id, 10).unwrap();
+        let (secret, req) =
+            issue_locally(&s.issuer_key, &s.key_id, 10, &mut rand::rngs::OsRng).unwrap();
         let _: serde_json::Value = ApiClient::new(&a.url)
             .post("/v1/vouchers", &req)
             .await
@@ -256,7 +258,14 @@ async fn sigkill_after_acknowledgement_loses_nothing() {
     }
     // And it serves: the first voucher redeems.
     let p: ParamsResponse = ApiClient::new(&b.url).get("/v1/params").await.unwrap();
-    let env = seal_v1(&p.envelope_key, &published[0].0, 10, "op-1").unwrap();
+    let env = seal_v1(
+        &p.envelope_key,
+        &published[0].0,
+        10,
+        "op-1",
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
     let _: serde_json::Value = ApiClient::new(&b.url)
         .with_token(s.operator_token.clone())
         .post(
@@ -307,7 +316,8 @@ async fn zk_appends_and_nullifiers_across_processes_on_postgres() {
     let mut id = 0;
     for i in 0..6u64 {
         let url = if i % 2 == 0 { &a.url } else { &b.url };
-        let (secret, req) = issue_locally(&s.issuer_key, &s.key_id, 10).unwrap();
+        let (secret, req) =
+            issue_locally(&s.issuer_key, &s.key_id, 10, &mut rand::rngs::OsRng).unwrap();
         let r: Signed<PublishReceipt> = ApiClient::new(url)
             .post("/v1/vouchers", &req)
             .await
@@ -389,7 +399,7 @@ async fn zk_appends_and_nullifiers_across_processes_on_postgres() {
     let wins = wins_refusing_the_rest(tasks).await;
     assert_eq!(wins, 1, "exactly one redemption of the nullifier wins");
     // The same voucher under v0.1 through the other process: refused too.
-    let env = seal_v1(&p.envelope_key, secret, 10, "op-1").unwrap();
+    let env = seal_v1(&p.envelope_key, secret, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
     let v1 = ApiClient::new(&b.url)
         .with_token(s.operator_token.clone())
         .post::<_, serde_json::Value>(

@@ -26,7 +26,12 @@ fn rsa_key(slot: usize) -> IssuerSecretKey {
     static KEYS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     let ders = KEYS.get_or_init(|| {
         (0..2)
-            .map(|_| IssuerSecretKey::generate(2048).unwrap().to_der().unwrap())
+            .map(|_| {
+                IssuerSecretKey::generate(2048, &mut rand::rngs::OsRng)
+                    .unwrap()
+                    .to_der()
+                    .unwrap()
+            })
             .collect()
     });
     IssuerSecretKey::from_der(&ders[slot]).unwrap()
@@ -153,7 +158,13 @@ impl Net {
 
     /// A voucher signed by the issuer key (the wallet's and the issuer's work, in-process).
     fn voucher(&self, denomination: u64) -> (VoucherSecret, PublishRequest) {
-        smpx_core::issuance::issue_locally(&self.key, &self.key_id, denomination).unwrap()
+        smpx_core::issuance::issue_locally(
+            &self.key,
+            &self.key_id,
+            denomination,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap()
     }
 
     async fn publish(&self, req: &PublishRequest) -> Result<Signed<PublishReceipt>, ClientError> {
@@ -316,7 +327,7 @@ async fn publish_and_redeem_with_receipts(which: Backend) {
         .unwrap();
     assert_eq!(status.state, VoucherState::Live);
 
-    let env = seal_v1(&p.envelope_key, &s, 10, "op-1").unwrap();
+    let env = seal_v1(&p.envelope_key, &s, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
     let r = net.redeem(&net.op1, &env).await.unwrap();
     r.verify(REDEMPTION_DOMAIN, &p.receipt_key).unwrap();
     assert_eq!(r.body.operator_amount.0, 6_000_000);
@@ -344,7 +355,7 @@ async fn bad_publications_are_refused(which: Backend) {
     let other = rsa_key(1);
     let pk = other.public_key().unwrap();
     let msg = voucher_message(&req.commitment);
-    let (b, st) = pk.blind(&msg).unwrap();
+    let (b, st) = pk.blind(&msg, &mut rand::rngs::OsRng).unwrap();
     let forged_sig = pk
         .finalize(&other.blind_sign(&b).unwrap(), &st, &msg)
         .unwrap();
@@ -469,7 +480,7 @@ async fn redemption_refusals(which: Backend) {
     net.publish(&req).await.unwrap();
 
     // Sealed for op-1, forwarded by op-2.
-    let env = seal_v1(&p.envelope_key, &s, 10, "op-1").unwrap();
+    let env = seal_v1(&p.envelope_key, &s, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
     assert_eq!(
         code(net.redeem(&net.op2, &env).await),
         (ErrorCode::OperatorMismatch, 403)
@@ -485,7 +496,7 @@ async fn redemption_refusals(which: Backend) {
         (ErrorCode::Unauthorized, 401)
     );
     // A secret that does not open the commitment: claim the wrong denomination.
-    let wrong = seal_v1(&p.envelope_key, &s, 1, "op-1").unwrap();
+    let wrong = seal_v1(&p.envelope_key, &s, 1, "op-1", &mut rand::rngs::OsRng).unwrap();
     assert_eq!(
         code(net.redeem(&net.op1, &wrong).await),
         (ErrorCode::UnknownVoucher, 404)
@@ -499,7 +510,7 @@ async fn redemption_refusals(which: Backend) {
     );
     // A voucher never published.
     let (s2, _) = net.voucher(10);
-    let unpublished = seal_v1(&p.envelope_key, &s2, 10, "op-1").unwrap();
+    let unpublished = seal_v1(&p.envelope_key, &s2, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
     assert_eq!(
         code(net.redeem(&net.op1, &unpublished).await),
         (ErrorCode::UnknownVoucher, 404)
@@ -520,7 +531,7 @@ async fn redemption_refusals(which: Backend) {
 
     // The real redemption, then a second one with a fresh envelope for the same voucher.
     net.redeem(&net.op1, &env).await.unwrap();
-    let again = seal_v1(&p.envelope_key, &s, 10, "op-2").unwrap();
+    let again = seal_v1(&p.envelope_key, &s, 10, "op-2", &mut rand::rngs::OsRng).unwrap();
     assert_eq!(
         code(net.redeem(&net.op2, &again).await),
         (ErrorCode::AlreadyRedeemed, 409)
@@ -538,7 +549,7 @@ async fn expiry_and_release(which: Backend) {
     // Published in the first period, both are in MMR 0 only, which stops accepting
     // redemptions 2T + expiry after the epoch: 14 days.
     net.clock.advance(14 * DAY);
-    let env = seal_v1(&p.envelope_key, &s, 10, "op-1").unwrap();
+    let env = seal_v1(&p.envelope_key, &s, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
     assert_eq!(
         code(net.redeem(&net.op1, &env).await),
         (ErrorCode::VoucherExpired, 410)
@@ -579,12 +590,12 @@ async fn restart_loses_nothing(which: Backend) {
     assert_eq!(p.envelope_key, p2.envelope_key);
     // The operator credential issued before the restart still works after it,
     // and the voucher published before it is still redeemable exactly once.
-    let env = seal_v1(&p2.envelope_key, &s, 10, "op-1").unwrap();
+    let env = seal_v1(&p2.envelope_key, &s, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
     let op1 = ApiClient::new(&net.url).with_token(net.op1_token.clone());
     net.redeem(&op1, &env).await.unwrap();
     net.restart().await;
     let op1 = ApiClient::new(&net.url).with_token(net.op1_token.clone());
-    let fresh = seal_v1(&p2.envelope_key, &s, 10, "op-1").unwrap();
+    let fresh = seal_v1(&p2.envelope_key, &s, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
     assert_eq!(
         code(net.redeem(&op1, &fresh).await),
         (ErrorCode::AlreadyRedeemed, 409)
@@ -874,14 +885,14 @@ async fn zk_redemption_end_to_end(which: Backend) {
         code(net.redeem_zk(&net.op2, &again).await),
         (ErrorCode::AlreadyRedeemed, 409)
     );
-    let env = seal_v1(&p.envelope_key, s, 10, "op-1").unwrap();
+    let env = seal_v1(&p.envelope_key, s, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
     assert_eq!(
         code(net.redeem(&net.op1, &env).await),
         (ErrorCode::AlreadyRedeemed, 409)
     );
     // And the other way round: redeemed under v0.1 first, then a proof is refused.
     let (s0, index0) = &secrets[0];
-    let env0 = seal_v1(&p.envelope_key, s0, 10, "op-1").unwrap();
+    let env0 = seal_v1(&p.envelope_key, s0, 10, "op-1", &mut rand::rngs::OsRng).unwrap();
     net.redeem(&net.op1, &env0).await.unwrap();
     let late = net.zk_request(0, *index0, s0, 10, "op-1").await;
     assert_eq!(

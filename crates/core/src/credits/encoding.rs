@@ -18,7 +18,6 @@ use std::sync::OnceLock;
 
 use k256::elliptic_curve::PrimeField;
 use k256::{FieldBytes, Scalar};
-use rand::rngs::OsRng;
 use rand::{CryptoRng, RngCore};
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -34,13 +33,15 @@ fn hex_n<const N: usize>(text: &str, what: &'static str) -> Result<[u8; N], Cred
 }
 
 /// The libsecp256k1 context for every point operation, randomized once from the OS (blinding of
-/// fixed-base multiplications, a defence in depth against side channels).
+/// fixed-base multiplications, a defence in depth against side channels). A process-wide
+/// static that changes no result, so it reads [`smpx_os::OsEntropy`] rather than an injected
+/// source.
 fn ctx() -> &'static Secp256k1<All> {
     static CTX: OnceLock<Secp256k1<All>> = OnceLock::new();
     CTX.get_or_init(|| {
         let mut ctx = Secp256k1::new();
         let mut seed = [0u8; 32];
-        OsRng.fill_bytes(&mut seed);
+        smpx_os::Entropy::fill(&smpx_os::OsEntropy, &mut seed);
         ctx.seeded_randomize(&seed);
         seed.zeroize();
         ctx

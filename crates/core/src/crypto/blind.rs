@@ -21,12 +21,13 @@ use std::fmt;
 
 use blind_rsa_signatures::reexports::rsa::traits::PublicKeyParts as _;
 use blind_rsa_signatures::{
-    BlindMessage, BlindSignature as RsaBlindSignature, BlindingResult, DefaultRng,
-    Error as BrsaError, KeyPair, MessageRandomizer, PublicKey, Randomized, Secret, SecretKey,
-    Sha384, Signature, PSS,
+    BlindMessage, BlindSignature as RsaBlindSignature, BlindingResult, Error as BrsaError, KeyPair,
+    MessageRandomizer, PublicKey, Randomized, Secret, SecretKey, Sha384, Signature, PSS,
 };
+use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use smpx_os::Rng010;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::{b64, hex_array, CryptoError};
@@ -48,15 +49,17 @@ pub struct IssuerPublicKey(RsaPk);
 impl IssuerSecretKey {
     /// A fresh key with a `bits`-bit modulus (2048..=4096; issuers should use at least 2048,
     /// the RFC's 4096 for long-lived keys) and e = 65537.
-    pub fn generate(bits: usize) -> Result<Self, CryptoError> {
+    pub fn generate(
+        bits: usize,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Self, CryptoError> {
         if !(MIN_MODULUS_BITS..=4096).contains(&bits) {
             return Err(CryptoError::InvalidKey(
                 "issuer RSA modulus must be 2048 to 4096 bits",
             ));
         }
-        // DefaultRng is the crate's adapter to `rand`'s OS-seeded CSPRNG (its rand_core
-        // version differs from the one the rest of smpx uses).
-        let pair = KeyPair::<Sha384, PSS, Randomized>::generate(&mut DefaultRng, bits)
+        // The crate is on rand_core 0.10, the rest of smpx on 0.6.
+        let pair = KeyPair::<Sha384, PSS, Randomized>::generate(&mut Rng010(rng), bits)
             .map_err(|_| CryptoError::InvalidKey("RSA key generation failed"))?;
         Ok(Self(pair.sk))
     }
@@ -163,17 +166,22 @@ impl IssuerPublicKey {
         }
     }
 
-    /// The wallet's first step: blinds `msg` (the commitment bytes) with fresh OS randomness.
+    /// The wallet's first step: blinds `msg` (the commitment bytes) with fresh randomness from
+    /// `rng`.
     /// Send the [`BlindedMessage`]; keep the [`BlindingState`] secret until
     /// [`IssuerPublicKey::finalize`].
-    pub fn blind(&self, msg: &[u8]) -> Result<(BlindedMessage, BlindingState), CryptoError> {
+    pub fn blind(
+        &self,
+        msg: &[u8],
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<(BlindedMessage, BlindingState), CryptoError> {
         let BlindingResult {
             blind_message,
             secret,
             msg_randomizer,
         } = self
             .0
-            .blind(&mut DefaultRng, msg)
+            .blind(&mut Rng010(rng), msg)
             .map_err(|_| CryptoError::BlindSign)?;
         // Always present for the Randomized variant.
         let msg_randomizer = msg_randomizer.ok_or(CryptoError::BlindSign)?;
@@ -338,7 +346,7 @@ mod tests {
     /// Key generation is slow; tests that only need *a* key share one.
     fn test_key() -> &'static IssuerSecretKey {
         static KEY: OnceLock<IssuerSecretKey> = OnceLock::new();
-        KEY.get_or_init(|| IssuerSecretKey::generate(2048).unwrap())
+        KEY.get_or_init(|| IssuerSecretKey::generate(2048, &mut rand::rngs::OsRng).unwrap())
     }
 
     #[test]
@@ -411,14 +419,14 @@ mod tests {
         let sk = test_key();
         let pk = sk.public_key().unwrap();
         let msg = b"commitment bytes";
-        let (blinded, state) = pk.blind(msg).unwrap();
+        let (blinded, state) = pk.blind(msg, &mut rand::rngs::OsRng).unwrap();
         assert_eq!(blinded.0.len(), pk.modulus_bytes());
         let blind_sig = sk.blind_sign(&blinded).unwrap();
         let sig = pk.finalize(&blind_sig, &state, msg).unwrap();
         pk.verify(&sig, msg).unwrap();
 
         // Blinding is randomized: the issuer sees unrelated values for the same message.
-        let (blinded2, state2) = pk.blind(msg).unwrap();
+        let (blinded2, state2) = pk.blind(msg, &mut rand::rngs::OsRng).unwrap();
         assert_ne!(blinded, blinded2);
         let sig2 = pk
             .finalize(&sk.blind_sign(&blinded2).unwrap(), &state2, msg)
@@ -431,7 +439,7 @@ mod tests {
         let other = rfc_key();
         let other_pk = other.public_key().unwrap();
         assert_eq!(other_pk.verify(&sig, msg), Err(CryptoError::BadSignature));
-        let (blinded_other, state_other) = other_pk.blind(msg).unwrap();
+        let (blinded_other, state_other) = other_pk.blind(msg, &mut rand::rngs::OsRng).unwrap();
         let foreign = other.blind_sign(&blinded_other).unwrap();
         assert!(pk.finalize(&foreign, &state_other, msg).is_err());
         let sig_other = other_pk.finalize(&foreign, &state_other, msg).unwrap();
@@ -476,7 +484,7 @@ mod tests {
 
         assert_eq!(format!("{sk:?}"), "IssuerSecretKey(<redacted>)");
         assert!(format!("{pk:?}").contains("bits: 2048"));
-        let (_, state) = pk.blind(b"x").unwrap();
+        let (_, state) = pk.blind(b"x", &mut rand::rngs::OsRng).unwrap();
         assert_eq!(format!("{state:?}"), "BlindingState(<redacted>)");
     }
 
@@ -553,7 +561,7 @@ mod tests {
             ));
         }
         assert!(matches!(
-            IssuerSecretKey::generate(1024),
+            IssuerSecretKey::generate(1024, &mut rand::rngs::OsRng),
             Err(CryptoError::InvalidKey(_))
         ));
     }
@@ -595,7 +603,7 @@ mod tests {
     fn crypto_blinding_state_survives_storage_between_blind_and_finalize() {
         let sk = test_key();
         let pk = sk.public_key().unwrap();
-        let (blinded, state) = pk.blind(b"c").unwrap();
+        let (blinded, state) = pk.blind(b"c", &mut rand::rngs::OsRng).unwrap();
         let stored = serde_json::to_string(&state).unwrap();
         drop(state);
         let restored: BlindingState = serde_json::from_str(&stored).unwrap();

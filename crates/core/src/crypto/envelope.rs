@@ -13,8 +13,10 @@ use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, HpkeError, Kem as _, OpModeR, OpModeS, Serializable};
+use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use smpx_os::Rng09;
 use zeroize::Zeroize;
 
 use super::{b64, hex_array, CryptoError};
@@ -33,9 +35,9 @@ pub struct HpkeSecretKey(<Kem as hpke::Kem>::PrivateKey);
 pub struct HpkePublicKey(#[serde(with = "hex_array::serde")] pub [u8; 32]);
 
 impl HpkeSecretKey {
-    /// A fresh key from OS randomness.
-    pub fn generate() -> Self {
-        let (sk, _) = Kem::gen_keypair(&mut OsRng09);
+    /// A fresh key from `rng`.
+    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let (sk, _) = Kem::gen_keypair(&mut Rng09(rng));
         Self(sk)
     }
 
@@ -111,12 +113,13 @@ impl Envelope {
     }
 }
 
-/// Encrypts `plaintext` to `pk`, bound to `info` and `aad`.
+/// Encrypts `plaintext` to `pk`, bound to `info` and `aad`, with a fresh `enc` from `rng`.
 pub fn seal(
     pk: &HpkePublicKey,
     info: &[u8],
     aad: &[u8],
     plaintext: &[u8],
+    rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Envelope, CryptoError> {
     let recipient = <Kem as hpke::Kem>::PublicKey::from_bytes(&pk.0)
         .map_err(|_| CryptoError::InvalidKey("HPKE public key must be 32 bytes"))?;
@@ -126,7 +129,7 @@ pub fn seal(
         info,
         plaintext,
         aad,
-        &mut OsRng09,
+        &mut Rng09(rng),
     )
     .map_err(|e| match e {
         // RFC 9180 §7.1.4: a shared secret of all zeros means a low-order public key.
@@ -162,26 +165,6 @@ pub fn open(
     )
     .map_err(|_| CryptoError::Decrypt)
 }
-
-/// `hpke` 0.13 takes a `rand_core` 0.9 RNG while the rest of smpx is on `rand` 0.8; this
-/// forwards to the operating system's generator.
-struct OsRng09;
-
-impl hpke::rand_core::RngCore for OsRng09 {
-    fn next_u32(&mut self) -> u32 {
-        rand::RngCore::next_u32(&mut rand::rngs::OsRng)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        rand::RngCore::next_u64(&mut rand::rngs::OsRng)
-    }
-
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, dst)
-    }
-}
-
-impl hpke::rand_core::CryptoRng for OsRng09 {}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -270,9 +253,19 @@ mod tests {
 
     #[test]
     fn crypto_hpke_seal_open_roundtrip_and_context_binding() {
-        let sk = HpkeSecretKey::generate();
+        let sk = HpkeSecretKey::generate(&mut rand::rngs::OsRng);
         let pk = sk.public_key();
-        let env = seal(&pk, b"smpx/redeem/v1", b"operator-7", b"C||s").unwrap();
+        let seal_c = || {
+            seal(
+                &pk,
+                b"smpx/redeem/v1",
+                b"operator-7",
+                b"C||s",
+                &mut rand::rngs::OsRng,
+            )
+            .unwrap()
+        };
+        let env = seal_c();
         assert_eq!(env.enc.len(), 32);
         assert_eq!(env.ciphertext.len(), 4 + 16);
         assert_eq!(
@@ -289,22 +282,42 @@ mod tests {
             open(&sk, b"smpx/other/v1", b"operator-7", &env),
             Err(CryptoError::Decrypt)
         );
-        let stranger = HpkeSecretKey::generate();
+        let stranger = HpkeSecretKey::generate(&mut rand::rngs::OsRng);
         assert_eq!(
             open(&stranger, b"smpx/redeem/v1", b"operator-7", &env),
             Err(CryptoError::Decrypt)
         );
 
         // Fresh encapsulation each time.
-        let again = seal(&pk, b"smpx/redeem/v1", b"operator-7", b"C||s").unwrap();
+        let again = seal_c();
         assert_ne!(again.enc, env.enc);
         assert_ne!(again.digest(), env.digest());
     }
 
     #[test]
+    fn crypto_hpke_keys_and_envelopes_come_from_the_given_rng_only() {
+        use smpx_os::{Entropy, SeededEntropy};
+        let seal_with = |seed: u64| {
+            let e: &dyn Entropy = &SeededEntropy::new(seed);
+            let sk = HpkeSecretKey::generate(&mut e.rng());
+            let env = seal(&sk.public_key(), b"i", b"a", b"m", &mut e.rng()).unwrap();
+            (sk.to_bytes(), env.enc, env.ciphertext)
+        };
+        assert_eq!(seal_with(1), seal_with(1));
+        assert_ne!(seal_with(1).1, seal_with(2).1);
+    }
+
+    #[test]
     fn crypto_hpke_tampered_or_truncated_ciphertext_is_decrypt_error() {
-        let sk = HpkeSecretKey::generate();
-        let env = seal(&sk.public_key(), b"i", b"a", b"hello world").unwrap();
+        let sk = HpkeSecretKey::generate(&mut rand::rngs::OsRng);
+        let env = seal(
+            &sk.public_key(),
+            b"i",
+            b"a",
+            b"hello world",
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
         for cut in 0..env.ciphertext.len() {
             let truncated = Envelope {
                 enc: env.enc.clone(),
@@ -340,10 +353,13 @@ mod tests {
 
     #[test]
     fn crypto_hpke_keys_and_wire_forms() {
-        let sk = HpkeSecretKey::generate();
+        let sk = HpkeSecretKey::generate(&mut rand::rngs::OsRng);
         let restored = HpkeSecretKey::from_bytes(&sk.to_bytes()).unwrap();
         assert_eq!(restored.public_key(), sk.public_key());
-        assert_ne!(HpkeSecretKey::generate().public_key(), sk.public_key());
+        assert_ne!(
+            HpkeSecretKey::generate(&mut rand::rngs::OsRng).public_key(),
+            sk.public_key()
+        );
         assert!(HpkeSecretKey::from_bytes(&[1; 31]).is_err());
         assert!(HpkeSecretKey::from_bytes(&[]).is_err());
         assert_eq!(format!("{sk:?}"), "HpkeSecretKey(<redacted>)");
@@ -357,7 +373,13 @@ mod tests {
 
         // The all-zero public key is a low-order point: refused when sealing.
         assert!(matches!(
-            seal(&HpkePublicKey([0; 32]), b"", b"", b"x"),
+            seal(
+                &HpkePublicKey([0; 32]),
+                b"",
+                b"",
+                b"x",
+                &mut rand::rngs::OsRng
+            ),
             Err(CryptoError::InvalidKey(_))
         ));
 

@@ -12,8 +12,7 @@ use std::fmt;
 use ark_ff::PrimeField;
 use bip39::{Language, Mnemonic};
 use hkdf::Hkdf;
-use rand::rngs::OsRng;
-use rand::RngCore;
+use rand::{CryptoRng, RngCore};
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -29,10 +28,10 @@ const VOUCHER_SECRET_SALT: &[u8] = b"smpx/voucher-secret/v1";
 pub struct WalletSeed([u8; 64]);
 
 impl WalletSeed {
-    /// A new 24-word English recovery phrase (256 bits of fresh OS randomness).
-    pub fn generate_mnemonic() -> String {
+    /// A new 24-word English recovery phrase (256 bits from `rng`).
+    pub fn generate_mnemonic(rng: &mut (impl RngCore + CryptoRng)) -> String {
         let mut entropy = [0u8; 32];
-        OsRng.fill_bytes(&mut entropy);
+        rng.fill_bytes(&mut entropy);
         let phrase = match Mnemonic::from_entropy_in(Language::English, &entropy) {
             Ok(m) => m.to_string(),
             // 256 bits is one of the five entropy sizes BIP-39 defines.
@@ -145,8 +144,8 @@ mod tests {
 
     #[test]
     fn crypto_bip39_generated_phrase_is_24_valid_words_and_fresh() {
-        let a = WalletSeed::generate_mnemonic();
-        let b = WalletSeed::generate_mnemonic();
+        let a = WalletSeed::generate_mnemonic(&mut rand::rngs::OsRng);
+        let b = WalletSeed::generate_mnemonic(&mut rand::rngs::OsRng);
         assert_eq!(a.split(' ').count(), 24);
         assert_ne!(a, b);
         assert!(WalletSeed::from_mnemonic(&a).is_ok());
@@ -154,7 +153,7 @@ mod tests {
 
     #[test]
     fn crypto_bip39_restore_is_deterministic() {
-        let phrase = WalletSeed::generate_mnemonic();
+        let phrase = WalletSeed::generate_mnemonic(&mut rand::rngs::OsRng);
         let original = WalletSeed::from_mnemonic(&phrase).unwrap();
         // Typed back from paper: odd spacing, line breaks, capitals.
         let retyped = format!("  {}\n", phrase.to_uppercase().replace(' ', " \t "));
@@ -170,7 +169,9 @@ mod tests {
             original.voucher_secret(0).to_fr(),
             original.voucher_secret(1).to_fr()
         );
-        let other = WalletSeed::from_mnemonic(&WalletSeed::generate_mnemonic()).unwrap();
+        let other =
+            WalletSeed::from_mnemonic(&WalletSeed::generate_mnemonic(&mut rand::rngs::OsRng))
+                .unwrap();
         assert_ne!(
             original.voucher_secret(0).to_fr(),
             other.voucher_secret(0).to_fr()

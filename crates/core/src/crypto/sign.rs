@@ -9,7 +9,7 @@
 use std::fmt;
 
 use ed25519_dalek::{Signer as _, SigningKey as DalekSigningKey};
-use rand::rngs::OsRng;
+use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use super::{hex_array, CryptoError};
@@ -33,9 +33,9 @@ pub struct VerifyingKey(#[serde(with = "hex_array::serde")] pub [u8; 32]);
 pub struct Signature64(#[serde(with = "hex_array::serde")] pub [u8; 64]);
 
 impl SigningKey {
-    /// A fresh key from OS randomness.
-    pub fn generate() -> Self {
-        Self(DalekSigningKey::generate(&mut OsRng))
+    /// A fresh key from `rng`.
+    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        Self(DalekSigningKey::generate(rng))
     }
 
     /// From the 32-byte RFC 8032 secret key (seed).
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn crypto_ed25519_domain_separation() {
-        let sk = SigningKey::generate();
+        let sk = SigningKey::generate(&mut rand::rngs::OsRng);
         let vk = sk.verifying_key();
         let sig = sk.sign("a", b"receipt");
         vk.verify("a", b"receipt", &sig).unwrap();
@@ -163,7 +163,7 @@ mod tests {
             Err(CryptoError::BadSignature)
         );
         // Another key.
-        let other = SigningKey::generate().verifying_key();
+        let other = SigningKey::generate(&mut rand::rngs::OsRng).verifying_key();
         assert_eq!(
             other.verify("a", b"receipt", &sig),
             Err(CryptoError::BadSignature)
@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn crypto_ed25519_malformed_keys_and_signatures() {
-        let sk = SigningKey::generate();
+        let sk = SigningKey::generate(&mut rand::rngs::OsRng);
         let sig = sk.sign("d", b"m");
         // Roughly half of all y coordinates have no point on edwards25519; take the first.
         let not_a_point = (2u8..=255)
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn crypto_ed25519_wire_forms_and_redaction() {
-        let sk = SigningKey::generate();
+        let sk = SigningKey::generate(&mut rand::rngs::OsRng);
         assert_eq!(format!("{sk:?}"), "SigningKey(<redacted>)");
         let restored = SigningKey::from_bytes(&sk.to_bytes());
         assert_eq!(restored.verifying_key(), sk.verifying_key());

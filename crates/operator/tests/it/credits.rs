@@ -61,7 +61,7 @@ struct Coordinator {
 }
 
 async fn coordinator() -> Coordinator {
-    let key = Arc::new(SigningKey::generate());
+    let key = Arc::new(SigningKey::generate(&mut rand::rngs::OsRng));
     let calls = Arc::new(AtomicU64::new(0));
     let params = ParamsResponse {
         params: NetworkParams::default(),

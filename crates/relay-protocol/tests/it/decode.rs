@@ -262,8 +262,8 @@ proptest! {
         m in id(),
         marker in any::<bool>(),
     ) {
-        let server = crypto::x25519_secret();
-        let recipient = crypto::x25519_secret();
+        let server = crypto::x25519_secret(&mut rand::rngs::OsRng);
+        let recipient = crypto::x25519_secret(&mut rand::rngs::OsRng);
         let a = DeliveryKey::for_relay(&server, &crypto::x25519_public(&recipient)).unwrap();
         let b = DeliveryKey::for_recipient(&recipient, &crypto::x25519_public(&server)).unwrap();
         let content = if marker { Content::QuotaExceeded } else { Content::Body(body) };

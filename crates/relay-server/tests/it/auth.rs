@@ -101,7 +101,7 @@ async fn new_must_be_signed_by_the_key_it_registers() {
     let cmd = Command::New {
         recipient_key: key.verifying_key().to_bytes(),
         recipient_dh: smpx_relay_protocol::crypto::x25519_public(
-            &smpx_relay_protocol::crypto::x25519_secret(),
+            &smpx_relay_protocol::crypto::x25519_secret(&mut rand::rngs::OsRng),
         ),
     };
     let r = c.call(None, Some(&signing_key()), &cmd).await;

@@ -187,7 +187,7 @@ async fn only_the_owner_posts_and_unknown_ids_are_auth() {
         .await,
         Response::Err(ErrorCode::Cmd(CmdError::Syntax))
     );
-    let dh = crypto::x25519_public(&crypto::x25519_secret());
+    let dh = crypto::x25519_public(&crypto::x25519_secret(&mut rand::rngs::OsRng));
     let join = Command::Join {
         recipient_key: key.verifying_key().to_bytes(),
         recipient_dh: dh,
@@ -352,8 +352,8 @@ async fn inactive_members_are_not_billed() {
     let mut idle = Vec::new();
     for _ in 0..3 {
         let key = signing_key();
-        let dh_secret = crypto::x25519_secret();
-        let server_secret = crypto::x25519_secret();
+        let dh_secret = crypto::x25519_secret(&mut rand::rngs::OsRng);
+        let server_secret = crypto::x25519_secret(&mut rand::rngs::OsRng);
         let m = NewQueue {
             recipient_id: EntityId(rand::random()),
             sender_id: EntityId(rand::random()),

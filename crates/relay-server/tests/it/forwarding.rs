@@ -141,8 +141,13 @@ async fn tampered_replayed_and_non_send_forwards_are_refused() {
         r => panic!("{r:?}"),
     };
     assert_eq!(&key.session_id, proxy.session_id());
-    key.verify(&PinnedChain, &b.address.fingerprint, now())
-        .unwrap();
+    key.verify(
+        &PinnedChain,
+        &b.address.fingerprint,
+        now(),
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
 
     let corr = CorrId([3; 24]);
     let send = Command::Send {
@@ -152,7 +157,8 @@ async fn tampered_replayed_and_non_send_forwards_are_refused() {
         None,
         &signed_part(&corr, Some(&q.sender_id), &send.encode()),
     );
-    let (payload, response_key) = forward::seal_request(&key, &inner).unwrap();
+    let (payload, response_key) =
+        forward::seal_request(&key, &inner, &mut rand::rngs::OsRng).unwrap();
 
     // Tampered by the proxy: refused, nothing stored.
     let mut tampered = payload.clone();
@@ -167,7 +173,7 @@ async fn tampered_replayed_and_non_send_forwards_are_refused() {
     );
     // Another ephemeral key substituted: the AEAD fails too.
     let mut other_eph = payload.clone();
-    other_eph.eph = crypto::x25519_public(&crypto::x25519_secret());
+    other_eph.eph = crypto::x25519_public(&crypto::x25519_secret(&mut rand::rngs::OsRng));
     assert_eq!(
         relay_err(
             proxy
@@ -216,7 +222,7 @@ async fn tampered_replayed_and_non_send_forwards_are_refused() {
         r => panic!("{r:?}"),
     };
     assert_ne!(key2.dh, key.dh);
-    let (again, _) = forward::seal_request(&key, &inner).unwrap();
+    let (again, _) = forward::seal_request(&key, &inner, &mut rand::rngs::OsRng).unwrap();
     assert_eq!(
         relay_err(
             proxy2
@@ -234,7 +240,8 @@ async fn tampered_replayed_and_non_send_forwards_are_refused() {
     );
     let sig = crypto::sign(&q.recipient_key, &key.session_id, &sub);
     let inner = encode_transmission(Some(&sig), &sub);
-    let (payload, response_key) = forward::seal_request(&key, &inner).unwrap();
+    let (payload, response_key) =
+        forward::seal_request(&key, &inner, &mut rand::rngs::OsRng).unwrap();
     let sealed = match proxy
         .request(None, None, &Command::RelayForward(payload))
         .await
@@ -251,7 +258,7 @@ async fn tampered_replayed_and_non_send_forwards_are_refused() {
     );
     // RFWD before any RKEY on a connection: no key yet.
     let (proxy3, _) = connect(&b).await;
-    let (p3, _) = forward::seal_request(&key, &inner).unwrap();
+    let (p3, _) = forward::seal_request(&key, &inner, &mut rand::rngs::OsRng).unwrap();
     assert_eq!(
         relay_err(proxy3.request(None, None, &Command::RelayForward(p3)).await),
         ErrorCode::Proxy(ProxyError::NoSession)
@@ -310,33 +317,58 @@ async fn key_material_is_checked_against_the_fingerprint_and_signature() {
     };
     let (_pb, kb) = rkey(&b).await;
     let (_pc, kc) = rkey(&c).await;
-    kb.verify(&PinnedChain, &b.address.fingerprint, now())
-        .unwrap();
+    kb.verify(
+        &PinnedChain,
+        &b.address.fingerprint,
+        now(),
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
     // C's genuine material is not B's.
     assert!(matches!(
-        kc.verify(&PinnedChain, &b.address.fingerprint, now()),
+        kc.verify(
+            &PinnedChain,
+            &b.address.fingerprint,
+            now(),
+            &mut rand::rngs::OsRng
+        ),
         Err(ForwardError::Chain(
             CertRejection::FingerprintMismatch { .. }
         ))
     ));
     // B's chain with another X25519 key (a proxy substituting its own): bad signature.
     let mut swapped = kb.clone();
-    swapped.dh = crypto::x25519_public(&crypto::x25519_secret());
+    swapped.dh = crypto::x25519_public(&crypto::x25519_secret(&mut rand::rngs::OsRng));
     assert_eq!(
-        swapped.verify(&PinnedChain, &b.address.fingerprint, now()),
+        swapped.verify(
+            &PinnedChain,
+            &b.address.fingerprint,
+            now(),
+            &mut rand::rngs::OsRng
+        ),
         Err(ForwardError::Signature)
     );
     let mut other_session = kb.clone();
     other_session.session_id[0] ^= 1;
     assert_eq!(
-        other_session.verify(&PinnedChain, &b.address.fingerprint, now()),
+        other_session.verify(
+            &PinnedChain,
+            &b.address.fingerprint,
+            now(),
+            &mut rand::rngs::OsRng
+        ),
         Err(ForwardError::Signature)
     );
     // B's CA with C's online certificate: not signed by B's CA.
     let mut mixed = kb.clone();
     mixed.online_cert = kc.online_cert.clone();
     assert!(matches!(
-        mixed.verify(&PinnedChain, &b.address.fingerprint, now()),
+        mixed.verify(
+            &PinnedChain,
+            &b.address.fingerprint,
+            now(),
+            &mut rand::rngs::OsRng
+        ),
         Err(ForwardError::Chain(CertRejection::NotSignedByCa(_)))
     ));
     // Long after the online certificate expired.
@@ -344,7 +376,8 @@ async fn key_material_is_checked_against_the_fingerprint_and_signature() {
         kb.verify(
             &PinnedChain,
             &b.address.fingerprint,
-            now() + 5 * 365 * 86_400
+            now() + 5 * 365 * 86_400,
+            &mut rand::rngs::OsRng
         ),
         Err(ForwardError::Chain(CertRejection::OnlineCertExpired))
     ));
@@ -472,6 +505,7 @@ async fn unreachable_bad_and_disabled_destinations_are_typed_errors() {
             r => panic!("{r:?}"),
         },
         b"x",
+        &mut rand::rngs::OsRng,
     )
     .unwrap();
     let r = sender

@@ -218,6 +218,51 @@ async fn oversized_bodies_are_large_msg() {
 }
 
 #[tokio::test]
+async fn under_a_manual_clock_messages_expire_exactly_after_the_retention() {
+    use smpx_os::{Clock, ManualClock};
+    // Far from the system's time: a message stamped by the system clock would not expire.
+    let clock = ManualClock::new(1_000_000);
+    let cfg = test_config().with_clock(Arc::new(clock.clone()));
+    let retention = cfg.retention_secs;
+    let (relay, addr) = start(cfg).await;
+    let (c, _) = client(addr).await;
+    let q = c.create_queue().await.unwrap();
+    c.send(&q.sender_id, None, b"m").await.unwrap();
+    clock.advance(retention);
+    assert_eq!(
+        relay.expire_once(clock.now()).await.unwrap(),
+        0,
+        "kept the whole retention"
+    );
+    clock.advance(1);
+    // The background task reads the same clock.
+    let task = relay.spawn_expiry();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while relay.stats().snapshot().messages_expired == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(c.get(&q).await.unwrap(), None);
+    relay.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn ids_and_queue_keys_come_from_the_injected_entropy() {
+    let ids = |seed: u64| async move {
+        let cfg = test_config().with_entropy(Arc::new(smpx_os::SeededEntropy::new(seed)));
+        let (_relay, addr) = start(cfg).await;
+        let (c, _) = client(addr).await;
+        let q = c.create_queue().await.unwrap();
+        (q.recipient_id, q.sender_id, q.server_dh)
+    };
+    assert_eq!(ids(9).await, ids(9).await);
+    assert_ne!(ids(9).await.0, ids(10).await.0);
+}
+
+#[tokio::test]
 async fn expiry_removes_old_messages() {
     let (relay, addr) = start(test_config()).await;
     let (c, _) = client(addr).await;

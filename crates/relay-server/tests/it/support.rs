@@ -74,6 +74,7 @@ pub fn client_config() -> ClientConfig {
         request_timeout: Duration::from_secs(10),
         ping_interval: None,
         idle_timeout: Duration::from_secs(60),
+        ..ClientConfig::default()
     }
 }
 
@@ -221,7 +222,7 @@ pub async fn raw_new_queue(
     c: &mut RawConn,
 ) -> (EntityId, EntityId, [u8; 32], SigningKey, [u8; 32]) {
     let key = signing_key();
-    let dh = crypto::x25519_secret();
+    let dh = crypto::x25519_secret(&mut rand::rngs::OsRng);
     let cmd = Command::New {
         recipient_key: key.verifying_key().to_bytes(),
         recipient_dh: crypto::x25519_public(&dh),

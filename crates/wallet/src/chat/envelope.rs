@@ -10,7 +10,6 @@
 use super::{corrupt, ChatError, Role};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smpx_relay_protocol::MAX_BODY;
@@ -81,15 +80,15 @@ fn direction_byte(to: Role) -> u8 {
 }
 
 /// `v ‖ kind ‖ [acceptor's X25519 public key, in a hello] ‖ nonce ‖ ciphertext`, under a
-/// fresh random nonce.
+/// fresh random nonce from `entropy`.
 pub(super) fn seal_envelope(
     key: &[u8; 32],
     hello_public: Option<&[u8; 32]>,
     to: Role,
     payload: &Payload,
+    entropy: &dyn smpx_os::Entropy,
 ) -> Result<Vec<u8>, ChatError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let nonce: [u8; NONCE_LEN] = entropy.bytes();
     seal_envelope_with_nonce(key, hello_public, to, payload, &nonce)
 }
 
@@ -187,7 +186,17 @@ mod tests {
     #[test]
     fn envelopes_open_only_with_the_key_and_direction_and_have_one_size() {
         let key = [3u8; 32];
-        let short = seal_envelope(&key, None, Role::Inviter, &Payload::Ready).unwrap();
+        let ready = || {
+            seal_envelope(
+                &key,
+                None,
+                Role::Inviter,
+                &Payload::Ready,
+                &smpx_os::OsEntropy,
+            )
+            .unwrap()
+        };
+        let short = ready();
         let long = seal_envelope(
             &key,
             None,
@@ -196,6 +205,7 @@ mod tests {
                 text: "x".repeat(MAX_TEXT),
                 sent_at: 1,
             },
+            &smpx_os::OsEntropy,
         )
         .unwrap();
         assert_eq!(short.len(), long.len());
@@ -208,7 +218,7 @@ mod tests {
         assert!(open_envelope(&key, &short, h, Role::Acceptor).is_none());
         assert!(open_envelope(&[4u8; 32], &short, h, Role::Inviter).is_none());
         // Two seals of one payload share no ciphertext (fresh nonces).
-        let again = seal_envelope(&key, None, Role::Inviter, &Payload::Ready).unwrap();
+        let again = ready();
         assert_ne!(short, again);
     }
 

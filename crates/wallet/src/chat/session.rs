@@ -9,7 +9,7 @@ use super::store::{
 use super::wire::Invitation;
 use super::{arr, corrupt, peer_role, ChatError, Role};
 use crate::relay_pay::RelayPayment;
-use crate::wallet::{unix_now, Wallet};
+use crate::wallet::Wallet;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use smpx_relay_client::{
     connect_tls, Client, ClientConfig, ClientError, Event, Events, RecipientQueue,
@@ -94,7 +94,9 @@ impl Wallet {
     pub fn chat(&self) -> Chat<'_> {
         Chat {
             wallet: self,
-            config: ClientConfig::default(),
+            config: ClientConfig::default()
+                .with_clock(self.clock().clone())
+                .with_entropy(self.entropy().clone()),
             direct: false,
         }
     }
@@ -107,7 +109,8 @@ struct Subscribed {
 }
 
 impl<'w> Chat<'w> {
-    /// Timings of relay connections (default: [`ClientConfig::default`]).
+    /// Timings of relay connections (default: [`ClientConfig::default`] with the wallet's
+    /// clock and entropy; a config given here brings its own).
     pub fn with_client_config(mut self, config: ClientConfig) -> Self {
         self.config = config;
         self
@@ -180,13 +183,15 @@ impl<'w> Chat<'w> {
             .create_queue()
             .await
             .map_err(|e| relay_error(relay, e))?;
-        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret(
+            &mut self.wallet.entropy().rng(),
+        ));
         let e2e_public = smpx_relay_protocol::crypto::x25519_public(&e2e_secret);
         let name = match name {
             Some(n) => n.to_owned(),
             None => format!("invite-{}", hex::encode(&q.recipient_id.0[..4])),
         };
-        let now = crate::db::to_i64(unix_now())?;
+        let now = crate::db::to_i64(self.wallet.now())?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO chat_contacts (name, role, state, my_relay, my_recipient_id, \
              my_sender_id, my_server_dh, my_e2e_public, my_secrets_enc, created_at, updated_at) \
@@ -216,7 +221,7 @@ impl<'w> Chat<'w> {
             state: ContactState::Invited,
             my_relay: relay.to_string(),
             peer_relay: None,
-            created_at: unix_now(),
+            created_at: self.wallet.now(),
         };
         Ok((contact, invitation.to_string()))
     }
@@ -233,7 +238,9 @@ impl<'w> Chat<'w> {
     ) -> Result<Contact, ChatError> {
         let inv: Invitation = invitation.parse()?;
         self.name_free(name).await?;
-        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret());
+        let e2e_secret = Zeroizing::new(smpx_relay_protocol::crypto::x25519_secret(
+            &mut self.wallet.entropy().rng(),
+        ));
         let e2e_public = smpx_relay_protocol::crypto::x25519_public(&e2e_secret);
         let key = e2e_key(&e2e_secret, &e2e_public, &inv.e2e_public, Role::Acceptor)
             .ok_or(ChatError::BadInvitation("unusable key"))?;
@@ -243,15 +250,15 @@ impl<'w> Chat<'w> {
             .create_queue()
             .await
             .map_err(|e| relay_error(my_relay, e))?;
-        let my_send_key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let their_send_key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let my_send_key = SigningKey::generate(&mut self.wallet.entropy().rng());
+        let their_send_key = SigningKey::generate(&mut self.wallet.entropy().rng());
         client
             .secure(&q, &their_send_key.verifying_key())
             .await
             .map_err(|e| relay_error(my_relay, e))?;
 
         // Stored before the hello goes out: a crash after sending keeps the keys.
-        let now = crate::db::to_i64(unix_now())?;
+        let now = crate::db::to_i64(self.wallet.now())?;
         let send_key_enc = self
             .wallet
             .vault_key()
@@ -291,7 +298,13 @@ impl<'w> Chat<'w> {
             reply_send_key: their_secret.to_string(),
         };
         let sent = async {
-            let body = seal_envelope(&key, Some(&e2e_public), Role::Inviter, &hello)?;
+            let body = seal_envelope(
+                &key,
+                Some(&e2e_public),
+                Role::Inviter,
+                &hello,
+                &**self.wallet.entropy(),
+            )?;
             self.deliver(
                 my_relay,
                 Some(&client),
@@ -319,7 +332,7 @@ impl<'w> Chat<'w> {
             state: ContactState::Accepted,
             my_relay: my_relay.to_string(),
             peer_relay: Some(inv.relay.to_string()),
-            created_at: unix_now(),
+            created_at: self.wallet.now(),
         })
     }
 
@@ -351,7 +364,7 @@ impl<'w> Chat<'w> {
         let key = self
             .e2e(&row, &peer_public)?
             .ok_or_else(|| corrupt("peer key"))?;
-        let sent_at = unix_now();
+        let sent_at = self.wallet.now();
         let body = seal_envelope(
             &key,
             None,
@@ -360,6 +373,7 @@ impl<'w> Chat<'w> {
                 text: text.to_owned(),
                 sent_at,
             },
+            &**self.wallet.entropy(),
         )?;
         let send_key = self.send_key(&row)?;
         match self
@@ -611,7 +625,7 @@ impl<'w> Chat<'w> {
                 .bind(reply.sender_id.0.to_vec())
                 .bind(peer_public.to_vec())
                 .bind(&send_key_enc)
-                .bind(crate::db::to_i64(unix_now())?)
+                .bind(crate::db::to_i64(self.wallet.now())?)
                 .bind(row.id)
                 .execute(self.wallet.pool())
                 .await?;
@@ -679,7 +693,13 @@ impl<'w> Chat<'w> {
         let (Some(relay), Some(sid)) = (&row.peer_relay, row.peer_sender_id) else {
             return Ok(());
         };
-        let body = seal_envelope(key, None, peer_role(row.role), &Payload::Ready)?;
+        let body = seal_envelope(
+            key,
+            None,
+            peer_role(row.role),
+            &Payload::Ready,
+            &**self.wallet.entropy(),
+        )?;
         self.deliver(&row.my_relay, None, relay, &sid, Some(send_key), &body)
             .await
     }

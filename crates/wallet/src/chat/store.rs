@@ -4,7 +4,6 @@
 use super::envelope::e2e_key;
 use super::session::Chat;
 use super::{arr, corrupt, ChatError, Role};
-use crate::wallet::unix_now;
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use smpx_relay_client::RecipientQueue;
@@ -350,7 +349,7 @@ impl Chat<'_> {
         text: &str,
         sent_at: u64,
     ) -> Result<Option<ChatMessage>, ChatError> {
-        let at = unix_now();
+        let at = self.wallet.now();
         let enc = self
             .wallet
             .vault_key()
@@ -387,7 +386,7 @@ impl Chat<'_> {
     ) -> Result<(), ChatError> {
         sqlx::query("UPDATE chat_contacts SET state = ?, updated_at = ? WHERE id = ?")
             .bind(state.as_str())
-            .bind(crate::db::to_i64(unix_now())?)
+            .bind(crate::db::to_i64(self.wallet.now())?)
             .bind(row.id)
             .execute(self.wallet.pool())
             .await?;

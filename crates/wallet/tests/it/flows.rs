@@ -381,7 +381,7 @@ async fn receipts_that_do_not_verify_are_refused() {
     let v = w.buy(net.c(), net.i(), 10, Payment::Devnet).await.unwrap();
 
     // A publish receipt signed by someone else.
-    let stranger = SigningKey::generate();
+    let stranger = SigningKey::generate(&mut rand::rngs::OsRng);
     net.coordinator
         .rewrite_next("POST", "/v1/vouchers", move |s| {
             let body = resign::<PublishReceipt>(&s.answer, PUBLISH_DOMAIN, &stranger, |_| {});
