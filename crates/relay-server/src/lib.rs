@@ -168,7 +168,9 @@ impl Acceptor for smpx_relay_transport::TlsAcceptor {
     async fn accept(&self, tcp: TcpStream) -> std::io::Result<(Self::Stream, SessionId)> {
         // Blocks are latency-sensitive; failing to set it is harmless.
         let _ = tcp.set_nodelay(true);
-        smpx_relay_transport::accept(self, tcp)
+        // No limit of its own: the relay's `handshake_timeout` (relay.toml's
+        // `handshake_timeout_secs`) bounds the whole accept, TLS included.
+        smpx_relay_transport::accept_with_timeout(self, tcp, Duration::MAX)
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
     }

@@ -555,3 +555,31 @@ async fn the_destination_rotates_its_key_and_the_client_sets_the_session_up_agai
     // The recipient's connection, then A's first and its replacements.
     assert!(bs.connections_total >= 3, "{bs:?}");
 }
+
+/// A TCP connection that never starts TLS is closed when the relay's configured handshake
+/// time is up, not at the transport's default (it once was a hard-coded 10 s).
+#[tokio::test(start_paused = true)]
+async fn the_configured_handshake_timeout_governs_tls() {
+    let r = tls_relay(|_| ServerConfig {
+        handshake_timeout: Duration::from_secs(30),
+        ..test_config()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", r.address.port))
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut got),
+    )
+    .await
+    .expect("the relay closed the connection");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
+        "closed after {waited:?}"
+    );
+    assert_eq!(r.relay.stats().snapshot().connections_timed_out, 1);
+}
