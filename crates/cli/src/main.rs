@@ -915,8 +915,8 @@ fn read_passphrase(file: Option<&Path>, confirm: bool) -> Result<String> {
 /// Asks on the terminal; without one, says which other ways there are.
 fn prompt(question: &str) -> Result<String> {
     rpassword::prompt_password(question).map_err(|e| {
-        let no_terminal = matches!(e.raw_os_error(), Some(6 | 2)) // ENXIO, ENOENT: no /dev/tty
-            || e.kind() == std::io::ErrorKind::NotFound;
+        // No /dev/tty: ENXIO without a controlling terminal, ENOENT without the device.
+        let no_terminal = e.raw_os_error() == Some(6) || e.kind() == std::io::ErrorKind::NotFound;
         if no_terminal {
             anyhow::anyhow!(
                 "the wallet passphrase is needed and there is no terminal to ask on: \

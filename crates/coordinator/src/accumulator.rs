@@ -16,6 +16,7 @@ use smpx_core::ErrorCode;
 use smpx_http::Path;
 use smpx_http::{ApiError, ApiResult, Json, Query};
 use smpx_store::coordinator::MmrRow;
+use smpx_store::StoreError;
 use std::sync::Arc;
 
 type AppState = State<Arc<Coordinator>>;
@@ -59,14 +60,11 @@ pub(crate) async fn mmrs(State(c): AppState) -> ApiResult<Json<MmrListResponse>>
     }))
 }
 
-/// A query number the schema documents as int64: above `i64::MAX` it is refused (rather
-/// than answered with an empty page, or reaching the store).
+/// A query number the schema documents as int64: above `i64::MAX` it is refused as the
+/// store refuses one ([`StoreError::OutOfRange`]), before any lookup.
 fn int64(v: u64, name: &str) -> ApiResult<u64> {
     if i64::try_from(v).is_err() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("{name} is larger than 9223372036854775807"),
-        ));
+        return Err(store_err(StoreError::OutOfRange(name.to_owned())));
     }
     Ok(v)
 }

@@ -9,7 +9,6 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
-use sha2::Digest as _;
 use smpx_core::api::*;
 use smpx_core::crypto::b64;
 use smpx_core::crypto::blind::IssuerPublicKey;
@@ -296,8 +295,7 @@ pub(crate) async fn publish(
     let now = c.now();
     // The identical request again (a retry after a lost answer) gets the stored receipt;
     // any other request for a published commitment is refused.
-    let digest: [u8; 32] =
-        sha2::Sha256::digest(serde_json::to_vec(&req).map_err(ApiError::internal)?).into();
+    let digest = req.digest();
     if let Some((stored, receipt)) = c
         .store
         .publish_receipt(&req.commitment.0 .0)

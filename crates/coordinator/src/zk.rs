@@ -66,6 +66,18 @@ fn record(dir: &Path, keys: &ZkKeys) {
     }
 }
 
+/// Verifies a serialised transcript in full for `levels`; its verifying key.
+fn verify(
+    bytes: &[u8],
+    levels: u32,
+    progress: &dyn smpx_ceremony::Progress,
+) -> Result<smpx_zk::VerifyingKey, smpx_zk::ZkError> {
+    let transcript =
+        smpx_ceremony::Transcript::from_bytes(bytes).map_err(smpx_zk::ZkError::from)?;
+    let (_, vk) = smpx_zk::ceremony::verified_keys(levels, &transcript, progress)?;
+    Ok(vk)
+}
+
 /// Most proofs checked in one batch.
 const MAX_BATCH: usize = 256;
 
@@ -116,12 +128,14 @@ impl ZkKeys {
             path: path.display().to_string(),
             source,
         };
+        // Hashed once: the digest both finds the record and is served in `GET /v1/zk`.
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if let Some(vk) = recorded(dir, &sha256, levels) {
             tracing::info!(transcript_sha256 = %sha256, "this transcript verified before; not verifying it again");
-            return Self::from_verified(bytes, &vk).map(Some).map_err(rejected);
+            return Self::keys(bytes, &vk, sha256).map(Some).map_err(rejected);
         }
-        let keys = Self::from_transcript(bytes, levels, progress).map_err(rejected)?;
+        let vk = verify(&bytes, levels, progress).map_err(rejected)?;
+        let keys = Self::keys(bytes, &vk, sha256).map_err(rejected)?;
         record(dir, &keys);
         Ok(Some(keys))
     }
@@ -132,9 +146,7 @@ impl ZkKeys {
         levels: u32,
         progress: &dyn smpx_ceremony::Progress,
     ) -> Result<ZkKeys, smpx_zk::ZkError> {
-        let transcript =
-            smpx_ceremony::Transcript::from_bytes(&bytes).map_err(smpx_zk::ZkError::from)?;
-        let (_, vk) = smpx_zk::ceremony::verified_keys(levels, &transcript, progress)?;
+        let vk = verify(&bytes, levels, progress)?;
         Self::from_verified(bytes, &vk)
     }
 
@@ -145,11 +157,20 @@ impl ZkKeys {
         bytes: Vec<u8>,
         vk: &smpx_zk::VerifyingKey,
     ) -> Result<ZkKeys, smpx_zk::ZkError> {
-        let levels = vk.levels();
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        Self::keys(bytes, vk, sha256)
+    }
+
+    /// The keys of a verified transcript whose SHA-256 (hex) is `transcript_sha256`.
+    fn keys(
+        bytes: Vec<u8>,
+        vk: &smpx_zk::VerifyingKey,
+        transcript_sha256: String,
+    ) -> Result<ZkKeys, smpx_zk::ZkError> {
         let info = ZkInfo {
-            levels,
+            levels: vk.levels(),
             verifying_key: b64::encode(&vk.to_bytes()?),
-            transcript_sha256: hex::encode(Sha256::digest(&bytes)),
+            transcript_sha256,
             transcript_bytes: bytes.len() as u64,
         };
         Ok(ZkKeys {

@@ -222,60 +222,21 @@ pub(crate) async fn connect(path: &Path) -> Result<SqlitePool, WalletError> {
         .await?)
 }
 
-/// A consistent copy of the open wallet at `dest` (SQLite's `VACUUM INTO`: every committed
-/// write, those still in the `-wal` file too, and nothing half-written), readable only by its
-/// owner. Refuses to overwrite `dest`.
+/// Copies the open wallet into `dest`, an empty file the caller created (SQLite's `VACUUM
+/// INTO` fills an empty file): every committed write, those still in the `-wal` file too, and
+/// nothing half-written.
 pub(crate) async fn backup(pool: &SqlitePool, dest: &Path) -> Result<(), WalletError> {
-    if dest.exists() {
-        return Err(WalletError::AlreadyExists(dest.to_path_buf()));
-    }
     let name = dest.to_str().ok_or_else(|| {
         WalletError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("{} is not a UTF-8 path", dest.display()),
         ))
     })?;
-    // Created empty and private first (VACUUM INTO fills an empty file), so the copy is
-    // never readable by others.
-    create_private(dest)?;
-    let copied = sqlx::query("VACUUM INTO ?").bind(name).execute(pool).await;
-    if let Err(e) = copied {
-        let _ = std::fs::remove_file(dest);
-        return Err(e.into());
-    }
-    restrict(dest)?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(name)
+        .execute(pool)
+        .await?;
     std::fs::File::open(dest)?.sync_all()?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn create_private(p: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(p)
-        .map(drop)
-}
-
-#[cfg(not(unix))]
-fn create_private(p: &Path) -> std::io::Result<()> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(p)
-        .map(drop)
-}
-
-#[cfg(unix)]
-fn restrict(p: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
-}
-
-#[cfg(not(unix))]
-fn restrict(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -278,7 +278,13 @@ impl Wallet {
     /// what is still in the `-wal` file; copying `wallet.db` alone can miss that. The copy
     /// opens with the same passphrase.
     pub async fn backup(&self, dest: &Path) -> Result<(), WalletError> {
-        db::backup(&self.pool, dest).await
+        // Made empty and private first, refusing an existing file (atomically).
+        create_file(dest)?;
+        let copied = db::backup(&self.pool, dest).await;
+        if copied.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        copied
     }
 
     // ---------------------------------------------------------------------------------------
