@@ -2,6 +2,7 @@
 
 mod chat;
 mod credits;
+mod publish;
 use smpx_cli::relay;
 
 use anyhow::{bail, Context, Result};
@@ -289,14 +290,22 @@ enum WalletCmd {
         /// …or with the devnet backend (no money; devnet issuers only).
         #[arg(long)]
         devnet_payment: bool,
+        /// When to publish it (by default a random time 1 to 12 hours from now).
+        #[command(flatten)]
+        when: publish::When,
     },
-    /// Publish a bought voucher to the coordinator, after an optional random delay.
+    /// Publish a bought voucher whose scheduled time has come (`--no-delay`: now), or
+    /// reschedule it (`--delay-min`/`--delay-max`).
     Publish {
         id: i64,
-        /// Wait a random time up to this many seconds first, to mask when it was bought (0:
-        /// publish at once; at most 30 days).
-        #[arg(long, default_value_t = 0)]
-        max_delay: u64,
+        #[command(flatten)]
+        when: publish::When,
+    },
+    /// Publish every bought voucher whose scheduled time has come, in random order.
+    Sync {
+        /// Keep running until every bought voucher is published, waiting for each one's time.
+        #[arg(long)]
+        wait: bool,
     },
     /// List vouchers and their states.
     List,
@@ -987,6 +996,7 @@ async fn wallet(args: WalletArgs) -> Result<()> {
             denomination,
             code,
             devnet_payment,
+            when,
         } => {
             let payment = match (code, devnet_payment) {
                 (Some(code), _) => Payment::TopupCode { code },
@@ -996,33 +1006,20 @@ async fn wallet(args: WalletArgs) -> Result<()> {
             let v = w
                 .buy(&args.coordinator, &issuer, denomination, payment)
                 .await?;
+            let v = publish::after_buy(&w, &args.coordinator, v, &when).await?;
             if json {
                 print_json(&v)?;
             } else {
                 println!(
-                    "bought voucher #{} ({} credits); publish it with `smpx wallet publish {}`",
-                    v.id, v.denomination, v.id
+                    "{}",
+                    publish::bought_line(&v, smpx_http::Clock::now(&SystemClock))
                 );
             }
         }
-        WalletCmd::Publish { id, max_delay } => {
-            // The policy (and its bounds) is the wallet library's; the CLI only says how long.
-            let policy = smpx_wallet::PublishDelay::up_to_secs(max_delay)?;
-            let delay = policy.choose(&mut rand::rngs::OsRng);
-            if !delay.is_zero() && !json {
-                eprintln!("waiting {:.1} s before publishing…", delay.as_secs_f64());
-            }
-            let v = w.publish(&args.coordinator, id, delay).await?;
-            if json {
-                print_json(&v)?;
-            } else {
-                println!(
-                    "published voucher #{}; it expires at {}",
-                    v.id,
-                    v.expires_at.unwrap_or_default()
-                );
-            }
+        WalletCmd::Publish { id, when } => {
+            publish::publish(&w, &args.coordinator, id, &when, json).await?
         }
+        WalletCmd::Sync { wait } => publish::sync(&w, &args.coordinator, wait, json).await?,
         WalletCmd::List => {
             let vs = w.vouchers().await?;
             if json {

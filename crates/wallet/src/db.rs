@@ -195,6 +195,11 @@ const MIGRATIONS: &[&[&str]] = &[
             UNIQUE (contact_id, relay_msg_id)
         )",
     ],
+    // 5: scheduled publishing (`smpx_core::rules::publish_delay::Schedule`). When a bought
+    // voucher is to be published (unix seconds), drawn at purchase; NULL for vouchers bought
+    // before this version (scheduled at the next sync) and for vouchers not to be published
+    // by this wallet (recovered, already published).
+    &["ALTER TABLE vouchers ADD COLUMN publish_due_at INTEGER CHECK (publish_due_at >= 0)"],
 ];
 
 /// The schema version this code writes and reads.
@@ -416,7 +421,7 @@ pub(crate) struct VoucherRow {
 
 const VOUCHER_COLUMNS: &str = "v.id, v.idx, v.denomination, v.state, v.issuer_id, v.key_id, \
     v.commitment, v.issuer_key, v.publish_deadline, v.blinded_message, v.blinding_enc, \
-    v.signature_enc, v.published_at, v.expires_at, v.redeemed_at_operator, \
+    v.signature_enc, v.published_at, v.expires_at, v.redeemed_at_operator, v.publish_due_at, \
     EXISTS (SELECT 1 FROM credits c WHERE c.voucher_id = v.id) AS has_credit";
 
 fn voucher_row(r: &SqliteRow) -> Result<VoucherRow, WalletError> {
@@ -437,6 +442,7 @@ fn voucher_row(r: &SqliteRow) -> Result<VoucherRow, WalletError> {
             key_id: r.try_get("key_id")?,
             commitment: r.try_get("commitment")?,
             publish_deadline: opt_u64("publish_deadline")?,
+            publish_due_at: opt_u64("publish_due_at")?,
             published_at: opt_u64("published_at")?,
             expires_at: opt_u64("expires_at")?,
             redeemed_at_operator: r.try_get("redeemed_at_operator")?,
@@ -549,19 +555,41 @@ pub(crate) async fn insert_recovered(
     Ok((done.rows_affected() == 1).then(|| done.last_insert_rowid()))
 }
 
-/// Buying → Bought: stores the finalized signature and forgets the blinding state, which is
-/// no longer needed. False if the voucher was not in `buying` any more.
+/// Buying → Bought: stores the finalized signature and when to publish, and forgets the
+/// blinding state, which is no longer needed. False if the voucher was not in `buying` any
+/// more.
 pub(crate) async fn mark_bought(
     pool: &SqlitePool,
     id: i64,
     signature_enc: &[u8],
+    publish_due_at: u64,
     now: u64,
 ) -> Result<bool, WalletError> {
     let done = sqlx::query(
         "UPDATE vouchers SET state = 'bought', signature_enc = ?, blinding_enc = NULL, \
-         blinded_message = NULL, updated_at = ? WHERE id = ? AND state = 'buying'",
+         blinded_message = NULL, publish_due_at = ?, updated_at = ? \
+         WHERE id = ? AND state = 'buying'",
     )
     .bind(signature_enc)
+    .bind(to_i64(publish_due_at)?)
+    .bind(to_i64(now)?)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets when a bought voucher is to be published. False if it is not `bought` (any more).
+pub(crate) async fn set_publish_due(
+    pool: &SqlitePool,
+    id: i64,
+    publish_due_at: u64,
+    now: u64,
+) -> Result<bool, WalletError> {
+    let done = sqlx::query(
+        "UPDATE vouchers SET publish_due_at = ?, updated_at = ? WHERE id = ? AND state = 'bought'",
+    )
+    .bind(to_i64(publish_due_at)?)
     .bind(to_i64(now)?)
     .bind(id)
     .execute(pool)

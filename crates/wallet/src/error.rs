@@ -63,6 +63,14 @@ pub enum WalletError {
     /// A publish delay longer than a voucher can wait.
     #[error(transparent)]
     PublishDelay(#[from] smpx_core::rules::publish_delay::DelayTooLong),
+    /// A publish window the wallet does not use (too short without opting out, too long,
+    /// inverted).
+    #[error(transparent)]
+    PublishWindow(#[from] smpx_core::rules::publish_delay::BadWindow),
+    /// `publish` asked for a voucher whose scheduled time has not come (the caller may
+    /// reschedule it with `Schedule::NoDelay` to publish it now).
+    #[error("voucher {id} is scheduled to be published at {due_at} (unix time); publishing it earlier lets the issuer and the coordinator match the purchase and the publication by time")]
+    NotDueYet { id: i64, due_at: u64 },
     /// The network or the issuer does not offer this denomination.
     #[error("denomination {denomination} is not available here (available: {available:?})")]
     UnsupportedDenomination {

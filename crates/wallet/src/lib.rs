@@ -118,8 +118,11 @@ pub use credits::{
     TokenState,
 };
 pub use error::{Action, WalletError};
-pub use model::{Balance, CreditRecord, LocalState, StateTotal, VoucherRecord};
-pub use smpx_core::rules::publish_delay::PublishDelay;
+pub use model::{
+    Balance, CreditRecord, LocalState, Scheduled, StateTotal, SyncFailure, SyncReport,
+    VoucherRecord,
+};
+pub use smpx_core::rules::publish_delay::{PublishDelay, PublishWindow, Schedule};
 pub use vault::KdfParams;
 pub use wallet::{Payment, Wallet};
 pub use zk::{MmrChoice, Protocol, RedeemOptions, RedeemProgress};

@@ -114,6 +114,11 @@ pub struct VoucherRecord {
     /// Publish before this time (unix seconds), or the voucher is lost; known for vouchers
     /// bought by this wallet.
     pub publish_deadline: Option<u64>,
+    /// When a bought voucher is scheduled to be published (unix seconds): drawn at purchase
+    /// ([`crate::Wallet::publish_due`] publishes it from then on). `None` before the purchase
+    /// completes, for vouchers bought by an older version (scheduled at the next sync), and
+    /// for recovered ones.
+    pub publish_due_at: Option<u64>,
     pub published_at: Option<u64>,
     pub expires_at: Option<u64>,
     /// The operator it was redeemed at, when this wallet redeemed it.
@@ -174,6 +179,32 @@ impl StateTotal {
         self.count += 1;
         self.value = Amount(self.value.0.saturating_add(value.0));
     }
+}
+
+/// What [`crate::Wallet::publish_due`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Published now, in the (random) order they were published.
+    pub published: Vec<VoucherRecord>,
+    /// Due but not published (they stay due; the next sync tries again).
+    pub failed: Vec<SyncFailure>,
+    /// Bought vouchers not due yet, soonest first.
+    pub scheduled: Vec<Scheduled>,
+}
+
+/// A due voucher that could not be published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncFailure {
+    pub id: i64,
+    pub error: String,
+}
+
+/// A bought voucher waiting for its publication time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Scheduled {
+    pub id: i64,
+    /// Unix seconds.
+    pub due_at: u64,
 }
 
 /// What the wallet holds.
@@ -287,6 +318,7 @@ mod tests {
             key_id: "k".into(),
             commitment: String::new(),
             publish_deadline: None,
+            publish_due_at: None,
             published_at: None,
             expires_at: None,
             redeemed_at_operator: None,

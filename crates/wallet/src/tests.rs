@@ -177,6 +177,8 @@ async fn a_wallet_of_the_first_schema_is_migrated_on_open() {
         // Schema 4 (chat).
         "DROP TABLE chat_messages",
         "DROP TABLE chat_contacts",
+        // Schema 5 (scheduled publishing).
+        "ALTER TABLE vouchers DROP COLUMN publish_due_at",
         "DELETE FROM counters WHERE name = 'schema'",
         "DROP TABLE _sqlx_migrations",
         "UPDATE vouchers SET state = 'redeemed'",
@@ -766,4 +768,133 @@ async fn an_injected_clock_stamps_what_the_wallet_records() {
         .await
         .unwrap();
     assert_eq!(updated_at, 123_456);
+}
+
+/// A wallet on a manual clock and seeded entropy, a few days into key period 0.
+async fn wallet_at(dir: &tempfile::TempDir, seed: u64) -> (Wallet, smpx_os::ManualClock) {
+    let clock = smpx_os::ManualClock::new(params_now().now);
+    let (w, _) = Wallet::create_using(
+        &wallet_path(dir),
+        PASS,
+        fast(),
+        std::sync::Arc::new(clock.clone()),
+        std::sync::Arc::new(smpx_os::SeededEntropy::new(seed)),
+    )
+    .await
+    .unwrap();
+    (w, clock)
+}
+
+/// A purchase schedules its publication in the default window, stored with the voucher; it
+/// is not published before then, unless the caller opts out explicitly.
+#[tokio::test]
+async fn a_purchase_schedules_its_publication_hours_later() {
+    use smpx_core::rules::publish_delay::{Schedule, DEFAULT_WINDOW};
+    let dir = tempfile::tempdir().unwrap();
+    let (w, clock) = wallet_at(&dir, 3).await;
+    let id = start_purchase(&w).await;
+    assert_eq!(w.voucher(id).await.unwrap().publish_due_at, None);
+    complete_purchase(&w, id).await;
+    let now = smpx_os::Clock::now(&clock);
+    let due = w.voucher(id).await.unwrap().publish_due_at.unwrap();
+    assert!(
+        (now + DEFAULT_WINDOW.min.as_secs()..=now + DEFAULT_WINDOW.max.as_secs()).contains(&due),
+        "due {due}, bought {now}"
+    );
+
+    // Not due: refused, nothing sent (NOWHERE would fail differently), still bought.
+    let e = w.publish_if_due(NOWHERE, id).await.unwrap_err();
+    assert!(
+        matches!(e, WalletError::NotDueYet { id: i, due_at } if i == id && due_at == due),
+        "{e}"
+    );
+    let sync = w.publish_due(NOWHERE).await.unwrap();
+    assert!(
+        sync.published.is_empty() && sync.failed.is_empty(),
+        "{sync:?}"
+    );
+    assert_eq!(sync.scheduled, vec![crate::Scheduled { id, due_at: due }]);
+
+    // A window below the floor is refused; opting out makes it due at once.
+    let short = crate::PublishWindow {
+        min: Duration::from_secs(1),
+        max: Duration::from_secs(2),
+    };
+    let e = w
+        .schedule_publish(id, Schedule::Window(short))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WalletError::PublishWindow(_)), "{e}");
+    let v = w.schedule_publish(id, Schedule::NoDelay).await.unwrap();
+    assert_eq!(v.publish_due_at, Some(now));
+    // Due now: the publish is attempted (and fails here, with nobody listening).
+    let e = w.publish_if_due(NOWHERE, id).await.unwrap_err();
+    assert!(matches!(e, WalletError::Service(_)), "{e}");
+    assert_eq!(w.voucher(id).await.unwrap().state, LocalState::Bought);
+}
+
+/// Once the clock passes the scheduled times, a sync publishes every due voucher — not in
+/// the order they were bought — and keeps the others scheduled; one failing does not stop
+/// the rest.
+#[tokio::test]
+async fn a_sync_publishes_what_is_due_in_random_order() {
+    let mut orders = Vec::new();
+    for seed in 0..4 {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, clock) = wallet_at(&dir, seed).await;
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            let id = start_purchase(&w).await;
+            complete_purchase(&w, id).await;
+            ids.push(id);
+        }
+        // One bought later, due later than the others.
+        clock.advance(13 * 3600);
+        let late = start_purchase(&w).await;
+        complete_purchase(&w, late).await;
+        let sync = w.publish_due(NOWHERE).await.unwrap();
+        // Nobody listens at NOWHERE: every due voucher was tried, in the order listed.
+        let tried: Vec<i64> = sync.failed.iter().map(|f| f.id).collect();
+        let mut sorted = tried.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, ids, "seed {seed}: every due voucher, once");
+        assert!(sync.published.is_empty());
+        assert_eq!(sync.scheduled.len(), 1);
+        assert_eq!(sync.scheduled[0].id, late);
+        for v in w.vouchers().await.unwrap() {
+            assert_eq!(
+                v.state,
+                LocalState::Bought,
+                "a failed publish keeps the voucher"
+            );
+        }
+        orders.push(tried);
+    }
+    assert!(
+        orders.iter().any(|o| o.windows(2).any(|p| p[0] > p[1])),
+        "always in purchase order: {orders:?}"
+    );
+    assert!(
+        orders.windows(2).any(|p| p[0] != p[1]),
+        "the same order for every seed: {orders:?}"
+    );
+}
+
+/// A voucher bought before schedules existed (no due time) is scheduled at the next sync,
+/// not published at once.
+#[tokio::test]
+async fn an_unscheduled_voucher_is_scheduled_not_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = wallet_at(&dir, 9).await;
+    let id = start_purchase(&w).await;
+    complete_purchase(&w, id).await;
+    sqlx::query("UPDATE vouchers SET publish_due_at = NULL WHERE id = ?")
+        .bind(id)
+        .execute(w.pool())
+        .await
+        .unwrap();
+    let sync = w.publish_due(NOWHERE).await.unwrap();
+    assert!(sync.failed.is_empty() && sync.published.is_empty());
+    assert_eq!(sync.scheduled.len(), 1);
+    assert!(w.voucher(id).await.unwrap().publish_due_at.is_some());
 }

@@ -8,7 +8,9 @@
 use crate::credits::Prepared;
 use crate::db::{self, InitialMeta, NewPurchase, RecoveredVoucher, Transition};
 use crate::error::{Action, WalletError};
-use crate::model::{Balance, CreditRecord, Event, LocalState, VoucherRecord};
+use crate::model::{
+    Balance, CreditRecord, Event, LocalState, Scheduled, SyncFailure, SyncReport, VoucherRecord,
+};
 use crate::vault::{self, aad, KdfParams, VaultKey};
 use crate::zk::{self, HttpMmrs, Protocol, RedeemOptions, RedeemProgress};
 pub use smpx_core::api::Payment;
@@ -29,7 +31,7 @@ use smpx_core::issuance::voucher_message;
 use smpx_core::ledger::valid_id;
 use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
 use smpx_core::redemption::{seal_v1, PROTOCOL_V1, PROTOCOL_V2};
-use smpx_core::rules::publish_delay::PublishDelay;
+use smpx_core::rules::publish_delay::{self, PublishDelay, Schedule};
 use smpx_core::{keys, mmr, rotation, Amount, ErrorCode, NetworkParams};
 use smpx_http_client::{ApiClient, ClientError};
 use smpx_os::{Clock, Entropy, OsEntropy, SystemClock};
@@ -531,7 +533,12 @@ impl Wallet {
                 .map_err(|e| WalletError::Corrupt(format!("encoding the signature: {e}")))?,
         );
         let sig_blob = self.key.seal(&aad::signature(index), &sig_json)?;
-        if !db::mark_bought(&self.pool, id, &sig_blob, self.now()).await? {
+        // When to publish: drawn now, stored with the signature (a crash cannot leave a
+        // bought voucher without its schedule).
+        let now = self.now();
+        let due =
+            Schedule::default().due_at(now, row.record.publish_deadline, &mut self.entropy.rng());
+        if !db::mark_bought(&self.pool, id, &sig_blob, due, now).await? {
             // Finished concurrently by another call; report what is stored now.
             let now = db::voucher(&self.pool, id).await?;
             require(&now.record, &[LocalState::Bought], Action::ResumeBuy)?;
@@ -543,6 +550,90 @@ impl Wallet {
 
     // ---------------------------------------------------------------------------------------
     // Publishing
+
+    /// Reschedules the publication of a bought voucher: an instant drawn from `schedule`
+    /// counted from now (not from the purchase), never later than an hour before its key's
+    /// publish deadline; [`Schedule::NoDelay`] makes it due at once. [`Wallet::buy`] already
+    /// scheduled it with [`Schedule::default()`]; this is for a caller that wants another
+    /// window. Refuses a window below the minimum ([`publish_delay::MIN_FLOOR`]).
+    pub async fn schedule_publish(
+        &self,
+        id: i64,
+        schedule: Schedule,
+    ) -> Result<VoucherRecord, WalletError> {
+        let schedule = schedule.check()?;
+        let row = db::voucher(&self.pool, id).await?;
+        require(&row.record, &[LocalState::Bought], Action::Publish)?;
+        let now = self.now();
+        let due = schedule.due_at(now, row.record.publish_deadline, &mut self.entropy.rng());
+        if !db::set_publish_due(&self.pool, id, due, now).await? {
+            let row = db::voucher(&self.pool, id).await?;
+            require(&row.record, &[LocalState::Bought], Action::Publish)?;
+        }
+        tracing::info!(voucher = id, "publication scheduled");
+        self.voucher(id).await
+    }
+
+    /// Publishes one bought voucher if its scheduled time has come, else refuses with
+    /// [`WalletError::NotDueYet`] (reschedule it with [`Schedule::NoDelay`] to publish it
+    /// now). A voucher without a schedule is scheduled first, as by [`Wallet::publish_due`].
+    pub async fn publish_if_due(
+        &self,
+        coordinator: &str,
+        id: i64,
+    ) -> Result<VoucherRecord, WalletError> {
+        let mut v = self.voucher(id).await?;
+        require(&v, &[LocalState::Bought], Action::Publish)?;
+        if v.publish_due_at.is_none() {
+            v = self.schedule_publish(id, Schedule::default()).await?;
+        }
+        match v.publish_due_at {
+            Some(due_at) if due_at > self.now() => Err(WalletError::NotDueYet { id, due_at }),
+            _ => self.publish_after(coordinator, id, Duration::ZERO).await,
+        }
+    }
+
+    /// Publishes every bought voucher whose scheduled time has come, in random order (so
+    /// purchases of one key are not published in the order they were bought), and reports
+    /// what it did and what is still to come. A bought voucher without a schedule (bought by
+    /// an older version) is scheduled now, with [`Schedule::default()`], rather than
+    /// published at once. One voucher failing (the coordinator unreachable, say) does not
+    /// stop the others; it stays due and the next sync tries again.
+    pub async fn publish_due(&self, coordinator: &str) -> Result<SyncReport, WalletError> {
+        let now = self.now();
+        let mut scheduled = Vec::new();
+        for v in self.vouchers().await? {
+            if v.state != LocalState::Bought {
+                continue;
+            }
+            let due = match v.publish_due_at {
+                Some(due) => due,
+                None => {
+                    let v = self.schedule_publish(v.id, Schedule::default()).await?;
+                    v.publish_due_at.unwrap_or(now)
+                }
+            };
+            scheduled.push((v.id, due));
+        }
+        let order = publish_delay::due_now(&scheduled, now, &mut self.entropy.rng());
+        let mut report = SyncReport::default();
+        for id in order {
+            match self.publish_after(coordinator, id, Duration::ZERO).await {
+                Ok(v) => report.published.push(v),
+                Err(e) => report.failed.push(SyncFailure {
+                    id,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        report.scheduled = scheduled
+            .into_iter()
+            .filter(|(_, due)| *due > now)
+            .map(|(id, due)| Scheduled { id, due_at: due })
+            .collect();
+        report.scheduled.sort_by_key(|s| (s.due_at, s.id));
+        Ok(report)
+    }
 
     /// Publishes a bought voucher at the coordinator after waiting as `delay` says, and
     /// verifies the coordinator's signed receipt. Publishing right after buying would let the

@@ -325,8 +325,34 @@ async fn wallet_commands_from_the_shell() {
         !ok && err.contains("publish"),
         "redeem before publish must say why: {err}"
     );
-    let published = json(&["publish", &id]);
+    // The purchase scheduled its publication hours from now: publishing earlier is refused
+    // (exit 1, saying when and how to opt out), and a sync has nothing due.
+    let due = bought["publish_due_at"].as_u64().unwrap();
+    let bought_at = smpx_os::Clock::now(&smpx_os::SystemClock);
+    assert!(
+        due >= bought_at + 3000 && due <= bought_at + 12 * 3600 + 60,
+        "due {due}, bought about {bought_at}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smpx"))
+        .args(["wallet", "--wallet"])
+        .arg(&wallet)
+        .args(["--coordinator", &net.coordinator_url, "publish", &id])
+        .env("SMPX_WALLET_PASSPHRASE", "correct horse")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("scheduled") && err.contains("--no-delay"),
+        "{err}"
+    );
+    let synced = json(&["sync"]);
+    assert_eq!(synced["published"], serde_json::json!([]));
+    assert_eq!(synced["scheduled"][0]["due_at"], due);
+    let published = json(&["publish", &id, "--no-delay"]);
     assert_eq!(published["state"], "published");
+    let (ok, out, _) = run(&["sync"]);
+    assert!(ok && out.contains("nothing to publish"), "{out}");
     let credit = json(&["redeem", &id, "--operator", &net.operator_url]);
     assert_eq!(credit["credited"], 10_000_000);
     let list = json(&["list"]);

@@ -7,5 +7,6 @@ mod chat;
 mod flows;
 mod relay_pay;
 mod retries;
+mod schedule;
 mod services;
 mod support;

@@ -7,18 +7,11 @@ use smpx_core::Amount;
 use smpx_testkit::net::Network;
 use smpx_testkit::proxy::Proxy;
 use smpx_testkit::Backend;
-use smpx_wallet::{KdfParams, LocalState, RedeemOptions, Wallet, WalletError};
+use smpx_wallet::{LocalState, RedeemOptions, Wallet, WalletError};
 use std::time::Duration;
 
 async fn wallet(dir: &tempfile::TempDir) -> Wallet {
-    Wallet::create_with(
-        &dir.path().join("w.db"),
-        "pw",
-        KdfParams::insecure_for_tests(),
-    )
-    .await
-    .unwrap()
-    .0
+    crate::support::new_wallet(dir).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,3 +11,15 @@ pub async fn id_of(w: &Wallet, commitment: &str) -> i64 {
         .unwrap()
         .id
 }
+
+/// A new wallet `w.db` in `dir`, with cheap key derivation.
+pub async fn new_wallet(dir: &tempfile::TempDir) -> Wallet {
+    Wallet::create_with(
+        &dir.path().join("w.db"),
+        "pw",
+        smpx_wallet::KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap()
+    .0
+}
