@@ -70,8 +70,11 @@ async fn lifecycle(
 
     let (wallet, mnemonic) = Wallet::create(&dir.join("wallet.db"), "demo passphrase").await?;
     let words = mnemonic.split_whitespace().count();
+    // Kept beside the wallet (0600), so a kept demo wallet can be restored like any other;
+    // never printed or logged.
+    smpx_http::files::write_private(&dir.join("recovery-phrase"), mnemonic.as_bytes())?;
     out.step(&format!(
-        "wallet created; its {words}-word recovery phrase restores every voucher"
+        "wallet created; its {words}-word recovery phrase (in recovery-phrase beside wallet.db) restores every voucher"
     ));
 
     // The issuer's admin mints a top-up code, as a shop would sell it.
