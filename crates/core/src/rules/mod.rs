@@ -13,16 +13,20 @@
 //! | [`redeem`] | whether the coordinator accepts a v0.1 or v0.2 redemption, and the split | §2 v0.1, v0.2, Pool |
 //! | [`sale`] | the issuer's sale, step by step (retry, signing period, limit, payment) | §2 v0.1 |
 //! | [`operator_redeem`] | the operator's redemption saga and when it issues credits | §2 Operator credits |
-//! | [`publish_delay`] | how long the wallet waits before publishing | §2 money path ("random delay") |
+//! | [`publish_delay`] | when the wallet publishes a bought voucher (scheduled, in random order) | §2 money path ("random delay") |
 //! | [`audit`] | whether the public ledger checks out | §2 Accounting, Pool and clearing |
 //! | [`zk_startup`] | whether a coordinator serves v0.2 redemption at start | §2 v0.2 (ceremony) |
+//! | [`measure`] | a relay's weighted uptime and MTBF (Tor's rephist), latency percentiles, flags and their thresholds | §3 Directory |
+//! | [`trust`] | an operator's revenue share from identity, time on the network and uptime | §3 Directory, seeds 000/001 |
 
 pub mod audit;
+pub mod measure;
 pub mod operator_redeem;
 pub mod publish;
 pub mod publish_delay;
 pub mod redeem;
 pub mod sale;
+pub mod trust;
 pub mod zk_startup;
 
 use crate::error::{err, ErrorCode, ProtocolError};
