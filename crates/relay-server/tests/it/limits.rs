@@ -85,8 +85,8 @@ async fn connections_from_one_address_share_its_creation_budget_which_refills() 
 }
 
 #[tokio::test]
-async fn bytes_held_per_address_are_limited_and_freed_by_ack_and_delete() {
-    let (r, _clock) = relay_with(Limits {
+async fn bytes_held_per_address_are_limited_and_freed_by_ack_delete_and_expiry() {
+    let (r, clock) = relay_with(Limits {
         stored_bytes_per_address: 3_000,
         ..Limits::default()
     })
@@ -124,8 +124,18 @@ async fn bytes_held_per_address_are_limited_and_freed_by_ack_and_delete() {
         relay_err(sender.send(&q1.sender_id, None, &body).await),
         ErrorCode::Limit
     );
+    // Expiry frees what it removes: every message is older than the retention now.
+    clock.advance(smpx_relay_server::store::FREE_RETENTION_SECS + 1);
+    assert_eq!(
+        r.relay
+            .expire_once(smpx_os::Clock::now(&clock))
+            .await
+            .unwrap(),
+        3
+    );
+    sender.send(&q1.sender_id, None, &body).await.unwrap();
     let s = r.relay.stats().snapshot();
-    assert_eq!(s.messages_in, 6);
+    assert_eq!(s.messages_in, 7);
     assert_eq!(s.limited, 4);
 }
 
