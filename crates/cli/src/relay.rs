@@ -41,6 +41,11 @@ pub enum RelayCmd {
         /// for capacity; without it the relay offers the free tier only.
         #[arg(long)]
         operator: Option<String>,
+        /// Let this relay, as a proxy, dial loopback and private addresses (relay.toml's
+        /// [forwarding] allow_private_destinations): for relays that reach each other on
+        /// one machine or a private network. Off, PRXY refuses such destinations.
+        #[arg(long)]
+        allow_private_destinations: bool,
     },
     /// Run the relay in --dir until SIGINT or SIGTERM (then shut down gracefully).
     Run {
@@ -87,6 +92,7 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
             ops_listen,
             storage,
             operator,
+            allow_private_destinations,
         } => {
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
             let address = RelayNode::init(
@@ -98,6 +104,7 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
                     ops_listen,
                     storage: storage_arg(&storage)?,
                     operator_url: operator,
+                    allow_private_destinations,
                 },
             )
             .await?;
@@ -142,7 +149,8 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
 
 /// The devnet's relays: `dir/relay-1` … `relay-3`, created on first use, listening on
 /// `base_port + 10 + i` with ops on `base_port + 20 + i` (0: ports picked at start), log
-/// storage, paid with the credits of the devnet's operator at `operator_url`.
+/// storage, paid with the credits of the devnet's operator at `operator_url`, proxying to
+/// each other on loopback (`allow_private_destinations`).
 /// Already-created relays keep their configuration, except the operator's URL (the devnet
 /// may have picked new ports).
 pub async fn start_devnet_relays(
@@ -164,6 +172,7 @@ pub async fn start_devnet_relays(
                     listen: Some(SocketAddr::from(([127, 0, 0, 1], port(10)))),
                     ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], port(20)))),
                     operator_url: Some(operator_url.to_owned()),
+                    allow_private_destinations: true,
                     ..Default::default()
                 },
             )
@@ -172,6 +181,8 @@ pub async fn start_devnet_relays(
         }
         let node = RelayNode::start_with(&d, |c| {
             c.capacity.operator_url = Some(operator_url.to_owned());
+            // Devnets created before the setting existed: their relays are all on loopback.
+            c.forwarding.allow_private_destinations = true;
         })
         .await
         .with_context(|| format!("starting the devnet relay in {}", d.display()))?;

@@ -90,7 +90,7 @@
 //! | `k` | OK   | — |
 //! | `e` | END  | — (entity: the queue whose subscription moved to another connection) |
 //! | `p` | PONG | — |
-//! | `x` | ERR  | u8 code ‖ (for CMD and PROXY = 9) u8 detail — see [`ErrorCode`], [`ProxyError`] |
+//! | `x` | ERR  | u8 code ‖ (for CMD and PROXY = 9) u8 detail — see [`ErrorCode`], [`ProxyError`]; LIMIT = 10 |
 //! | `n` | INFO | JSON: operator, prices, quotas |
 //! | `c` | PAID | JSON: the operator's change signatures and what was bought, or why it was refused |
 //! | `h` | CHANNEL | owner_id[24] ‖ join_id[24] |
@@ -235,6 +235,12 @@ pub enum ErrorCode {
     /// Private routing failed ([`forward`]).
     #[error("private routing: {0}")]
     Proxy(ProxyError),
+    /// A relay limit against abuse was reached: queues created by this connection or from
+    /// this source address, bytes held in queues created from this address, or proxy sessions
+    /// opened per minute. Nothing was changed; existing queues keep working, and the command
+    /// may succeed later (when the window refills or messages are delivered).
+    #[error("relay limit reached")]
+    Limit,
 }
 
 /// Details of [`ErrorCode::Proxy`] (wire code 9, then this detail byte).
@@ -341,6 +347,7 @@ impl ErrorCode {
                 out.push(9);
                 out.push(p.code());
             }
+            ErrorCode::Limit => out.push(10),
         }
     }
 
@@ -364,6 +371,7 @@ impl ErrorCode {
             [7] => ErrorCode::Internal,
             [8] => ErrorCode::Payment,
             [9, d] => ErrorCode::Proxy(ProxyError::from_code(*d).ok_or(DecodeError::BadErrorCode)?),
+            [10] => ErrorCode::Limit,
             _ => return Err(DecodeError::BadErrorCode),
         };
         Ok(code)

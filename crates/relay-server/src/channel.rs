@@ -201,6 +201,7 @@ impl Ctx {
         if !self.authorised(Some(owner_key), t) {
             return Err(ErrorCode::Auth);
         }
+        self.admit_creation()?;
         for _ in 0..3 {
             let c = NewChannel {
                 owner_id: EntityId(self.shared.entropy().bytes()),
@@ -210,7 +211,10 @@ impl Ctx {
             };
             let (owner_id, join_id) = (c.owner_id, c.join_id);
             match self.shared.store.create_channel(c).await {
-                Ok(()) => return Ok(Response::Channel { owner_id, join_id }),
+                Ok(()) => {
+                    self.created(None);
+                    return Ok(Response::Channel { owner_id, join_id });
+                }
                 Err(StoreError::DuplicateId) => continue,
                 Err(_) => return Err(ErrorCode::Internal),
             }
@@ -227,6 +231,7 @@ impl Ctx {
         recipient_dh: [u8; 32],
     ) -> Result<Response, ErrorCode> {
         let (server_secret, server_dh) = self.recipient_keys(t, recipient_key, recipient_dh)?;
+        self.admit_creation()?;
         for _ in 0..3 {
             let recipient_id = EntityId(self.shared.entropy().bytes());
             let member = NewQueue {
@@ -241,6 +246,9 @@ impl Ctx {
             match self.shared.store.join_channel(&join_id, member).await {
                 Ok(true) => {
                     inc(&self.shared.stats.queues_created);
+                    // Member queues are filled by POST, billed to the channel: no bytes
+                    // are counted against the address.
+                    self.created(None);
                     return Ok(Response::Member {
                         recipient_id,
                         server_dh,

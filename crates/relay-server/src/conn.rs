@@ -1,6 +1,7 @@
 //! One client connection: handshake, the reader/writer/deliverer tasks, and every command.
 
 use super::{stats::inc, ConnectionError, Shared};
+use crate::limits::{self, AddressKey, Bucket};
 use crate::store::{
     AckOutcome, Message, MessageKind, NewQueue, PushOutcome, QueueStatus, SecureOutcome, StoreError,
 };
@@ -13,6 +14,8 @@ use smpx_relay_protocol::{
 };
 use smpx_relay_transport::framing::{self, FrameError};
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch, Notify};
@@ -88,6 +91,7 @@ pub(crate) async fn run<S>(
     id: u64,
     stream: S,
     session_id: SessionId,
+    peer: Option<IpAddr>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError>
 where
@@ -140,6 +144,9 @@ where
         conn,
         session_id,
         forwarding: Default::default(),
+        peer: peer.map(AddressKey::of),
+        queues_created: AtomicU32::new(0),
+        proxy_bucket: Mutex::new(None),
     };
 
     let result = loop {
@@ -207,9 +214,57 @@ pub(super) struct Ctx {
     pub(super) session_id: SessionId,
     /// Private routing state of this connection ([`super::forward`]).
     pub(super) forwarding: super::forward::ConnForwarding,
+    /// Where the connection comes from, as the limits count it (memory only).
+    peer: Option<AddressKey>,
+    /// Queues and channels this connection created.
+    queues_created: AtomicU32,
+    /// PRXY tokens ([`limits::take_proxy`]).
+    proxy_bucket: Mutex<Option<Bucket>>,
 }
 
 impl Ctx {
+    fn limited(&self) -> ErrorCode {
+        inc(&self.shared.stats.limited);
+        ErrorCode::Limit
+    }
+
+    /// Before creating a queue or channel: within this connection's and its address's
+    /// limits ([`limits`])? Takes the address's token.
+    pub(super) fn admit_creation(&self) -> Result<(), ErrorCode> {
+        let l = &self.shared.config.limits;
+        if self.queues_created.load(Ordering::Relaxed) >= l.queues_per_connection {
+            return Err(self.limited());
+        }
+        if let Some(peer) = self.peer {
+            if !self.shared.ledger.take_creation(peer, l, self.shared.now()) {
+                return Err(self.limited());
+            }
+        }
+        Ok(())
+    }
+
+    /// A queue or channel was created; `Some(rid)`: a queue whose bodies count against the
+    /// connection's address.
+    pub(super) fn created(&self, queue: Option<EntityId>) {
+        self.queues_created.fetch_add(1, Ordering::Relaxed);
+        if let (Some(rid), Some(peer)) = (queue, self.peer) {
+            self.shared.ledger.queue_created(rid, peer);
+        }
+    }
+
+    /// Before a PRXY: within the connection's rate ([`limits::take_proxy`])?
+    pub(super) fn admit_proxy(&self) -> Result<(), ErrorCode> {
+        let now = self.shared.now();
+        match limits::take_proxy(
+            &mut lock(&self.proxy_bucket),
+            &self.shared.config.limits,
+            now,
+        ) {
+            true => Ok(()),
+            false => Err(self.limited()),
+        }
+    }
+
     /// Runs every transmission of a block; `false` when the connection is going away.
     async fn handle_block(&self, block: &[u8]) -> bool {
         let ts = match decode_block(block) {
@@ -358,6 +413,7 @@ impl Ctx {
                             return Err(ErrorCode::Auth);
                         }
                         inc(&self.shared.stats.queues_deleted);
+                        self.shared.ledger.queue_deleted(rid);
                         let owner = lock(&self.shared.subscriptions).remove(&rid);
                         if let Some(owner) = owner {
                             owner.subs.lock().await.remove(&rid);
@@ -412,6 +468,7 @@ impl Ctx {
         recipient_dh: [u8; 32],
     ) -> Result<Response, ErrorCode> {
         let (server_secret, server_dh) = self.recipient_keys(t, recipient_key, recipient_dh)?;
+        self.admit_creation()?;
         for _ in 0..3 {
             let recipient_id = EntityId(self.shared.entropy().bytes());
             let sender_id = EntityId(self.shared.entropy().bytes());
@@ -427,6 +484,7 @@ impl Ctx {
             match self.shared.store.create(q).await {
                 Ok(()) => {
                     inc(&self.shared.stats.queues_created);
+                    self.created(Some(recipient_id));
                     return Ok(Response::Ids {
                         recipient_id,
                         sender_id,
@@ -460,13 +518,21 @@ impl Ctx {
             return Err(ErrorCode::Auth);
         };
         let msg_id = MsgId(self.shared.entropy().bytes());
-        match self
-            .shared
-            .store
-            .push(&sid, msg_id, self.shared.now(), body)
-            .await
-            .map_err(internal)?
-        {
+        let now = self.shared.now();
+        let rid = q.recipient_id;
+        // Free-tier queues: the bodies held count against the address that created the
+        // queue ([`limits`]); paid capacity is what it was paid for.
+        let counted = q.quota <= self.shared.config.quota;
+        let limit = self.shared.config.limits.stored_bytes_per_address;
+        let len = u64::try_from(body.len()).unwrap_or(u64::MAX);
+        if counted && !self.shared.ledger.charge(rid, msg_id, now, len, limit) {
+            return Err(self.limited());
+        }
+        let pushed = self.shared.store.push(&sid, msg_id, now, body).await;
+        if !matches!(pushed, Ok(PushOutcome::Accepted)) {
+            self.shared.ledger.release(rid, msg_id);
+        }
+        match pushed.map_err(internal)? {
             PushOutcome::Accepted => {
                 inc(&self.shared.stats.messages_in);
                 self.kick(q.recipient_id);
@@ -518,7 +584,7 @@ impl Ctx {
             .await
             .map_err(internal)?
         {
-            AckOutcome::Acked => {}
+            AckOutcome::Acked => self.shared.ledger.release(rid, msg_id),
             AckOutcome::NoMessage => {
                 // The message in flight may have expired: if the head is another one, let
                 // the deliverer push it, or the subscription would wait for ever.

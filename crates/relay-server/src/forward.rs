@@ -9,9 +9,18 @@
 //! client connection a new random proxy session id naming that link (at most
 //! [`ForwardingConfig::max_sessions`] per client connection, gone with it); a PFWD on a
 //! session sends its payload as RFWD and returns the destination's sealed answer. The proxy
-//! never sees plaintext: it relays fixed-size ciphertext both ways. It dials whatever
-//! address a client names, as SMP proxies do; the TLS pin means it only ever talks the
-//! relay protocol to a relay holding that fingerprint's CA.
+//! never sees plaintext: it relays fixed-size ciphertext both ways. The TLS pin means it
+//! only ever talks the relay protocol to a relay holding that fingerprint's CA.
+//!
+//! **Where a proxy dials**: it resolves the destination's host itself and connects only to
+//! an address [`crate::destination::is_public`] allows (loopback, private, link-local, CGNAT,
+//! documentation, multicast and the like are refused, IPv4-mapped forms too), and to the
+//! very address it checked — there is no second resolution. A destination that resolves to
+//! refused addresses only is answered `ERR PROXY UNREACHABLE`, the answer of an unreachable
+//! relay, before any connection is attempted, so PRXY tells nothing about the relay's own
+//! network (metric `destinations_refused`). [`ForwardingConfig::allow_private_destinations`]
+//! lifts this for a devnet or tests on loopback. PRXY is also rate-limited per connection
+//! ([`crate::limits::Limits::proxy_sessions_per_minute`], `ERR LIMIT`).
 //!
 //! **As a destination** ([`ForwardingConfig::signer`], the relay's certificate chain and
 //! online key) the relay answers RKEY on a connection with a per-connection X25519 key
@@ -25,16 +34,17 @@
 //! retire the link and its clients ask again (PRXY, then a fresh RKEY on a new connection).
 
 use super::conn::Ctx;
-use super::stats::inc;
+use super::stats::{inc, RelayStats};
 use super::ServerConfig;
 use smpx_os::Entropy;
-use smpx_relay_client::{connect_tls, Client, ClientConfig, ClientError};
+use smpx_relay_client::{Client, ClientConfig, ClientError};
 use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::forward::{self, ForwardKey, Sealed};
 use smpx_relay_protocol::transmission::{encode_transmission, parse_transmission, signed_part};
 use smpx_relay_protocol::{CorrId, EntityId, ErrorCode, ProxyError, SessionId, SIGNATURE_LEN};
-use smpx_relay_transport::{RelayAddress, RelayIdentity, TransportError};
+use smpx_relay_transport::{RelayAddress, RelayHost, RelayIdentity, TransportError};
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -66,6 +76,10 @@ pub struct ForwardingConfig {
     pub max_destinations: usize,
     /// Ephemeral keys a destination remembers per proxy connection before it rotates.
     pub replay_window: usize,
+    /// As a proxy, also dial destinations on loopback, private and other non-public
+    /// addresses ([`crate::destination`]). Off for a real relay (PRXY could otherwise reach
+    /// the relay's own network); on for a devnet and tests on one machine.
+    pub allow_private_destinations: bool,
 }
 
 impl Default for ForwardingConfig {
@@ -78,6 +92,7 @@ impl Default for ForwardingConfig {
             max_sessions: 64,
             max_destinations: 1024,
             replay_window: 100_000,
+            allow_private_destinations: false,
         }
     }
 }
@@ -193,6 +208,7 @@ impl ProxyLinks {
         &self,
         address: &RelayAddress,
         server: &ServerConfig,
+        stats: &RelayStats,
     ) -> Result<Arc<Link>, ErrorCode> {
         let cfg = &server.forwarding;
         let name = address.to_string();
@@ -215,7 +231,7 @@ impl ProxyLinks {
             return Ok(l.clone());
         }
         *guard = None;
-        let link = tokio::time::timeout(cfg.connect_timeout, dial(address, name, server))
+        let link = tokio::time::timeout(cfg.connect_timeout, dial(address, name, server, stats))
             .await
             .map_err(|_| proxy_err(ProxyError::Unreachable))??;
         *guard = Some(link.clone());
@@ -235,12 +251,55 @@ impl ProxyLinks {
     }
 }
 
+/// The addresses `address`'s host resolves to that a proxy may dial (all of them with
+/// [`ForwardingConfig::allow_private_destinations`]), in resolution order, and whether any
+/// was refused.
+async fn dialable(address: &RelayAddress, allow_private: bool) -> (Vec<SocketAddr>, bool) {
+    let port = address.port;
+    let resolved: Vec<SocketAddr> = match &address.host {
+        RelayHost::Ipv4(ip) => vec![SocketAddr::new(IpAddr::V4(*ip), port)],
+        RelayHost::Ipv6(ip) => vec![SocketAddr::new(IpAddr::V6(*ip), port)],
+        RelayHost::Dns(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
+            Ok(addrs) => addrs.collect(),
+            Err(_) => Vec::new(),
+        },
+    };
+    let total = resolved.len();
+    let allowed: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|a| allow_private || crate::destination::is_public(a.ip()))
+        .collect();
+    let refused = allowed.len() < total;
+    (allowed, refused)
+}
+
+/// TCP to the first of `targets` that accepts (the addresses checked, not the name again).
+async fn connect_first(targets: &[SocketAddr]) -> Option<tokio::net::TcpStream> {
+    for t in targets {
+        if let Ok(tcp) = tokio::net::TcpStream::connect(t).await {
+            return Some(tcp);
+        }
+    }
+    None
+}
+
 async fn dial(
     address: &RelayAddress,
     name: String,
     server: &ServerConfig,
+    stats: &RelayStats,
 ) -> Result<Arc<Link>, ErrorCode> {
     let cfg = &server.forwarding;
+    let unreachable = || proxy_err(ProxyError::Unreachable);
+    let (targets, refused) = dialable(address, cfg.allow_private_destinations).await;
+    if targets.is_empty() {
+        // Refused (or unresolvable) before any connection attempt: the answer of an
+        // unreachable relay, with nothing learnt about what listens there.
+        if refused {
+            inc(&stats.destinations_refused);
+        }
+        return Err(unreachable());
+    }
     let config = ClientConfig {
         handshake_timeout: cfg.connect_timeout,
         request_timeout: cfg.request_timeout,
@@ -248,10 +307,16 @@ async fn dial(
         entropy: server.entropy.clone(),
         ..ClientConfig::default()
     };
-    // Deliveries never come on this connection (it subscribes to nothing): drop the events.
-    let (client, _events) = connect_tls(address, config)
+    let tcp = connect_first(&targets).await.ok_or_else(unreachable)?;
+    // Blocks are latency-sensitive; failing to set it is harmless.
+    let _ = tcp.set_nodelay(true);
+    let (tls, sid) = smpx_relay_transport::connect_over(tcp, address, cfg.connect_timeout)
         .await
-        .map_err(|_| proxy_err(ProxyError::Unreachable))?;
+        .map_err(|_| unreachable())?;
+    // Deliveries never come on this connection (it subscribes to nothing): drop the events.
+    let (client, _events) = Client::connect(tls, sid, config)
+        .await
+        .map_err(|_| unreachable())?;
     match client.request(None, None, &Command::RelayKey).await {
         Ok(Response::RelayKey { key }) if key.session_id == *client.session_id() => {
             Ok(Arc::new(Link {
@@ -288,6 +353,7 @@ impl Ctx {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or(proxy_err(ProxyError::BadAddress))?;
+        self.admit_proxy()?;
         {
             let mut sessions = lock(&self.forwarding.sessions);
             sessions.retain(|_, l| !l.is_dead());
@@ -298,7 +364,7 @@ impl Ctx {
         let link = self
             .shared
             .proxy_links
-            .link(&address, &self.shared.config)
+            .link(&address, &self.shared.config, &self.shared.stats)
             .await
             .map_err(|e| self.forward_failed(e))?;
         let session = EntityId(self.shared.entropy().bytes());

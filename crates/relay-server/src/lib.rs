@@ -40,6 +40,13 @@
 //! clients' SENDs to other relays (PRXY, PFWD) over one pinned TLS connection per
 //! destination, and runs SENDs other relays forward to it (RKEY, RFWD) without learning
 //! which client sent them.
+//! As a proxy it dials only public addresses ([`destination`]) unless
+//! [`forward::ForwardingConfig::allow_private_destinations`].
+//!
+//! Limits ([`limits`], [`ServerConfig::limits`]): queues created per connection and per
+//! source address, undelivered bytes per source address, PRXY per minute; over one a command
+//! gets `ERR LIMIT` and the connection stays. The source address comes from
+//! [`Relay::serve`] (or [`Relay::serve_connection`]'s `peer`) and is kept in memory only.
 //!
 //! Shutdown: [`Relay::shutdown`] stops the accept loop; connections finish the block they
 //! are running, flush their responses and close; [`Relay::drained`] waits for that.
@@ -47,7 +54,9 @@
 pub mod capacity;
 pub mod channel;
 mod conn;
+pub mod destination;
 pub mod forward;
+pub mod limits;
 pub mod stats;
 pub mod store;
 
@@ -59,6 +68,7 @@ use smpx_core::UnixTime;
 use smpx_os::{Clock, Entropy, OsEntropy, SystemClock};
 use smpx_relay_protocol::{crypto, SessionId};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,6 +93,9 @@ pub struct ServerConfig {
     pub outbound_queue: usize,
     /// Undelivered messages per new queue.
     pub quota: u32,
+    /// Queues per connection and per source address, bytes held per source address, proxy
+    /// sessions per minute ([`limits`]).
+    pub limits: limits::Limits,
     /// How long undelivered messages are kept, in seconds.
     pub retention_secs: u64,
     /// How often the expiry task runs.
@@ -121,6 +134,7 @@ impl Default for ServerConfig {
             write_deadline: Duration::from_secs(30),
             outbound_queue: 64,
             quota: FREE_QUOTA,
+            limits: limits::Limits::default(),
             retention_secs: FREE_RETENTION_SECS,
             expire_interval: Duration::from_secs(3600),
             pricing: capacity::Pricing::default(),
@@ -216,6 +230,8 @@ pub(crate) struct Shared {
         Mutex<HashMap<smpx_relay_protocol::EntityId, Arc<tokio::sync::Mutex<()>>>>,
     /// The usage measured last per channel ([`channel`] billing).
     pub(crate) channel_usage: channel::UsageCache,
+    /// Per-address accounting of the limits (memory only, [`limits`]).
+    pub(crate) ledger: limits::Ledger,
     limit: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -262,6 +278,7 @@ impl Relay {
                 proxy_links: forward::ProxyLinks::default(),
                 pay_locks: Mutex::new(HashMap::new()),
                 channel_usage: channel::UsageCache::default(),
+                ledger: limits::Ledger::default(),
                 shutdown,
                 next_conn: AtomicU64::new(1),
             }),
@@ -299,11 +316,14 @@ impl Relay {
     }
 
     /// Serves one connection whose transport handshake is done: version handshake, then
-    /// commands until the client leaves, times out, or the relay shuts down.
+    /// commands until the client leaves, times out, or the relay shuts down. `peer`, the
+    /// source address, is what the per-address [`limits`] count by (in memory only); `None`
+    /// leaves only the per-connection limits.
     pub async fn serve_connection<S>(
         &self,
         stream: S,
         session_id: SessionId,
+        peer: Option<IpAddr>,
         permit: ConnectionPermit,
     ) -> Result<(), ConnectionError>
     where
@@ -315,6 +335,7 @@ impl Relay {
             id,
             stream,
             session_id,
+            peer,
             self.shared.shutdown.subscribe(),
         )
         .await;
@@ -336,8 +357,8 @@ impl Relay {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
                 a = listener.accept() => a,
             };
-            let tcp = match accepted {
-                Ok((tcp, _)) => tcp,
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
                 // Out of file descriptors and the like: back off, keep serving the others.
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -354,7 +375,9 @@ impl Relay {
                 let hs = relay.shared.config.handshake_timeout;
                 match tokio::time::timeout(hs, acceptor.accept(tcp)).await {
                     Ok(Ok((stream, sid))) => {
-                        let _ = relay.serve_connection(stream, sid, permit).await;
+                        let _ = relay
+                            .serve_connection(stream, sid, Some(peer.ip()), permit)
+                            .await;
                     }
                     _ => stats::inc(&relay.shared.stats.connections_timed_out),
                 }
@@ -388,6 +411,9 @@ impl Relay {
             .expire_capacity(now, self.shared.config.quota)
             .await?;
         let n = self.shared.store.expire(before).await?;
+        self.shared
+            .ledger
+            .expired(before, &self.shared.config.limits, now);
         self.shared
             .stats
             .messages_expired

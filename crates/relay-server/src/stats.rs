@@ -44,6 +44,11 @@ pub struct RelayStats {
     pub credits_earned_units: AtomicU64,
     /// PAYs the operator's registry refused (what they provisioned was cancelled).
     pub payments_refused: AtomicU64,
+    /// Commands refused with ERR LIMIT ([`crate::limits`]).
+    pub limited: AtomicU64,
+    /// As a proxy: PRXYs whose destination resolved only to refused addresses
+    /// ([`crate::destination`]); answered as unreachable, without a connection attempt.
+    pub destinations_refused: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -68,6 +73,8 @@ pub struct StatsSnapshot {
     pub forward_failures: u64,
     pub credits_earned_units: u64,
     pub payments_refused: u64,
+    pub limited: u64,
+    pub destinations_refused: u64,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -97,6 +104,8 @@ impl RelayStats {
             forward_failures: g(&self.forward_failures),
             credits_earned_units: g(&self.credits_earned_units),
             payments_refused: g(&self.payments_refused),
+            limited: g(&self.limited),
+            destinations_refused: g(&self.destinations_refused),
         }
     }
 }

@@ -99,6 +99,8 @@ pub struct ForwardingSection {
     pub destination: bool,
     /// Seconds to reach a destination (TCP, TLS, handshake, its key).
     pub connect_timeout_secs: u64,
+    /// As a proxy, also dial loopback, private and other non-public destinations.
+    pub allow_private_destinations: bool,
 }
 
 impl Default for ForwardingSection {
@@ -107,6 +109,7 @@ impl Default for ForwardingSection {
             proxy: true,
             destination: true,
             connect_timeout_secs: 10,
+            allow_private_destinations: false,
         }
     }
 }
@@ -128,6 +131,7 @@ impl ForwardingSection {
             proxy: self.proxy,
             signer,
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            allow_private_destinations: self.allow_private_destinations,
             ..Default::default()
         })
     }
@@ -267,6 +271,14 @@ pub struct LimitsConfig {
     pub write_deadline_secs: u64,
     /// On shutdown, how long open connections get to finish.
     pub shutdown_drain_secs: u64,
+    /// Queues and channels one connection may create.
+    pub queues_per_connection: u32,
+    /// Queues and channels created from one source address, per hour (and at once).
+    pub queues_per_address_per_hour: u32,
+    /// Undelivered bodies held in free-tier queues created from one source address, MB.
+    pub stored_mb_per_address: u64,
+    /// PRXY per connection, per minute (and at once).
+    pub proxy_sessions_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -279,6 +291,10 @@ impl Default for LimitsConfig {
             idle_timeout_secs: s.idle_timeout.as_secs(),
             write_deadline_secs: s.write_deadline.as_secs(),
             shutdown_drain_secs: 10,
+            queues_per_connection: s.limits.queues_per_connection,
+            queues_per_address_per_hour: s.limits.queues_per_address_per_hour,
+            stored_mb_per_address: s.limits.stored_bytes_per_address / 1_000_000,
+            proxy_sessions_per_minute: s.limits.proxy_sessions_per_minute,
         }
     }
 }
@@ -516,6 +532,26 @@ impl NodeConfig {
                 return Err(invalid("limits", key, "must be 1 to 86400 seconds".into()));
             }
         }
+        for (key, v) in [
+            ("queues_per_connection", l.queues_per_connection),
+            ("queues_per_address_per_hour", l.queues_per_address_per_hour),
+            ("proxy_sessions_per_minute", l.proxy_sessions_per_minute),
+        ] {
+            if v == 0 {
+                return Err(invalid(
+                    "limits",
+                    key,
+                    "must be at least 1 (a limit of 0 would refuse every client)".into(),
+                ));
+            }
+        }
+        if l.stored_mb_per_address == 0 || l.stored_mb_per_address > 10_000_000 {
+            return Err(invalid(
+                "limits",
+                "stored_mb_per_address",
+                "must be 1 to 10000000 MB".into(),
+            ));
+        }
         if self.free_tier.quota == 0 {
             return Err(invalid("free_tier", "quota", "must be at least 1".into()));
         }
@@ -596,6 +632,12 @@ impl NodeConfig {
             block_deadline: Duration::from_secs(l.block_deadline_secs),
             idle_timeout: Duration::from_secs(l.idle_timeout_secs),
             write_deadline: Duration::from_secs(l.write_deadline_secs),
+            limits: smpx_relay_server::limits::Limits {
+                queues_per_connection: l.queues_per_connection,
+                queues_per_address_per_hour: l.queues_per_address_per_hour,
+                stored_bytes_per_address: l.stored_mb_per_address.saturating_mul(1_000_000),
+                proxy_sessions_per_minute: l.proxy_sessions_per_minute,
+            },
             quota: self.free_tier.quota,
             retention_secs: self.free_tier.retention_days.saturating_mul(86_400),
             expire_interval: Duration::from_secs(self.free_tier.expire_interval_secs),
@@ -682,6 +724,20 @@ idle_timeout_secs = {idle}
 write_deadline_secs = {write}
 # On SIGINT/SIGTERM: stop accepting, then give open connections this long to finish.
 shutdown_drain_secs = {drain}
+# Against a client that would fill the relay. Over a limit a command is answered
+# ERR LIMIT; the connection and its queues keep working. Queues and channels one
+# connection may create:
+queues_per_connection = {per_connection}
+# ... and all connections from one source address together (an IPv6 address counts by
+# its /64): this many at once, then this many per hour.
+queues_per_address_per_hour = {per_address}
+# Undelivered messages held in the free-tier queues created from one source address, MB
+# (paid queues and channels are not counted). An ACK, DEL or expiry frees space again.
+stored_mb_per_address = {stored_mb}
+# Private routing requests (PRXY) per connection: this many at once, then per minute.
+proxy_sessions_per_minute = {proxy_rate}
+# Source addresses are counted in memory only: never written to the store or to a log,
+# forgotten at restart.
 
 [free_tier]
 # What every queue gets without paying: undelivered messages it holds (then the sender
@@ -723,6 +779,12 @@ proxy = {fwd_proxy}
 destination = {fwd_destination}
 # Seconds to reach another relay (TCP, TLS with its pinned fingerprint, handshake).
 connect_timeout_secs = {fwd_connect}
+# As a proxy, this relay refuses destinations that resolve to loopback, private (10/8,
+# 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16, fe80::/10), CGNAT (100.64/10),
+# documentation, multicast or other non-public addresses, so clients cannot use it to
+# reach or scan its own network; the answer is the one of an unreachable relay. true
+# allows them: for a devnet or relays on one private network only.
+allow_private_destinations = {fwd_private}
 
 [ops]
 # Health (GET /health) and Prometheus metrics (GET /metrics) over plain HTTP. Keep it on
@@ -738,6 +800,10 @@ listen = "{ops}"
             idle = l.idle_timeout_secs,
             write = l.write_deadline_secs,
             drain = l.shutdown_drain_secs,
+            per_connection = l.queues_per_connection,
+            per_address = l.queues_per_address_per_hour,
+            stored_mb = l.stored_mb_per_address,
+            proxy_rate = l.proxy_sessions_per_minute,
             quota = f.quota,
             retention = f.retention_days,
             expire = f.expire_interval_secs,
@@ -756,6 +822,7 @@ listen = "{ops}"
             fwd_proxy = self.forwarding.proxy,
             fwd_destination = self.forwarding.destination,
             fwd_connect = self.forwarding.connect_timeout_secs,
+            fwd_private = self.forwarding.allow_private_destinations,
             ops = self.ops.listen,
         )
     }
@@ -796,6 +863,30 @@ mod tests {
         assert_eq!(c.ops.listen.to_string(), DEFAULT_OPS_LISTEN);
         assert_eq!(c.free_tier.quota, 128);
         assert_eq!(c.free_tier.retention_days, 21);
+        assert!(!c.forwarding.allow_private_destinations);
+        // relay.toml's defaults are the server's.
+        let s = c.server_config();
+        assert_eq!(s.limits, smpx_relay_server::limits::Limits::default());
+    }
+
+    #[test]
+    fn limits_and_private_destinations_are_read_from_the_file() {
+        let text = "[limits]\nqueues_per_connection = 7\nqueues_per_address_per_hour = 8\n\
+                    stored_mb_per_address = 9\nproxy_sessions_per_minute = 10\n\
+                    [forwarding]\nallow_private_destinations = true\n";
+        let c = NodeConfig::parse(text, p()).unwrap();
+        let l = c.server_config().limits;
+        assert_eq!(
+            (
+                l.queues_per_connection,
+                l.queues_per_address_per_hour,
+                l.stored_bytes_per_address,
+                l.proxy_sessions_per_minute
+            ),
+            (7, 8, 9_000_000, 10)
+        );
+        assert!(c.forwarding.allow_private_destinations);
+        assert_eq!(NodeConfig::parse(&c.render(), p()).unwrap(), c);
     }
 
     #[test]
@@ -846,6 +937,13 @@ mod tests {
             matches!(&e, ConfigError::Invalid { line: 1, key, .. } if key == "storage.url"),
             "{e}"
         );
+        let e = NodeConfig::parse("[limits]\n\nqueues_per_connection = 0\n", p()).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { line: 3, key, .. } if key == "limits.queues_per_connection"),
+            "{e}"
+        );
+        let e = NodeConfig::parse("[limits]\nstored_mb_per_address = 0\n", p()).unwrap_err();
+        assert!(matches!(&e, ConfigError::Invalid { line: 2, .. }), "{e}");
         let e = NodeConfig::parse("[free_tier]\n# q\nquota = 0\n", p()).unwrap_err();
         assert!(matches!(&e, ConfigError::Invalid { line: 3, .. }), "{e}");
         let e = NodeConfig::parse("[server]\npublic_host = \"a b\"\n", p()).unwrap_err();

@@ -106,6 +106,9 @@ pub struct InitOptions {
     /// The operator's credit service that takes payments for capacity (default: none, the
     /// relay offers the free tier only).
     pub operator_url: Option<String>,
+    /// `[forwarding] allow_private_destinations`: as a proxy, dial loopback and private
+    /// addresses too (a devnet, tests on one machine). Default off.
+    pub allow_private_destinations: bool,
 }
 
 /// The relay node's entry points.
@@ -214,6 +217,7 @@ impl RelayNode {
         }
         cfg.storage = options.storage;
         cfg.capacity.operator_url = options.operator_url;
+        cfg.forwarding.allow_private_destinations = options.allow_private_destinations;
         // What init writes must be what run accepts: check the rendered file.
         let text = cfg.render();
         NodeConfig::parse(&text, &cfg_path)?;

@@ -166,6 +166,16 @@ pub fn render_metrics(
             stats.forward_failures,
         ),
         (
+            "destinations_refused_total",
+            "Private routing: PRXYs refused before dialing (loopback, private or other non-public destination).",
+            stats.destinations_refused,
+        ),
+        (
+            "limited_total",
+            "Commands refused with ERR LIMIT (queues created, bytes held per address, PRXY rate).",
+            stats.limited,
+        ),
+        (
             "credits_earned_units_total",
             "Credit units (1 credit = 1,000,000) the operator's registry took for capacity paid here.",
             stats.credits_earned_units,

@@ -202,12 +202,14 @@ pub struct RelayProcess {
 }
 
 /// `smpx relay init --dir dir` with the relay and its ops endpoint on ports the relay picks
-/// when it starts (port 0); returns what init printed.
+/// when it starts (port 0), proxying to other test relays on loopback
+/// (`--allow-private-destinations`); returns what init printed.
 pub fn relay_init(smpx: &std::path::Path, dir: &std::path::Path) -> Result<String> {
     let out = Command::new(smpx)
         .args(["relay", "init", "--dir"])
         .arg(dir)
         .args(["--port", "0", "--ops-listen", "127.0.0.1:0"])
+        .arg("--allow-private-destinations")
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {

@@ -8,7 +8,8 @@ pub use smpx_relay::RunningNode;
 use smpx_relay::{InitOptions, RelayNode};
 
 /// A relay in `dir` on ephemeral loopback ports (bound by the node itself, no race), free
-/// tier only, or selling capacity for the credits of the operator at `operator_url`.
+/// tier only, or selling capacity for the credits of the operator at `operator_url`; as a
+/// proxy it dials other test relays on loopback (`allow_private_destinations`).
 pub async fn start(
     dir: &std::path::Path,
     operator_url: Option<&str>,
@@ -19,6 +20,7 @@ pub async fn start(
             listen: Some(([127, 0, 0, 1], 0).into()),
             ops_listen: Some(([127, 0, 0, 1], 0).into()),
             operator_url: operator_url.map(str::to_owned),
+            allow_private_destinations: true,
             ..Default::default()
         },
     )

@@ -157,6 +157,16 @@ async fn spawn_relay(storage: &StorageConfig) -> Result<Served> {
         ..Default::default()
     };
     RelayNode::init(dir.path(), options).await?;
+    // All the load comes from one address over few connections: lift the limits against
+    // abusive clients ([limits] in relay.toml), which would refuse most of its queues.
+    let mut cfg = RelayNode::config(dir.path())?;
+    cfg.limits.queues_per_connection = u32::MAX;
+    cfg.limits.queues_per_address_per_hour = u32::MAX;
+    cfg.limits.stored_mb_per_address = 10_000_000;
+    std::fs::write(
+        dir.path().join(smpx_relay::config::CONFIG_FILE),
+        cfg.render(),
+    )?;
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--serve")
         .arg(dir.path())

@@ -96,6 +96,7 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
         Just(ErrorCode::LargeMsg),
         Just(ErrorCode::Internal),
         Just(ErrorCode::Payment),
+        Just(ErrorCode::Limit),
         prop_oneof![
             Just(ProxyError::Unreachable),
             Just(ProxyError::BadAddress),

@@ -219,6 +219,7 @@ fn responses() -> Vec<(&'static str, Response)> {
         ),
         ("ERR PROXY CRYPTO", ErrorCode::Proxy(ProxyError::Crypto)),
         ("ERR PROXY REPLAY", ErrorCode::Proxy(ProxyError::Replay)),
+        ("ERR LIMIT", ErrorCode::Limit),
     ];
     out.extend(codes.into_iter().map(|(n, c)| (n, Response::Err(c))));
     out

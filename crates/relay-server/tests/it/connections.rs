@@ -164,7 +164,7 @@ fn piped(relay: &Relay) -> (tokio::io::DuplexStream, SessionId) {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let permit = relay.try_admit().unwrap();
     let r = relay.clone();
-    tokio::spawn(async move { r.serve_connection(theirs, sid, permit).await });
+    tokio::spawn(async move { r.serve_connection(theirs, sid, None, permit).await });
     (ours, sid)
 }
 

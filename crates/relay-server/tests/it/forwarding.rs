@@ -2,8 +2,11 @@
 //! proxy) to a queue on another relay (the destination).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::{client_config, relay_err, signing_key, test_config};
-use smpx_relay_client::{connect_tls, Client, ClientError, Event, Events};
+use crate::support::{
+    client_config, connect, forwarding_on, relay_err, signing_key, test_config, tls_relay,
+    TestRelay,
+};
+use smpx_relay_client::{connect_tls, ClientError, Event, Events};
 use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::crypto::{self, Content};
 use smpx_relay_protocol::forward::{self, ForwardError, ForwardKey};
@@ -12,53 +15,13 @@ use smpx_relay_protocol::transmission::{encode_transmission, parse_transmission,
 use smpx_relay_protocol::{
     decode_block, BlockBuilder, CmdError, CorrId, EntityId, ErrorCode, MsgId, ProxyError,
 };
-use smpx_relay_server::forward::ForwardingConfig;
-use smpx_relay_server::{Relay, ServerConfig};
-use smpx_relay_store::memory::MemoryStore;
+use smpx_relay_server::ServerConfig;
 use smpx_relay_transport::framing;
 use smpx_relay_transport::{
     self as transport, CertRejection, PinnedChain, RelayAddress, RelayHost, RelayIdentity,
 };
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
-
-struct TestRelay {
-    relay: Relay,
-    address: RelayAddress,
-    _dir: tempfile::TempDir,
-}
-
-fn forwarding_on(identity: &RelayIdentity) -> ServerConfig {
-    ServerConfig {
-        forwarding: ForwardingConfig {
-            connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(5),
-            ..ForwardingConfig::for_identity(identity).unwrap()
-        },
-        ..test_config()
-    }
-}
-
-async fn tls_relay(config: impl FnOnce(&RelayIdentity) -> ServerConfig) -> TestRelay {
-    let dir = tempfile::tempdir().unwrap();
-    let identity = RelayIdentity::create(&dir.path().join("relay")).unwrap();
-    let relay = Relay::new(Arc::new(MemoryStore::new()), config(&identity));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let acceptor = Arc::new(transport::acceptor(&identity).unwrap());
-    let r = relay.clone();
-    tokio::spawn(async move { r.serve(listener, acceptor).await });
-    TestRelay {
-        relay,
-        address: identity.address(RelayHost::Ipv4(Ipv4Addr::LOCALHOST), port),
-        _dir: dir,
-    }
-}
-
-async fn connect(r: &TestRelay) -> (Client, Events) {
-    connect_tls(&r.address, client_config()).await.unwrap()
-}
 
 async fn next_message(events: &mut Events) -> (MsgId, Vec<u8>) {
     let ev = tokio::time::timeout(Duration::from_secs(10), events.next())

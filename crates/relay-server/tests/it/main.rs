@@ -6,6 +6,7 @@ mod auth;
 mod channels;
 mod connections;
 mod forwarding;
+mod limits;
 mod pay;
 mod queues;
 mod support;

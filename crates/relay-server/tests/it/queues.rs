@@ -319,7 +319,7 @@ async fn works_over_a_duplex_stream_and_checks_the_session_id() {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let r = relay.clone();
     let permit = relay.try_admit().unwrap();
-    tokio::spawn(async move { r.serve_connection(a, sid, permit).await });
+    tokio::spawn(async move { r.serve_connection(a, sid, None, permit).await });
     let (c, _) = Client::connect(b, sid, client_config()).await.unwrap();
     assert_eq!(c.version(), 1);
     c.ping().await.unwrap();
@@ -334,7 +334,7 @@ async fn works_over_a_duplex_stream_and_checks_the_session_id() {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let r = relay.clone();
     let permit = relay.try_admit().unwrap();
-    tokio::spawn(async move { r.serve_connection(a, rand::random(), permit).await });
+    tokio::spawn(async move { r.serve_connection(a, rand::random(), None, permit).await });
     assert!(matches!(
         Client::connect(b, sid, client_config()).await,
         Err(ClientError::SessionMismatch)

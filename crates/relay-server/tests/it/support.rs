@@ -3,15 +3,20 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use ed25519_dalek::SigningKey;
-use smpx_relay_client::{connect_insecure_plain, Client, ClientConfig, ClientError, Event, Events};
+use smpx_relay_client::{
+    connect_insecure_plain, connect_tls, Client, ClientConfig, ClientError, Event, Events,
+};
 use smpx_relay_protocol::command::{Command, Response};
 use smpx_relay_protocol::crypto::Content;
 use smpx_relay_protocol::handshake::{ClientHello, ServerHello};
 use smpx_relay_protocol::transmission::{encode_transmission, parse_transmission, signed_part};
 use smpx_relay_protocol::ErrorCode;
 use smpx_relay_protocol::{crypto, decode_block, BlockBuilder, CorrId, EntityId, SessionId};
+use smpx_relay_server::forward::ForwardingConfig;
 use smpx_relay_server::{InsecurePlainAcceptor, Relay, ServerConfig};
 use smpx_relay_store::memory::MemoryStore;
+use smpx_relay_transport::{self as transport, RelayAddress, RelayHost, RelayIdentity};
+use std::net::Ipv4Addr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +69,49 @@ pub async fn start_with(store: Arc<MemoryStore>, config: ServerConfig) -> (Relay
     let r = relay.clone();
     tokio::spawn(async move { r.serve(listener, Arc::new(InsecurePlainAcceptor)).await });
     (relay, addr)
+}
+
+/// A relay on loopback behind real TLS (its own identity in a temporary directory).
+pub struct TestRelay {
+    pub relay: Relay,
+    pub address: RelayAddress,
+    _dir: tempfile::TempDir,
+}
+
+/// Both private-routing roles on, and loopback destinations allowed (every relay of the
+/// tests is on 127.0.0.1).
+pub fn forwarding_on(identity: &RelayIdentity) -> ServerConfig {
+    ServerConfig {
+        forwarding: ForwardingConfig {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(5),
+            allow_private_destinations: true,
+            ..ForwardingConfig::for_identity(identity).unwrap()
+        },
+        ..test_config()
+    }
+}
+
+/// A TLS relay configured by `config` from its identity.
+pub async fn tls_relay(config: impl FnOnce(&RelayIdentity) -> ServerConfig) -> TestRelay {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = RelayIdentity::create(&dir.path().join("relay")).unwrap();
+    let relay = Relay::new(Arc::new(MemoryStore::new()), config(&identity));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = Arc::new(transport::acceptor(&identity).unwrap());
+    let r = relay.clone();
+    tokio::spawn(async move { r.serve(listener, acceptor).await });
+    TestRelay {
+        relay,
+        address: identity.address(RelayHost::Ipv4(Ipv4Addr::LOCALHOST), port),
+        _dir: dir,
+    }
+}
+
+/// A client of `r` over TLS, pinned to its fingerprint.
+pub async fn connect(r: &TestRelay) -> (Client, Events) {
+    connect_tls(&r.address, client_config()).await.unwrap()
 }
 
 pub fn client_config() -> ClientConfig {
