@@ -69,14 +69,14 @@ fn int64(v: u64, name: &str) -> ApiResult<u64> {
     Ok(v)
 }
 
-#[utoipa::path(get, path = "/v1/mmrs/{id}", params(("id" = u64, Path)),
+#[utoipa::path(get, path = "/v1/mmrs/{id}", params(("id" = u64, Path, maximum = 9223372036854775807_u64)),
     responses((status = 200, body = MmrInfo), (status = 404, body = ErrorBody)))]
 pub(crate) async fn mmr(State(c): AppState, Path(id): Path<u64>) -> ApiResult<Json<MmrInfo>> {
     let row = mmr_row(&c, id).await?;
     Ok(Json(info(&c, row, c.now())))
 }
 
-#[utoipa::path(get, path = "/v1/mmrs/{id}/leaves", params(("id" = u64, Path), LeavesQuery),
+#[utoipa::path(get, path = "/v1/mmrs/{id}/leaves", params(("id" = u64, Path, maximum = 9223372036854775807_u64), LeavesQuery),
     responses((status = 200, body = LeavesPage), (status = 404, body = ErrorBody)))]
 pub(crate) async fn leaves(
     State(c): AppState,
@@ -104,7 +104,7 @@ pub(crate) async fn leaves(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/mmrs/{id}/checkpoint", params(("id" = u64, Path), CheckpointQuery),
+#[utoipa::path(get, path = "/v1/mmrs/{id}/checkpoint", params(("id" = u64, Path, maximum = 9223372036854775807_u64), CheckpointQuery),
     responses((status = 200, body = Signed<Checkpoint>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn checkpoint(
     State(c): AppState,
@@ -140,7 +140,7 @@ pub(crate) async fn checkpoint(
     Ok(Json(Signed::sign(&c.receipt_key, CHECKPOINT_DOMAIN, body)?))
 }
 
-#[utoipa::path(get, path = "/v1/mmrs/{id}/consistency", params(("id" = u64, Path), ConsistencyQuery),
+#[utoipa::path(get, path = "/v1/mmrs/{id}/consistency", params(("id" = u64, Path, maximum = 9223372036854775807_u64), ConsistencyQuery),
     responses((status = 200, body = Object), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 pub(crate) async fn consistency(
@@ -148,6 +148,9 @@ pub(crate) async fn consistency(
     Path(id): Path<u64>,
     Query(q): Query<ConsistencyQuery>,
 ) -> ApiResult<Json<ConsistencyProof>> {
+    // As for leaves: a bound beyond what the databases hold is 400 on any id, as documented.
+    int64(q.from, "from")?;
+    int64(q.to, "to")?;
     let row = mmr_row(&c, id).await?;
     if q.from > q.to || q.to > row.size {
         return Err(ApiError::new(

@@ -377,7 +377,7 @@ pub(crate) async fn publish(
         .ok_or_else(|| ApiError::internal("publish: recorded without a receipt"))
 }
 
-#[utoipa::path(get, path = "/v1/vouchers/{commitment}", params(("commitment" = String, Path)),
+#[utoipa::path(get, path = "/v1/vouchers/{commitment}", params(("commitment" = smpx_core::crypto::FieldBytes, Path, description = "`C`, hex")),
     responses((status = 200, body = VoucherStatus), (status = 404, body = ErrorBody)))]
 pub(crate) async fn voucher(
     State(c): AppState,
@@ -722,8 +722,13 @@ fn added(r: Result<(), StoreError>, kind: &str, id: &str) -> ApiResult<()> {
 
 fn credits(limit_credits: u64) -> ApiResult<Amount> {
     Amount::from_credits(limit_credits)
-        .filter(|a| i64::try_from(a.0).is_ok())
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "limit is too large"))
+        .filter(|_| limit_credits <= MAX_LIMIT_CREDITS)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("limit is too large: at most {MAX_LIMIT_CREDITS} credits"),
+            )
+        })
 }
 
 #[utoipa::path(post, path = "/v1/admin/issuers", request_body = AddIssuerRequest,

@@ -13,6 +13,15 @@ use crate::receipt::Signed;
 use crate::{Amount, NetworkParams, UnixTime};
 use serde::{Deserialize, Serialize};
 
+// Bounds shared by the services' checks and the schemas below (utoipa takes literals only;
+// `crate::schema`'s tests check each literal against its constant).
+
+/// Most top-up codes one `POST /v1/admin/topup-codes` mints.
+pub const MAX_TOPUP_CODES: u32 = 10_000;
+
+/// The largest issuing limit, in whole credits, whose value in units the databases hold.
+pub const MAX_LIMIT_CREDITS: u64 = i64::MAX as u64 / crate::amount::UNITS_PER_CREDIT;
+
 /// The body of every error response.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -74,7 +83,10 @@ pub struct IssuerKeyInfo {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerKeysQuery {
+    /// Only this issuer's keys.
     pub issuer: Option<String>,
+    /// Only keys for this denomination.
+    #[param(maximum = 9223372036854775807_u64)]
     pub denomination: Option<u64>,
 }
 
@@ -83,12 +95,14 @@ pub struct IssuerKeysQuery {
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// `C`, hex.
-    #[schema(value_type = String)]
+    #[schema(value_type = FieldBytes)]
     pub commitment: Commitment,
+    /// One of the network's denominations (`GET /v1/params`); any other is
+    /// `unsupported_denomination`.
     pub denomination: u64,
-    /// The issuer key that signed `C`, hex.
+    /// The issuer key that signed `C` (`GET /v1/issuer-keys`), hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub key_id: String,
-    #[schema(value_type = Object)]
     pub signature: VoucherSignature,
 }
 
@@ -175,17 +189,90 @@ pub struct VoucherStatus {
 }
 
 /// `POST /v1/redemptions` (operator → coordinator): forward a wallet's redemption.
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardRedemptionRequest {
     /// Redemption protocol version: 1 = HPKE envelope (`envelope`), 2 = zero-knowledge
     /// proof (`zk`).
     pub version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub envelope: Option<Envelope>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zk: Option<ZkRedemption>,
+}
+
+/// The schema of a redemption request (`POST /v1/redemptions`, and `POST /v1/redeem` with
+/// `outputs`): exactly what [`crate::rules::redeem::route`] lets through — version 1 with
+/// `envelope` and no `zk`, or version 2 with `zk` and no `envelope` (an absent payload may be
+/// `null`). Any other version is `unsupported_version`, any other combination
+/// `invalid_request`.
+fn redemption_schema(
+    outputs: Option<utoipa::openapi::RefOr<utoipa::openapi::Schema>>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use crate::redemption::{PROTOCOL_V1, PROTOCOL_V2};
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+    use utoipa::openapi::{Ref, RefOr, Schema};
+    let variant = |version: u32, payload: &str, component: &str, absent: &str, why: &str| {
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(why))
+            .property(
+                "version",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .enum_values(Some([version])),
+            )
+            .required("version")
+            .property(payload, Ref::from_schema_name(component))
+            .required(payload)
+            .property(absent, ObjectBuilder::new().schema_type(Type::Null))
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+        if let Some(outputs) = outputs.clone() {
+            object = object.property("outputs", outputs);
+        }
+        object.build()
+    };
+    RefOr::T(Schema::OneOf(
+        OneOfBuilder::new()
+            .item(variant(
+                PROTOCOL_V1,
+                "envelope",
+                "Envelope",
+                "zk",
+                "v0.1: an HPKE envelope",
+            ))
+            .item(variant(
+                PROTOCOL_V2,
+                "zk",
+                "ZkRedemption",
+                "envelope",
+                "v0.2: a zero-knowledge proof",
+            ))
+            .build(),
+    ))
+}
+
+/// The components a redemption request refers to.
+fn redemption_components(
+    schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>,
+) {
+    use utoipa::{PartialSchema, ToSchema};
+    schemas.push((Envelope::name().into(), Envelope::schema()));
+    Envelope::schemas(schemas);
+    schemas.push((ZkRedemption::name().into(), ZkRedemption::schema()));
+    ZkRedemption::schemas(schemas);
+}
+
+impl utoipa::PartialSchema for ForwardRedemptionRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        redemption_schema(None)
+    }
+}
+
+impl utoipa::ToSchema for ForwardRedemptionRequest {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        redemption_components(schemas);
+    }
 }
 
 /// A v0.2 redemption: a Groth16 proof that the redeemer knows the secret of a voucher in the
@@ -197,18 +284,19 @@ pub struct ZkRedemption {
     /// The MMR whose root the proof is against.
     pub mmr_id: u64,
     /// That MMR's root at some size (hex field element).
-    #[schema(value_type = String)]
     pub root: FieldBytes,
     /// `N = Poseidon(NULLIFIER_DOMAIN, s)` (hex field element).
-    #[schema(value_type = String)]
     pub nullifier: FieldBytes,
+    /// One of the network's denominations; any other is `unsupported_denomination`.
     pub denomination: u64,
     /// Fee bound into the proof together with the operator; must be zero in this version.
     #[serde(default)]
+    #[schema(value_type = u64, minimum = 0, maximum = 0)]
     pub fee: Amount,
-    /// Compressed Groth16 proof, 128 bytes, base64url.
+    /// Compressed Groth16 proof, 128 bytes, base64url (whether the bytes are a proof is
+    /// `invalid_proof`).
     #[serde(with = "crate::crypto::b64::serde")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{170}[AEIMQUYcgkosw048]$")]
     pub proof: Vec<u8>,
 }
 
@@ -287,8 +375,10 @@ pub struct LedgerTotalsResponse {
 #[serde(deny_unknown_fields)]
 pub struct EntriesQuery {
     /// Return entries with `seq` greater than this (default 0).
+    #[param(maximum = 9223372036854775807_u64)]
     pub after: Option<u64>,
-    /// At most this many (default and maximum 1000).
+    /// At most this many (default and maximum 1000; more is read as 1000, 0 as 1).
+    #[param(maximum = 4294967295_u64)]
     pub limit: Option<u32>,
 }
 
@@ -316,8 +406,11 @@ pub struct OperatorInfo {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddIssuerRequest {
+    /// 1–64 characters of `a-z`, `0-9`, `-` and `_`.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub id: String,
     /// Issuing limit in whole credits.
+    #[schema(maximum = 9223372036854_u64)]
     pub limit_credits: u64,
 }
 
@@ -325,8 +418,12 @@ pub struct AddIssuerRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddOperatorRequest {
+    /// 1–64 characters of `a-z`, `0-9`, `-` and `_`.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub id: String,
-    /// Revenue share in basis points, at most `max_operator_share_bps`.
+    /// Revenue share in basis points, at most the network's `max_operator_share_bps`
+    /// (`GET /v1/params`; above it, `share_too_high`).
+    #[schema(maximum = 10000)]
     pub share_bps: u32,
 }
 
@@ -342,6 +439,8 @@ pub struct CredentialResponse {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetLimitRequest {
+    /// Issuing limit in whole credits.
+    #[schema(maximum = 9223372036854_u64)]
     pub limit_credits: u64,
 }
 
@@ -349,6 +448,9 @@ pub struct SetLimitRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetShareRequest {
+    /// Revenue share in basis points, at most the network's `max_operator_share_bps`
+    /// (above it, `share_too_high`).
+    #[schema(maximum = 10000)]
     pub share_bps: u32,
 }
 
@@ -366,9 +468,15 @@ pub struct ExpireResponse {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterKeyRequest {
+    /// One of the network's denominations; any other is `unsupported_denomination`.
     pub denomination: u64,
+    /// The key period (the current one or the next; others are `key_registration_rejected`).
     pub period: u64,
-    /// RSA public key, SubjectPublicKeyInfo DER, base64url.
+    /// RSA public key, SubjectPublicKeyInfo DER, base64url. Bytes that are not an RSA key
+    /// of the network's size are `invalid_request` (a pattern cannot say that).
+    #[schema(
+        pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$"
+    )]
     pub public_key: String,
 }
 
@@ -386,7 +494,7 @@ pub struct IssuerServiceInfo {
 }
 
 /// How a purchase is paid.
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Payment {
     /// A single-use prepaid top-up code sold by a shop.
@@ -395,14 +503,53 @@ pub enum Payment {
     Devnet,
 }
 
+/// Written by hand because serde is not uniform here and utoipa does not say so: a
+/// `topup_code` refuses unknown fields (`deny_unknown_fields` reaches struct variants), while
+/// serde reads a unit variant (`devnet`) whatever else its object holds.
+impl utoipa::PartialSchema for Payment {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        use utoipa::openapi::{RefOr, Schema};
+        let method = |name: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([name]))
+        };
+        let topup = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("A single-use prepaid top-up code sold by a shop."))
+            .property("method", method("topup_code"))
+            .required("method")
+            .property("code", ObjectBuilder::new().schema_type(Type::String))
+            .required("code")
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+        let devnet = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Devnet only: accepted without payment; every response says so.",
+            ))
+            .property("method", method("devnet"))
+            .required("method");
+        RefOr::T(Schema::OneOf(
+            OneOfBuilder::new().item(topup).item(devnet).build(),
+        ))
+    }
+}
+
+impl utoipa::ToSchema for Payment {}
+
 /// `POST /v1/purchases`: buy one voucher.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseRequest {
+    /// One of the network's denominations; any other is `unsupported_denomination`.
     pub denomination: u64,
     /// The key the wallet blinded for (it took it from the coordinator's registry), hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub key_id: String,
-    #[schema(value_type = String)]
+    /// The blinded message, base64url (its size is the key's; a wrong one is
+    /// `invalid_request`, which a pattern cannot say).
+    #[schema(value_type = String, pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
     pub blinded_message: BlindedMessage,
     pub payment: Payment,
 }
@@ -429,8 +576,10 @@ pub struct PurchaseResponse {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MintCodesRequest {
+    /// One of the network's denominations; any other is `unsupported_denomination`.
     pub denomination: u64,
-    /// 1 to 10,000 codes.
+    /// 1 to 10,000 codes ([`MAX_TOPUP_CODES`]).
+    #[schema(minimum = 1, maximum = 10000)]
     pub count: u32,
 }
 
@@ -456,13 +605,12 @@ pub struct OperatorServiceInfo {
 }
 
 /// `POST /v1/redeem` at an operator: a wallet redeems a voucher here.
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemRequest {
     /// 1 = HPKE envelope (`envelope`), 2 = zero-knowledge proof (`zk`).
     pub version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub envelope: Option<Envelope>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zk: Option<ZkRedemption>,
@@ -471,6 +619,36 @@ pub struct RedeemRequest {
     /// them once the coordinator confirms the redemption ([`RedeemResponse::signatures`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<crate::credits::BlindedMessage>>,
+}
+
+impl utoipa::PartialSchema for RedeemRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, SchemaType, Type};
+        use utoipa::openapi::{Ref, RefOr, Schema};
+        let outputs = ArrayBuilder::new()
+            .schema_type(SchemaType::Array(vec![Type::Array, Type::Null]))
+            .items(Ref::from_schema_name("BlindedMessage"))
+            .min_items(Some(1))
+            .max_items(Some(crate::credits::MAX_OUTPUTS))
+            .description(Some(
+                "Blinded outputs for the credited amount (power-of-two amounts under the \
+                 operator's current keyset, adding up to exactly the credited value): the \
+                 operator blind-signs them once the coordinator confirms the redemption. \
+                 Absent or null: no credits.",
+            ))
+            .build();
+        redemption_schema(Some(RefOr::T(Schema::Array(outputs))))
+    }
+}
+
+impl utoipa::ToSchema for RedeemRequest {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        use utoipa::PartialSchema;
+        redemption_components(schemas);
+        let name = crate::credits::BlindedMessage::name();
+        schemas.push((name.into(), crate::credits::BlindedMessage::schema()));
+        crate::credits::BlindedMessage::schemas(schemas);
+    }
 }
 
 /// Body of the operator's signed receipt: what the wallet was credited.
@@ -527,8 +705,10 @@ pub struct MmrListResponse {
 #[serde(deny_unknown_fields)]
 pub struct LeavesQuery {
     /// First leaf index (default 0).
+    #[param(maximum = 9223372036854775807_u64)]
     pub from: Option<u64>,
-    /// At most this many leaves (default and maximum 4096).
+    /// At most this many leaves (default and maximum 4096; more is read as 4096).
+    #[param(maximum = 4294967295_u64)]
     pub limit: Option<u32>,
 }
 
@@ -549,6 +729,7 @@ pub struct LeavesPage {
 #[serde(deny_unknown_fields)]
 pub struct CheckpointQuery {
     /// The size to certify (default: the current size).
+    #[param(maximum = 9223372036854775807_u64)]
     pub size: Option<u64>,
 }
 
@@ -570,7 +751,12 @@ pub struct Checkpoint {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyQuery {
+    /// The smaller size; `from <= to <= ` the MMR's size, or `invalid_request` (a schema
+    /// cannot compare two parameters).
+    #[param(maximum = 9223372036854775807_u64)]
     pub from: u64,
+    /// The larger size, at most the MMR's.
+    #[param(maximum = 9223372036854775807_u64)]
     pub to: u64,
 }
 
@@ -726,9 +912,11 @@ pub struct SwapStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckStateRequest {
-    /// Compressed points, hex.
+    /// Compressed secp256k1 points, hex: at most 1000 ([`crate::credits::MAX_INPUTS`]). A
+    /// string of this shape that is not a point on the curve is `invalid_request` (a pattern
+    /// cannot say that).
     #[serde(rename = "Ys")]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, max_items = 1000, pattern = "^0[23][0-9a-f]{64}$")]
     pub ys: Vec<crate::credits::Point>,
 }
 
@@ -767,6 +955,8 @@ pub struct CheckStateResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreditRestoreRequest {
+    /// At most 1000 ([`crate::credits::MAX_OUTPUTS`]).
+    #[schema(max_items = 1000)]
     pub outputs: Vec<crate::credits::BlindedMessage>,
 }
 

@@ -27,6 +27,7 @@ pub mod receipt;
 pub mod redemption;
 pub mod rotation;
 pub mod rules;
+pub mod schema;
 
 pub use amount::Amount;
 pub use error::{ErrorCode, ProtocolError};

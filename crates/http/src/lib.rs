@@ -18,6 +18,7 @@
 pub mod batch;
 pub mod common;
 pub mod files;
+mod numbers;
 mod server;
 mod token;
 

@@ -65,6 +65,11 @@ impl IntoResponse for ApiError {
 }
 
 /// JSON in and out. As an extractor, every failure is a typed [`ApiError`].
+///
+/// A whole number written as a float (`10.0`, `1e3`) is read as the integer it is, as the
+/// OpenAPI documents' `"type": "integer"` allows; a fractional one in an integer field is
+/// refused. Otherwise this is `axum::Json`: its content-type check, body limit and messages
+/// (which name the field that did not parse).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -76,6 +81,19 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        // `serve` buffered the body already (at most MAX_BODY_BYTES), so this does not wait.
+        let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(e) if is_length_limit(&e) => return Err(body_too_large()),
+            Err(_) => return Err(unreadable_body()),
+        };
+        let bytes = match crate::numbers::whole_numbers_as_integers(&bytes) {
+            // Longer only by exponents written out; past the limit it stays as written.
+            Some(rewritten) if rewritten.len() <= MAX_BODY_BYTES => rewritten.into(),
+            _ => bytes,
+        };
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rejection) => Err(json_rejection(rejection)),
@@ -83,12 +101,23 @@ where
     }
 }
 
+fn body_too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::BodyTooLarge,
+        format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+fn unreadable_body() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "the request body could not be read",
+    )
+}
+
 fn json_rejection(r: JsonRejection) -> ApiError {
     match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => body_too_large(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "expected Content-Type: application/json",
@@ -272,18 +301,12 @@ async fn admit(req: Request) -> Result<Request, ApiError> {
             format!("at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all"),
         ));
     }
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-        )
-    };
     let announced = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
+        return Err(body_too_large());
     }
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
@@ -294,11 +317,8 @@ async fn admit(req: Request) -> Result<Request, ApiError> {
                 BODY_TIMEOUT.as_secs()
             ),
         )),
-        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
-        Ok(Err(_)) => Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "the request body could not be read",
-        )),
+        Ok(Err(e)) if is_length_limit(&e) => Err(body_too_large()),
+        Ok(Err(_)) => Err(unreadable_body()),
         Ok(Ok(bytes)) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
     }
 }

@@ -185,10 +185,10 @@ pub(crate) async fn mint_codes(
             "the network does not issue this denomination",
         ));
     }
-    if !(1..=10_000).contains(&req.count) {
+    if !(1..=MAX_TOPUP_CODES).contains(&req.count) {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
-            "count must be between 1 and 10000",
+            format!("count must be between 1 and {MAX_TOPUP_CODES}"),
         ));
     }
     let codes: Vec<String> = (0..req.count)

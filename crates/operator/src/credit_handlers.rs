@@ -94,7 +94,7 @@ pub(crate) async fn keys(State(o): AppState) -> ApiResult<Json<CreditKeysRespons
 }
 
 #[utoipa::path(get, path = "/v1/keys/{keyset_id}", tag = "credits",
-    params(("keyset_id" = String, Path, description = "keyset id, hex")),
+    params(("keyset_id" = smpx_core::credits::KeysetId, Path, description = "keyset id, hex")),
     responses((status = 200, body = CreditKeysResponse),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn keyset_keys(
@@ -204,7 +204,7 @@ pub(crate) async fn swap(
 }
 
 #[utoipa::path(get, path = "/v1/swap/{id}", tag = "credits",
-    params(("id" = String, Path, description = "the spend's id (SwapId, 64 hex characters)")),
+    params(("id" = String, Path, pattern = "^[0-9a-f]{64}$", description = "the spend's id (SwapId, 64 lowercase hex characters)")),
     responses((status = 200, body = SwapStatus),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown_swap")))]
 pub(crate) async fn swap_status(

@@ -19,7 +19,7 @@ use utoipa::OpenApi;
                        RedeemResponse, CreditKeysResponse, CreditKeysetsResponse, CreditKeysetInfo,
                        SwapStatus, SwapState, CheckStateRequest, CheckStateResponse, ProofState,
                        TokenState, CreditRestoreRequest, CreditRestoreResponse, KeysetKeys, BlindedMessage, BlindSignature, Proof,
-                       SwapRequest, SwapResponse)),
+                       SwapRequest, SwapResponse, smpx_core::credits::KeysetId)),
     modifiers(&BearerAuth, &StandardResponses)
 )]
 struct Doc;

@@ -9,7 +9,8 @@
 //! [`process`] runs the `smpx` binary as separate processes, waits for the line that says
 //! where it listens, and kills (SIGKILL) or restarts it. [`proxy::Proxy`] stands in front of
 //! a service and loses answers on request. [`ceremony`] gives the cached local
-//! ceremony the small test circuits use. [`db`] (`smpx-testdb`) makes throw-away databases,
+//! ceremony the small test circuits use. [`schema::Document`] judges requests by a service's
+//! own OpenAPI document (boon, draft 2020-12) and asserts the service agrees. [`db`] (`smpx-testdb`) makes throw-away databases,
 //! and [`both!`] runs a test once per backend.
 
 pub use smpx_testdb as db;
@@ -20,3 +21,4 @@ pub mod net;
 pub mod process;
 pub mod proxy;
 pub mod relay;
+pub mod schema;

@@ -5,4 +5,5 @@
 
 mod api;
 mod hostile;
+mod schema;
 mod zk_cache;

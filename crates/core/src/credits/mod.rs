@@ -108,6 +108,7 @@ pub use keyset::{
 };
 pub use swap::{
     check_issue, check_outputs, check_swap, sign_outputs, CheckedInput, CheckedSwap, SwapLimits,
+    MAX_INPUTS, MAX_OUTPUTS,
 };
 pub use wallet::{
     deterministic_outputs, deterministic_secret, finalize_all, random_outputs, PreparedOutput,

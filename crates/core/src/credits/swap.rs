@@ -23,6 +23,11 @@ use super::wire::{BlindSignature, BlindedMessage, SwapRequest};
 use super::CreditError;
 use crate::{Amount, UnixTime};
 
+/// Most inputs one request may carry by default (the OpenAPI documents say so).
+pub const MAX_INPUTS: usize = 1_000;
+/// Most outputs one request may carry by default.
+pub const MAX_OUTPUTS: usize = 1_000;
+
 /// Most inputs and outputs one request may carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SwapLimits {
@@ -35,8 +40,8 @@ impl Default for SwapLimits {
     /// any amount, so this only bounds the work a request can ask for.
     fn default() -> Self {
         Self {
-            max_inputs: 1_000,
-            max_outputs: 1_000,
+            max_inputs: MAX_INPUTS,
+            max_outputs: MAX_OUTPUTS,
         }
     }
 }

@@ -24,14 +24,13 @@ use crate::Amount;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlindedMessage {
-    #[schema(value_type = u64)]
+    /// A power of two that the keyset has (`GET /v1/keys`); any other is `invalid_amount`.
+    #[schema(value_type = u64, minimum = 1)]
     pub amount: Amount,
     /// Keyset id, hex.
-    #[schema(value_type = String)]
     pub id: KeysetId,
     /// `B' = hash_to_curve(secret) + r·G`, compressed point, hex.
     #[serde(rename = "B_")]
-    #[schema(value_type = String)]
     pub blinded_secret: Point,
 }
 
@@ -52,12 +51,20 @@ pub struct BlindSignature {
 }
 
 /// A token's DLEQ proof with the wallet's blinding factor, so that whoever receives the token
-/// can check it (NUT-12). Never sent to the operator.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// can check it (NUT-12). Never needed by the operator (it is stripped before spending).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProofDleq {
+    /// 32 bytes, lowercase hex.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub e: Challenge,
+    /// A scalar below the secp256k1 group order, lowercase hex (a larger one is
+    /// `invalid_request`).
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub s: Response,
+    /// A non-zero scalar below the secp256k1 group order, lowercase hex (others are
+    /// `invalid_request`).
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub r: BlindingFactor,
 }
 
@@ -77,20 +84,16 @@ impl ProofDleq {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Proof {
-    #[schema(value_type = u64)]
+    /// A power of two that the keyset has; any other is `invalid_amount`.
+    #[schema(value_type = u64, minimum = 1)]
     pub amount: Amount,
-    #[schema(value_type = String)]
     pub id: KeysetId,
-    /// 64 lowercase hex characters.
-    #[schema(value_type = String)]
     pub secret: Secret,
     /// `C`, compressed point, hex.
     #[serde(rename = "C")]
-    #[schema(value_type = String)]
     pub signature: Point,
     /// Only between wallets; absent when spending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub dleq: Option<ProofDleq>,
 }
 
@@ -135,7 +138,11 @@ impl Proof {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwapRequest {
+    /// 1 to 1000 tokens ([`super::MAX_INPUTS`]).
+    #[schema(min_items = 1, max_items = 1000)]
     pub inputs: Vec<Proof>,
+    /// At most 1000 ([`super::MAX_OUTPUTS`]); none is a spend without change.
+    #[schema(max_items = 1000)]
     pub outputs: Vec<BlindedMessage>,
 }
 

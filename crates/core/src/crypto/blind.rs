@@ -286,11 +286,13 @@ impl fmt::Debug for BlindingState {
 /// On the wire: `{"signature": base64url, "msg_randomizer": 64 hex chars}`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VoucherSignature {
+    /// Base64url (as long as the key's modulus; otherwise `bad_signature`).
     #[serde(with = "b64::serde")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
     pub signature: Vec<u8>,
+    /// 64 lowercase hex characters.
     #[serde(with = "hex_array::serde")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub msg_randomizer: [u8; 32],
 }
 

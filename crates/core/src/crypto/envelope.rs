@@ -90,11 +90,13 @@ impl fmt::Debug for HpkePublicKey {
 /// On the wire: `{"enc": base64url, "ciphertext": base64url}`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Envelope {
+    /// Base64url.
     #[serde(with = "b64::serde")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
     pub enc: Vec<u8>,
+    /// Base64url.
     #[serde(with = "b64::serde")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
     pub ciphertext: Vec<u8>,
 }
 

@@ -35,11 +35,9 @@ pub const NULLIFIER_DOMAIN: u64 = u64::from_be_bytes(*b"smpx/nf1");
 /// Serialized as 64 lowercase hex characters. `Ord` is numeric order (big-endian bytes).
 /// The field is public so that callers can hold raw bytes, which is why [`FieldBytes::to_fr`]
 /// re-checks canonicity; [`FieldBytes::from_hex`] and deserialization check it too.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
-#[schema(
-    value_type = String,
-    example = "115cc0f5e7d690413df64c6b9662e9cf2a3617f2743245519e19607a4417189a"
-)]
+///
+/// Its OpenAPI schema (a pattern below the modulus) is in [`crate::schema`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FieldBytes(pub [u8; 32]);
 
 impl FieldBytes {

@@ -32,12 +32,26 @@ async fn start() -> SocketAddr {
             .route(
                 "/echo",
                 post(|Json(v): Json<serde_json::Value>| async move { Json(v) }),
+            )
+            .route(
+                "/typed",
+                post(|Json(v): Json<Typed>| async move { Json(v) }),
             ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, router, std::future::pending()));
     addr
+}
+
+/// A strict body with integer fields, as every request type is.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Typed {
+    count: u32,
+    limit: u64,
+    offset: i64,
+    name: String,
 }
 
 /// Everything the server sends until it closes the connection (failing, not hanging, if
@@ -198,4 +212,77 @@ async fn unparsable_path_segments_are_answered_400_as_json() {
         exchange(addr, request.as_bytes()).await,
         (200, serde_json::json!(7))
     );
+}
+
+/// POSTs `body` as JSON to `path`.
+async fn post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(addr, request.as_bytes()).await
+}
+
+#[tokio::test]
+async fn whole_numbers_written_as_floats_are_integers_as_the_schemas_say() {
+    let addr = start().await;
+    // JSON Schema's `integer` accepts 10.0 and 1e3, so the server does too, exactly.
+    let (status, body) = post_json(
+        addr,
+        "/typed",
+        r#"{"count": 10.0, "limit": 18446744073709551615.0, "offset": -2e3, "name": "1.0"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"count": 10, "limit": u64::MAX, "offset": -2000, "name": "1.0"})
+    );
+    // A fraction is not an integer: refused, naming the field, as before.
+    for (bad, field) in [
+        (
+            r#"{"count": 10.5, "limit": 1, "offset": 0, "name": ""}"#,
+            "count",
+        ),
+        (
+            r#"{"count": 1, "limit": 1e-1, "offset": 0, "name": ""}"#,
+            "limit",
+        ),
+        (
+            r#"{"count": 1e10, "limit": 1, "offset": 0, "name": ""}"#,
+            "count",
+        ),
+        (
+            r#"{"count": 1, "limit": -1.0, "offset": 0, "name": ""}"#,
+            "limit",
+        ),
+        (
+            r#"{"count": 1, "limit": 1, "offset": 0, "name": 1.0}"#,
+            "name",
+        ),
+    ] {
+        let (status, body) = post_json(addr, "/typed", bad).await;
+        assert_eq!(
+            (status, code(&body)),
+            (400, "invalid_request"),
+            "{bad}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{bad}: {message}");
+    }
+    // Content type and unknown fields are checked as before.
+    let request = "POST /typed HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    let (status, body) = exchange(addr, request.as_bytes()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (415, "unsupported_media_type"),
+        "{body}"
+    );
+    let (status, body) = post_json(
+        addr,
+        "/typed",
+        r#"{"count": 1, "limit": 1, "offset": 0, "name": "", "extra": 1.0}"#,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (400, "invalid_request"), "{body}");
 }
