@@ -15,7 +15,7 @@ use utoipa::OpenApi;
           mmrs, mmr, leaves, checkpoint, consistency, zk_info, zk_transcript),
     components(schemas(ErrorBody, ErrorDetail, smpx_core::ErrorCode, smpx_core::Amount,
                        smpx_core::NetworkParams, smpx_core::ledger::Entry, smpx_core::ledger::EntryKind,
-                       smpx_core::ledger::Totals, VoucherState, ZkRedemption, MmrInfo)),
+                       smpx_core::ledger::Totals, VoucherState, ZkRedemption, MmrInfo, DenominationCount)),
     modifiers(&BearerAuth, &StandardResponses)
 )]
 struct Doc;

@@ -119,9 +119,10 @@ pub use credits::{
 };
 pub use error::{Action, WalletError};
 pub use model::{Balance, CreditRecord, LocalState, StateTotal, VoucherRecord};
+pub use smpx_core::rules::anonymity::{AnonymitySet, MmrSet};
 pub use smpx_core::rules::publish_delay::PublishDelay;
 pub use vault::KdfParams;
-pub use wallet::{Payment, Wallet};
+pub use wallet::{KeyCrowd, Payment, Wallet};
 pub use zk::{MmrChoice, Protocol, RedeemOptions, RedeemProgress};
 
 #[cfg(test)]

@@ -16,7 +16,9 @@
 //! | [`publish_delay`] | how long the wallet waits before publishing | §2 money path ("random delay") |
 //! | [`audit`] | whether the public ledger checks out | §2 Accounting, Pool and clearing |
 //! | [`zk_startup`] | whether a coordinator serves v0.2 redemption at start | §2 v0.2 (ceremony) |
+//! | [`anonymity`] | whether the wallet redeems with the anonymity set it would get | §2 v0.2 (unlinkability) |
 
+pub mod anonymity;
 pub mod audit;
 pub mod operator_redeem;
 pub mod publish;
