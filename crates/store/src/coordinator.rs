@@ -381,10 +381,7 @@ impl CoordinatorStore {
              ORDER BY period, issuer_id, denomination",
         )
         .bind(issuer.unwrap_or(""))
-        .bind(match denomination {
-            Some(d) => to_i64(d, "denomination")?,
-            None => -1,
-        })
+        .bind(denomination_filter(denomination)?)
         .fetch_all(&self.db.pool)
         .await
         .map_err(q)?;
@@ -405,10 +402,7 @@ impl CoordinatorStore {
              GROUP BY v.key_id",
         )
         .bind(issuer.unwrap_or(""))
-        .bind(match denomination {
-            Some(d) => to_i64(d, "denomination")?,
-            None => -1,
-        })
+        .bind(denomination_filter(denomination)?)
         .fetch_all(&self.db.pool)
         .await
         .map_err(q)?;
@@ -887,6 +881,11 @@ async fn append(
         .map_err(q)?;
     }
     Ok(())
+}
+
+/// A denomination filter as the key queries bind it: -1 for any.
+fn denomination_filter(d: Option<u64>) -> Result<i64, StoreError> {
+    d.map_or(Ok(-1), |d| to_i64(d, "denomination"))
 }
 
 fn bytes32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
