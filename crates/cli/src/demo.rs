@@ -178,12 +178,22 @@ async fn lifecycle(
             }
         }
     };
+    // The anonymity set first: a handful of vouchers, which a real wallet refuses, so the
+    // demo accepts it explicitly.
+    let set = wallet
+        .anonymity(&net.coordinator_url, v10.id, &RedeemOptions::default())
+        .await?;
+    out.step(&crate::anonymity::demo_acceptance(&set));
+    let accepting = RedeemOptions {
+        accept_anonymity: Some(set.chosen.size),
+        ..RedeemOptions::default()
+    };
     let c = wallet
         .redeem_with(
             &net.coordinator_url,
             &net.operator_url,
             v10.id,
-            &RedeemOptions::default(),
+            &accepting,
             &note,
         )
         .await?;

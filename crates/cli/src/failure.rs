@@ -20,7 +20,13 @@ pub struct Failure {
     /// The service's error code when it refused; else `unreachable`, `bad_answer` or `local`.
     pub code: String,
     pub message: String,
+    /// What the error carries beyond its message, under `--json` (a refused anonymity set:
+    /// both MMRs' sets and the threshold).
+    pub details: Option<serde_json::Value>,
 }
+
+/// The code of a v0.2 redemption the wallet refused for its anonymity set.
+pub const ANONYMITY_TOO_SMALL: &str = "anonymity_set_too_small";
 
 impl Failure {
     /// Classifies `e` by the first service error in its chain of causes.
@@ -32,15 +38,37 @@ impl Failure {
             Some(ClientError::Decode { .. }) => (EXIT_NETWORK, "bad_answer"),
             None => (EXIT_LOCAL, "local"),
         };
+        let refused_set = e.chain().find_map(|c| match c.downcast_ref() {
+            Some(smpx_wallet::WalletError::AnonymityTooSmall {
+                id, set, threshold, ..
+            }) => {
+                Some(serde_json::json!({"voucher": id, "anonymity": set, "threshold": threshold}))
+            }
+            _ => None,
+        });
+        if let Some(details) = refused_set {
+            // Decided on this machine: a local error, with the sets to choose from.
+            return Failure {
+                exit: EXIT_LOCAL,
+                code: ANONYMITY_TOO_SMALL.to_owned(),
+                message: message(e),
+                details: Some(details),
+            };
+        }
         Failure {
             exit,
             code: code.to_owned(),
             message: message(e),
+            details: None,
         }
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+        let mut error = serde_json::json!({"code": self.code, "message": self.message});
+        if let Some(d) = &self.details {
+            error["details"] = d.clone();
+        }
+        serde_json::json!({ "error": error })
     }
 }
 
@@ -109,5 +137,33 @@ mod tests {
         let f = Failure::of(&anyhow::anyhow!("no voucher with id 9 in this wallet"));
         assert_eq!((f.exit, f.code.as_str()), (EXIT_LOCAL, "local"));
         assert_ne!(EXIT_USAGE, EXIT_LOCAL);
+    }
+
+    #[test]
+    fn a_refused_anonymity_set_is_local_and_carries_both_sets() {
+        use smpx_core::rules::anonymity::{AnonymitySet, MmrSet};
+        let m = |mmr_id, size| MmrSet {
+            mmr_id,
+            size,
+            exact: true,
+            expires_at: 0,
+        };
+        let e = smpx_wallet::WalletError::AnonymityTooSmall {
+            id: 4,
+            denomination: 10,
+            set: AnonymitySet {
+                chosen: m(0, 7),
+                other: Some(m(1, 2)),
+            },
+            threshold: 100,
+            updated: true,
+            now: 0,
+        };
+        let f = Failure::of(&anyhow::Error::new(e).context("redeeming voucher 4"));
+        assert_eq!((f.exit, f.code.as_str()), (EXIT_LOCAL, ANONYMITY_TOO_SMALL));
+        assert!(f.message.contains("MMR 0 holds 7") && f.message.contains("MMR 1 holds 2"));
+        let j = f.json();
+        assert_eq!(j["error"]["details"]["anonymity"]["chosen"]["size"], 7);
+        assert_eq!(j["error"]["details"]["anonymity"]["other"]["size"], 2);
     }
 }

@@ -7,6 +7,7 @@
 //! `smpx ceremony …`, the multi-party setup of the v0.2 redemption circuit's keys.
 //! [`failure`] is how a failed command ends: message, exit code, JSON.
 
+pub mod anonymity;
 pub mod audit;
 pub mod ceremony;
 pub mod demo;

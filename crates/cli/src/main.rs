@@ -15,7 +15,7 @@ use smpx_http::{ApiClient, SystemClock};
 use smpx_issuer::{Issuer, IssuerConfig, IssuerHome};
 use smpx_operator::{Operator, OperatorConfig, OperatorHome};
 use smpx_store::Db;
-use smpx_wallet::{MmrChoice, Protocol, RedeemOptions, RedeemProgress, Wallet};
+use smpx_wallet::{LocalState, MmrChoice, Protocol, RedeemOptions, RedeemProgress, Wallet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -328,6 +328,10 @@ enum WalletCmd {
         /// published.
         #[arg(long)]
         no_update: bool,
+        /// Protocol 2: redeem even if the chosen MMR holds fewer than 100 vouchers of this
+        /// denomination (the default guard), as long as it holds at least N.
+        #[arg(long, value_name = "N")]
+        accept_anonymity: Option<u64>,
     },
     /// Vouchers by state and credits by operator.
     Balance,
@@ -1003,12 +1007,21 @@ async fn wallet(args: WalletArgs) -> Result<()> {
                 (None, true) => Payment::Devnet,
                 (None, false) => bail!("say how to pay: --code CODE or --devnet-payment"),
             };
+            // The crowd this purchase joins, said before buying.
+            let crowd = w
+                .key_crowd(&args.coordinator, &issuer, denomination)
+                .await?;
+            if !json {
+                eprintln!("{}", smpx_cli::anonymity::crowd(&crowd));
+            }
             let v = w
                 .buy(&args.coordinator, &issuer, denomination, payment)
                 .await?;
             let v = publish::after_buy(&w, &args.coordinator, v, &when).await?;
             if json {
-                print_json(&v)?;
+                let mut out = serde_json::to_value(&v)?;
+                out["key_published_count"] = crowd.published_count.into();
+                print_json(&out)?;
             } else {
                 println!(
                     "{}",
@@ -1022,22 +1035,44 @@ async fn wallet(args: WalletArgs) -> Result<()> {
         WalletCmd::Sync { wait } => publish::sync(&w, &args.coordinator, wait, json).await?,
         WalletCmd::List => {
             let vs = w.vouchers().await?;
+            // Each published voucher's anonymity set now (default redemption), or `?` when
+            // the coordinator does not answer.
+            let mut sets = std::collections::HashMap::new();
+            for v in vs.iter().filter(|v| v.state == LocalState::Published) {
+                let set = w
+                    .anonymity(&args.coordinator, v.id, &RedeemOptions::default())
+                    .await
+                    .map_err(|e| e.to_string());
+                sets.insert(v.id, set);
+            }
             if json {
-                print_json(&vs)?;
+                let mut out = Vec::with_capacity(vs.len());
+                for v in &vs {
+                    let mut o = serde_json::to_value(v)?;
+                    if let Some(set) = sets.get(&v.id) {
+                        o["anonymity"] = match set {
+                            Ok(s) => serde_json::to_value(s)?,
+                            Err(_) => serde_json::Value::Null,
+                        };
+                    }
+                    out.push(o);
+                }
+                print_json(&out)?;
             } else if vs.is_empty() {
                 println!("no vouchers");
             } else {
                 println!(
-                    "{:>4}  {:>6}  {:<10}  {:<12}  commitment",
-                    "id", "credits", "state", "issuer"
+                    "{:>4}  {:>6}  {:<10}  {:<12}  {:>9}  commitment",
+                    "id", "credits", "state", "issuer", "anonymity"
                 );
                 for v in vs {
                     println!(
-                        "{:>4}  {:>6}  {:<10}  {:<12}  {}…",
+                        "{:>4}  {:>6}  {:<10}  {:<12}  {:>9}  {}…",
                         v.id,
                         v.denomination,
                         serde_json::to_value(v.state)?.as_str().unwrap_or("?"),
                         v.issuer_id,
+                        smpx_cli::anonymity::cell(sets.get(&v.id)),
                         &v.commitment[..16.min(v.commitment.len())]
                     );
                 }
@@ -1049,6 +1084,7 @@ async fn wallet(args: WalletArgs) -> Result<()> {
             protocol,
             mmr,
             no_update,
+            accept_anonymity,
         } => {
             let options = RedeemOptions {
                 protocol: Protocol::from_version(protocol)
@@ -1058,7 +1094,12 @@ async fn wallet(args: WalletArgs) -> Result<()> {
                     MmrArg::Newer => MmrChoice::Newer,
                 },
                 update_path: !no_update,
+                accept_anonymity,
+                ..RedeemOptions::default()
             };
+            if options.protocol == Protocol::V1 {
+                eprintln!("{}", smpx_cli::anonymity::V1_WARNING);
+            }
             // Progress on stderr; counters rewrite their line.
             let open_line = std::sync::atomic::AtomicBool::new(false);
             let progress = |p: RedeemProgress| {

@@ -24,8 +24,21 @@ type AppState = State<Arc<Coordinator>>;
 /// Most leaves per page.
 pub const MAX_LEAVES_PAGE: u32 = 4096;
 
-fn info(c: &Coordinator, row: MmrRow, now: u64) -> MmrInfo {
-    MmrInfo {
+/// The MMR's figures and its leaves by denomination (counted up to the row's size, so they
+/// add up to it).
+async fn info(c: &Coordinator, row: MmrRow, now: u64) -> ApiResult<MmrInfo> {
+    let denominations = c
+        .store
+        .denomination_counts(row.id, row.size)
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .map(|(denomination, count)| DenominationCount {
+            denomination,
+            count,
+        })
+        .collect();
+    Ok(MmrInfo {
         id: row.id,
         levels: row.levels,
         size: row.size,
@@ -37,7 +50,8 @@ fn info(c: &Coordinator, row: MmrRow, now: u64) -> MmrInfo {
         accepts_redemptions: rotation::mmr_accepts_redemptions(&c.params, row.id, now),
         group_value: row.group_value,
         redeemed_via: row.redeemed_via,
-    }
+        denominations,
+    })
 }
 
 async fn mmr_row(c: &Coordinator, id: u64) -> ApiResult<MmrRow> {
@@ -48,13 +62,19 @@ async fn mmr_row(c: &Coordinator, id: u64) -> ApiResult<MmrRow> {
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownMmr, format!("no MMR {id}")))
 }
 
+/// Every MMR with its books and its leaves by denomination. The split by denomination is
+/// the coordinator's statement (the signed checkpoint proves only the total size).
 #[utoipa::path(get, path = "/v1/mmrs", responses((status = 200, body = MmrListResponse)))]
 pub(crate) async fn mmrs(State(c): AppState) -> ApiResult<Json<MmrListResponse>> {
     let now = c.now();
     let rows = c.store.mmrs().await.map_err(store_err)?;
     let released = c.store.released_by_books().await.map_err(store_err)?;
+    let mut mmrs = Vec::with_capacity(rows.len());
+    for r in rows {
+        mmrs.push(info(&c, r, now).await?);
+    }
     Ok(Json(MmrListResponse {
-        mmrs: rows.into_iter().map(|r| info(&c, r, now)).collect(),
+        mmrs,
         released,
         expired_through: rotation::last_expired_prefix(&c.params, now),
     }))
@@ -69,11 +89,13 @@ fn int64(v: u64, name: &str) -> ApiResult<u64> {
     Ok(v)
 }
 
+/// One MMR. `denominations` is the anonymity set of a redemption against it per
+/// denomination — the coordinator's statement: the signed checkpoint proves only the size.
 #[utoipa::path(get, path = "/v1/mmrs/{id}", params(("id" = u64, Path, maximum = 9223372036854775807_u64)),
     responses((status = 200, body = MmrInfo), (status = 404, body = ErrorBody)))]
 pub(crate) async fn mmr(State(c): AppState, Path(id): Path<u64>) -> ApiResult<Json<MmrInfo>> {
     let row = mmr_row(&c, id).await?;
-    Ok(Json(info(&c, row, c.now())))
+    Ok(Json(info(&c, row, c.now()).await?))
 }
 
 #[utoipa::path(get, path = "/v1/mmrs/{id}/leaves", params(("id" = u64, Path, maximum = 9223372036854775807_u64), LeavesQuery),

@@ -125,7 +125,7 @@ pub(crate) async fn issuer(
     }
 }
 
-fn key_info(c: &Coordinator, k: KeyRow) -> IssuerKeyInfo {
+fn key_info(c: &Coordinator, k: KeyRow, published_count: u64) -> IssuerKeyInfo {
     IssuerKeyInfo {
         key_id: hex::encode(k.key_id),
         issuer_id: k.issuer_id,
@@ -134,9 +134,12 @@ fn key_info(c: &Coordinator, k: KeyRow) -> IssuerKeyInfo {
         valid_from: keys::period_start(&c.params, k.period),
         publish_deadline: keys::publish_deadline(&c.params, k.period),
         public_key: b64::encode(&k.public_key),
+        published_count,
     }
 }
 
+/// The registered issuer keys, each with how many vouchers were published under it so far
+/// (the coordinator's statement; nothing it signs proves it).
 #[utoipa::path(get, path = "/v1/issuer-keys", params(IssuerKeysQuery),
     responses((status = 200, body = Vec<IssuerKeyInfo>)))]
 pub(crate) async fn issuer_keys(
@@ -148,7 +151,19 @@ pub(crate) async fn issuer_keys(
         .keys(q.issuer.as_deref(), q.denomination)
         .await
         .map_err(store_err)?;
-    Ok(Json(rows.into_iter().map(|k| key_info(&c, k)).collect()))
+    let published = c
+        .store
+        .published_per_key(q.issuer.as_deref(), q.denomination)
+        .await
+        .map_err(store_err)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|k| {
+                let n = published.get(&k.key_id).copied().unwrap_or(0);
+                key_info(&c, k, n)
+            })
+            .collect(),
+    ))
 }
 
 /// The calling issuer's id, from its `<id>:<secret>` bearer credential. An extractor, so it
@@ -247,13 +262,20 @@ pub(crate) async fn register_key(
                 .map(|k| (k.issuer_id.as_str(), publish_key(k)));
             rules::publish::registration_retry(stored, &row.issuer_id, publish_key(&row))?;
             if let Some(existing) = existing {
-                return Ok(Json(key_info(&c, existing)));
+                let published = c
+                    .store
+                    .published_per_key(Some(&existing.issuer_id), Some(existing.denomination))
+                    .await
+                    .map_err(store_err)?;
+                let n = published.get(&existing.key_id).copied().unwrap_or(0);
+                return Ok(Json(key_info(&c, existing, n)));
             }
         }
         Err(e) => return Err(store_err(e)),
     }
     tracing::info!(issuer = %row.issuer_id, denomination = row.denomination, period = row.period, "issuer key registered");
-    Ok(Json(key_info(&c, row)))
+    // A new key: nothing is published under it yet.
+    Ok(Json(key_info(&c, row, 0)))
 }
 
 /// The store's answer to publishing: where the voucher landed, or the rule's refusal.

@@ -16,7 +16,7 @@ use utoipa::OpenApi;
     components(schemas(ErrorBody, ErrorDetail, smpx_core::ErrorCode, smpx_core::Amount,
                        smpx_core::NetworkParams, smpx_core::ledger::Entry, smpx_core::ledger::EntryKind,
                        smpx_core::ledger::Totals, VoucherState, ZkRedemption, MmrInfo,
-                       smpx_core::crypto::FieldBytes)),
+                       DenominationCount, smpx_core::crypto::FieldBytes)),
     modifiers(&BearerAuth, &StandardResponses)
 )]
 struct Doc;

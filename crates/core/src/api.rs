@@ -77,6 +77,11 @@ pub struct IssuerKeyInfo {
     pub publish_deadline: UnixTime,
     /// RSA public key, SubjectPublicKeyInfo DER, base64url.
     pub public_key: String,
+    /// Vouchers published under this key so far: the crowd a buyer of this key joins. The
+    /// coordinator's statement, not provable from anything it signs. (Absent from older
+    /// coordinators: read as 0.)
+    #[serde(default)]
+    pub published_count: u64,
 }
 
 /// `GET /v1/issuer-keys` query.
@@ -688,6 +693,30 @@ pub struct MmrInfo {
     /// Value redeemed through this MMR (v0.2 proofs against its roots, and v0.1 redemptions
     /// of vouchers of its group).
     pub redeemed_via: Amount,
+    /// How many of its `size` leaves are vouchers of each denomination (ascending, only
+    /// non-zero; they add up to `size`). A v0.2 proof reveals the denomination, so a
+    /// redemption against this MMR hides among the count of its own denomination: its
+    /// anonymity set. This split is the coordinator's statement — the signed checkpoint
+    /// proves only the total size. (Absent from older coordinators: read as empty.)
+    #[serde(default)]
+    pub denominations: Vec<DenominationCount>,
+}
+
+/// How many leaves of an MMR are vouchers of one denomination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DenominationCount {
+    pub denomination: u64,
+    pub count: u64,
+}
+
+impl MmrInfo {
+    /// Leaves of denomination `d` (0 if none).
+    pub fn count_of(&self, d: u64) -> u64 {
+        self.denominations
+            .iter()
+            .find(|c| c.denomination == d)
+            .map_or(0, |c| c.count)
+    }
 }
 
 /// `GET /v1/mmrs`: every MMR and the release accounting an auditor recomputes.

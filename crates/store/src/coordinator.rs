@@ -78,6 +78,9 @@ const MIGRATIONS: &[&[&str]] = &[
         commitment {blob} PRIMARY KEY REFERENCES vouchers(commitment),
         request_digest {blob} NOT NULL,
         receipt TEXT NOT NULL)"],
+    // Counting a key's publications (its buyers' crowd, `GET /v1/issuer-keys`) reads this
+    // index instead of every voucher.
+    &["CREATE INDEX vouchers_key ON vouchers (key_id)"],
 ];
 
 /// An issuer as stored, with its credential digest.
@@ -180,6 +183,7 @@ pub enum RedeemOutcome {
 pub struct CoordinatorStore {
     db: Db,
     mmr_cache: accumulator::SharedCache,
+    denomination_tally: accumulator::SharedTally,
 }
 
 impl CoordinatorStore {
@@ -189,6 +193,7 @@ impl CoordinatorStore {
         Ok(CoordinatorStore {
             db,
             mmr_cache: Default::default(),
+            denomination_tally: Default::default(),
         })
     }
 
@@ -376,14 +381,39 @@ impl CoordinatorStore {
              ORDER BY period, issuer_id, denomination",
         )
         .bind(issuer.unwrap_or(""))
-        .bind(match denomination {
-            Some(d) => to_i64(d, "denomination")?,
-            None => -1,
-        })
+        .bind(denomination_filter(denomination)?)
         .fetch_all(&self.db.pool)
         .await
         .map_err(q)?;
         rows.iter().map(key_row).collect()
+    }
+
+    /// How many vouchers were published under each key of [`Self::keys`] with the same
+    /// filters (keys with none are left out).
+    pub async fn published_per_key(
+        &self,
+        issuer: Option<&str>,
+        denomination: Option<u64>,
+    ) -> Result<std::collections::HashMap<[u8; 32], u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT v.key_id, COUNT(*) AS n
+             FROM issuer_keys k JOIN vouchers v ON v.key_id = k.key_id
+             WHERE ($1 = '' OR k.issuer_id = $1) AND ($2 < 0 OR k.denomination = $2)
+             GROUP BY v.key_id",
+        )
+        .bind(issuer.unwrap_or(""))
+        .bind(denomination_filter(denomination)?)
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(q)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    bytes32(r.try_get("key_id").map_err(q)?, "key id")?,
+                    to_u64(r.try_get("n").map_err(q)?, "count")?,
+                ))
+            })
+            .collect()
     }
 
     // ---- vouchers -----------------------------------------------------------------------
@@ -851,6 +881,11 @@ async fn append(
         .map_err(q)?;
     }
     Ok(())
+}
+
+/// A denomination filter as the key queries bind it: -1 for any.
+fn denomination_filter(d: Option<u64>) -> Result<i64, StoreError> {
+    d.map_or(Ok(-1), |d| to_i64(d, "denomination"))
 }
 
 fn bytes32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {

@@ -4,6 +4,7 @@ use crate::model::LocalState;
 use smpx_core::api::Checkpoint;
 use smpx_core::crypto::CryptoError;
 use smpx_core::receipt::Signed;
+use smpx_core::rules::anonymity::{AnonymitySet, MmrSet};
 use smpx_http_client::ClientError;
 use std::path::PathBuf;
 
@@ -90,6 +91,22 @@ pub enum WalletError {
     /// None of the MMRs the voucher was appended to accepts redemptions any more.
     #[error("voucher {id} cannot be redeemed with protocol 2: none of its MMRs ({mmrs:?}) accepts redemptions any more")]
     NoRedeemableMmr { id: i64, mmrs: Vec<u64> },
+    /// The chosen MMR holds fewer vouchers of this denomination than the caller requires
+    /// ([`crate::RedeemOptions::min_anonymity`]) and the caller did not accept a set that
+    /// small ([`crate::RedeemOptions::accept_anonymity`]). Nothing was downloaded, proven or
+    /// sent; `set` holds both MMRs' sets and expiries, to choose the other MMR, accept, or
+    /// wait.
+    #[error("{}", anonymity_message(*id, *denomination, set, *threshold, *updated, *now))]
+    AnonymityTooSmall {
+        id: i64,
+        denomination: u64,
+        set: AnonymitySet,
+        threshold: u64,
+        /// Whether the path would be updated (else the sizes are upper bounds).
+        updated: bool,
+        /// The coordinator's time, to say how long each MMR is still accepted.
+        now: u64,
+    },
     /// Redeeming without a path update needs the path from the publish receipt, which this
     /// wallet does not have (a recovered voucher, or a publish whose answer was lost).
     #[error("voucher {id} has no stored membership path in MMR {mmr_id} (it was recovered, or its publish answer was lost): redeem it with the path update")]
@@ -159,6 +176,53 @@ pub enum WalletError {
     /// sent.
     #[error("paying the relay: {0}")]
     RelayPayment(String),
+}
+
+fn anonymity_message(
+    id: i64,
+    denomination: u64,
+    set: &AnonymitySet,
+    threshold: u64,
+    updated: bool,
+    now: u64,
+) -> String {
+    let describe = |m: &MmrSet| {
+        let bound = if m.exact { "" } else { "at most " };
+        format!(
+            "MMR {} holds {bound}{} (accepted {} more day(s))",
+            m.mmr_id,
+            m.size,
+            m.expires_at.saturating_sub(now) / smpx_core::DAY
+        )
+    };
+    let mut out = format!(
+        "voucher {id}'s anonymity set is too small: {} voucher(s) of denomination {denomination}, fewer than {threshold}",
+        describe(&set.chosen)
+    );
+    match &set.other {
+        Some(o) => out.push_str(&format!("; its other {}", describe(o))),
+        None => out.push_str("; it is in no other MMR that still accepts redemptions"),
+    }
+    if !updated {
+        out.push_str(" — without the path update (--no-update) only vouchers published before it count, and the coordinator does not split those by denomination, so these are upper bounds");
+    }
+    out.push_str(". Choose: ");
+    if let Some(o) = &set.other {
+        let which = if o.mmr_id > set.chosen.mmr_id {
+            "newer"
+        } else {
+            "older"
+        };
+        out.push_str(&format!("the other MMR (--mmr {which}), "));
+    }
+    if !updated {
+        out.push_str("the path update (drop --no-update), ");
+    }
+    out.push_str(&format!(
+        "accept this set (--accept-anonymity {}), or wait until more vouchers are published",
+        set.chosen.size
+    ));
+    out
 }
 
 fn leaf_mismatch_message(id: i64, mmr_id: u64, leaf_index: Option<u64>) -> String {

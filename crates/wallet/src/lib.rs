@@ -122,9 +122,10 @@ pub use model::{
     Balance, CreditRecord, LocalState, Scheduled, StateTotal, SyncFailure, SyncReport,
     VoucherRecord,
 };
+pub use smpx_core::rules::anonymity::{AnonymitySet, MmrSet};
 pub use smpx_core::rules::publish_delay::{PublishDelay, PublishWindow, Schedule};
 pub use vault::KdfParams;
-pub use wallet::{Payment, Wallet};
+pub use wallet::{KeyCrowd, Payment, Wallet};
 pub use zk::{MmrChoice, Protocol, RedeemOptions, RedeemProgress};
 
 #[cfg(test)]

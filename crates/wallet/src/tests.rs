@@ -54,6 +54,7 @@ fn chosen_key(p: &ParamsResponse) -> ChosenKey {
         valid_from: keys::period_start(&p.params, period),
         publish_deadline: keys::publish_deadline(&p.params, period),
         public_key: b64::encode(&pk.to_spki().unwrap()),
+        published_count: 0,
     };
     current_key(p, "iss", 10, vec![info]).unwrap()
 }

@@ -12,12 +12,12 @@ use crate::model::{
     Balance, CreditRecord, Event, LocalState, Scheduled, SyncFailure, SyncReport, VoucherRecord,
 };
 use crate::vault::{self, aad, KdfParams, VaultKey};
-use crate::zk::{self, HttpMmrs, Protocol, RedeemOptions, RedeemProgress};
+use crate::zk::{self, HttpMmrs, MmrChoice, Protocol, RedeemOptions, RedeemProgress};
 pub use smpx_core::api::Payment;
 use smpx_core::api::{
-    IssuerKeyInfo, IssuerServiceInfo, OperatorCreditReceipt, OperatorServiceInfo, ParamsResponse,
-    PublishReceipt, PublishRequest, PurchaseRequest, PurchaseResponse, RedeemRequest,
-    RedeemResponse, VoucherState, VoucherStatus, ZkInfo, ZkRedemption,
+    IssuerKeyInfo, IssuerServiceInfo, MmrListResponse, OperatorCreditReceipt, OperatorServiceInfo,
+    ParamsResponse, PublishReceipt, PublishRequest, PurchaseRequest, PurchaseResponse,
+    RedeemRequest, RedeemResponse, VoucherState, VoucherStatus, ZkInfo, ZkRedemption,
 };
 use smpx_core::crypto::blind::{
     BlindSignature, BlindedMessage, BlindingState, IssuerPublicKey, VoucherSignature,
@@ -31,6 +31,7 @@ use smpx_core::issuance::voucher_message;
 use smpx_core::ledger::valid_id;
 use smpx_core::receipt::{Signed, OPERATOR_DOMAIN, PUBLISH_DOMAIN, REDEMPTION_DOMAIN};
 use smpx_core::redemption::{seal_v1, PROTOCOL_V1, PROTOCOL_V2};
+use smpx_core::rules::anonymity::{self, AnonymitySet};
 use smpx_core::rules::publish_delay::{self, PublishDelay, Schedule};
 use smpx_core::{keys, mmr, rotation, Amount, ErrorCode, NetworkParams};
 use smpx_http_client::{ApiClient, ClientError};
@@ -336,35 +337,7 @@ impl Wallet {
         denomination: u64,
         payment: Payment,
     ) -> Result<VoucherRecord, WalletError> {
-        let issuer_api = ApiClient::new(issuer);
-        let info: IssuerServiceInfo = issuer_api.get("/v1/info").await?;
-        if !valid_id(&info.issuer_id) {
-            return Err(WalletError::Verification(format!(
-                "the issuer's id {:?} is not a valid id",
-                info.issuer_id
-            )));
-        }
-        if !info.denominations.contains(&denomination) {
-            return Err(WalletError::UnsupportedDenomination {
-                denomination,
-                available: info.denominations,
-            });
-        }
-        let coord = ApiClient::new(coordinator);
-        let p: ParamsResponse = coord.get("/v1/params").await?;
-        if !p.params.is_denomination(denomination) {
-            return Err(WalletError::UnsupportedDenomination {
-                denomination,
-                available: p.params.denominations,
-            });
-        }
-        let listed: Vec<IssuerKeyInfo> = coord
-            .get(&format!(
-                "/v1/issuer-keys?issuer={}&denomination={denomination}",
-                info.issuer_id
-            ))
-            .await?;
-        let key = current_key(&p, &info.issuer_id, denomination, listed)?;
+        let (issuer_api, info, p, key) = purchase_key(coordinator, issuer, denomination).await?;
         let id = self
             .begin_purchase(&info.issuer_id, denomination, &key, p.now)
             .await?;
@@ -1007,17 +980,23 @@ impl Wallet {
         let c = parse_commitment(&r.commitment)?;
         let leaf = c.0.to_fr()?;
         let paths = db::paths(&self.pool, id).await?;
-        // The MMRs it is in: from the publish receipt, or else (recovered, or the receipt was
-        // lost) the ones open when it was published.
-        let mut mmrs: Vec<u64> = paths.iter().map(|pr| pr.mmr.id).collect();
-        if mmrs.is_empty() {
-            let published = r.published_at.ok_or_else(|| {
-                WalletError::Corrupt(format!("published voucher {id} has no publish time"))
-            })?;
-            mmrs = rotation::open_mmrs(&p.params, published);
+        let mmr_id = chosen_mmr(r, &paths, p, options.mmr)?;
+        // The guard, before anything is downloaded or proven.
+        let set = self
+            .anonymity_in(r, &paths, mmr_id, coord, p, options.update_path)
+            .await?;
+        if let anonymity::Decision::Refuse { set, threshold } =
+            anonymity::decide(&set, &options.requirement())
+        {
+            return Err(WalletError::AnonymityTooSmall {
+                id,
+                denomination: r.denomination,
+                set,
+                threshold,
+                updated: options.update_path,
+                now: p.now,
+            });
         }
-        let mmr_id = zk::choose_mmr(&p.params, &mmrs, options.mmr, p.now)
-            .ok_or(WalletError::NoRedeemableMmr { id, mmrs })?;
         let stored_path = paths.iter().find(|pr| pr.mmr.id == mmr_id);
         let levels = stored_path.map_or(p.params.mmr_levels, |pr| pr.mmr.levels);
         if zk_info.levels != levels {
@@ -1227,6 +1206,90 @@ impl Wallet {
         db::record_credit(&self.pool, &credit, &tokens, self.now()).await?;
         tracing::info!(voucher = id, operator = %to.info.operator_id, credited = %credit.credited, protocol = req.version, "voucher redeemed");
         Ok(credit)
+    }
+
+    /// Voucher `id`'s anonymity set if it were redeemed now with protocol 2 and `options`
+    /// (which MMR, whether the path is updated): the vouchers of its denomination in that
+    /// MMR, and in its other MMR if that one still accepts redemptions. From the
+    /// coordinator's public list of MMRs (`GET /v1/mmrs`, the same request from every
+    /// wallet, so asking reveals nothing); the split by denomination is its statement. A
+    /// protocol-1 redemption's set is always [`anonymity::V1_SET`].
+    pub async fn anonymity(
+        &self,
+        coordinator: &str,
+        id: i64,
+        options: &RedeemOptions,
+    ) -> Result<AnonymitySet, WalletError> {
+        let r = self.voucher(id).await?;
+        if r.state != LocalState::Published {
+            return Err(WalletError::InvalidState {
+                id,
+                state: r.state,
+                action: Action::Redeem,
+            });
+        }
+        let coord = ApiClient::new(coordinator);
+        let p: ParamsResponse = coord.get("/v1/params").await?;
+        let paths = db::paths(&self.pool, id).await?;
+        let mmr_id = chosen_mmr(&r, &paths, &p, options.mmr)?;
+        self.anonymity_in(&r, &paths, mmr_id, &coord, &p, options.update_path)
+            .await
+    }
+
+    /// The anonymity set of redeeming `r` against `mmr_id` (see [`Wallet::anonymity`]).
+    async fn anonymity_in(
+        &self,
+        r: &VoucherRecord,
+        paths: &[mmr::Proof],
+        mmr_id: u64,
+        coord: &ApiClient,
+        p: &ParamsResponse,
+        updated: bool,
+    ) -> Result<AnonymitySet, WalletError> {
+        let list: MmrListResponse = coord.get("/v1/mmrs").await?;
+        let accepting: Vec<u64> = voucher_mmrs(r, paths, p)?
+            .into_iter()
+            .filter(|&k| rotation::mmr_accepts_redemptions(&p.params, k, p.now))
+            .collect();
+        let leaf_index = |k: u64| {
+            paths
+                .iter()
+                .find(|pr| pr.mmr.id == k)
+                .map(|pr| pr.leaf_index)
+        };
+        zk::anonymity_set(
+            &accepting,
+            mmr_id,
+            &list.mmrs,
+            r.denomination,
+            updated,
+            leaf_index,
+        )
+        .ok_or_else(|| {
+            WalletError::Verification(format!(
+                "the coordinator does not list MMR {mmr_id}, which voucher {} is in",
+                r.id
+            ))
+        })
+    }
+
+    /// How many vouchers were published under the key a purchase of `denomination` from the
+    /// issuer at `issuer` would use now (the crowd the buyer joins; the coordinator's
+    /// statement). Below [`anonymity::SMALL_KEY_CROWD`] the issuer and the coordinator
+    /// together can link the purchase to its publication by the key alone.
+    pub async fn key_crowd(
+        &self,
+        coordinator: &str,
+        issuer: &str,
+        denomination: u64,
+    ) -> Result<KeyCrowd, WalletError> {
+        let (_, _, _, key) = purchase_key(coordinator, issuer, denomination).await?;
+        Ok(KeyCrowd {
+            key_id: key.info.key_id,
+            issuer_id: key.info.issuer_id,
+            denomination,
+            published_count: key.info.published_count,
+        })
     }
 
     /// The voucher's secret, after checking that it gives the stored commitment.
@@ -1494,6 +1557,83 @@ impl Wallet {
     pub(crate) fn seed(&self) -> &WalletSeed {
         &self.seed
     }
+}
+
+/// The issuer at `issuer`, the coordinator's parameters and the key a purchase of
+/// `denomination` from it would blind for now.
+async fn purchase_key(
+    coordinator: &str,
+    issuer: &str,
+    denomination: u64,
+) -> Result<(ApiClient, IssuerServiceInfo, ParamsResponse, ChosenKey), WalletError> {
+    let issuer_api = ApiClient::new(issuer);
+    let info: IssuerServiceInfo = issuer_api.get("/v1/info").await?;
+    if !valid_id(&info.issuer_id) {
+        return Err(WalletError::Verification(format!(
+            "the issuer's id {:?} is not a valid id",
+            info.issuer_id
+        )));
+    }
+    if !info.denominations.contains(&denomination) {
+        return Err(WalletError::UnsupportedDenomination {
+            denomination,
+            available: info.denominations,
+        });
+    }
+    let coord = ApiClient::new(coordinator);
+    let p: ParamsResponse = coord.get("/v1/params").await?;
+    if !p.params.is_denomination(denomination) {
+        return Err(WalletError::UnsupportedDenomination {
+            denomination,
+            available: p.params.denominations,
+        });
+    }
+    let listed: Vec<IssuerKeyInfo> = coord
+        .get(&format!(
+            "/v1/issuer-keys?issuer={}&denomination={denomination}",
+            info.issuer_id
+        ))
+        .await?;
+    let key = current_key(&p, &info.issuer_id, denomination, listed)?;
+    Ok((issuer_api, info, p, key))
+}
+
+/// The vouchers published under the key a purchase would use (see [`Wallet::key_crowd`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KeyCrowd {
+    pub key_id: String,
+    pub issuer_id: String,
+    pub denomination: u64,
+    pub published_count: u64,
+}
+
+/// The MMRs voucher `r` is in: from its publish receipt (`paths`), or else (recovered, or
+/// the receipt was lost) the ones open when it was published.
+fn voucher_mmrs(
+    r: &VoucherRecord,
+    paths: &[mmr::Proof],
+    p: &ParamsResponse,
+) -> Result<Vec<u64>, WalletError> {
+    let mmrs: Vec<u64> = paths.iter().map(|pr| pr.mmr.id).collect();
+    if !mmrs.is_empty() {
+        return Ok(mmrs);
+    }
+    let published = r.published_at.ok_or_else(|| {
+        WalletError::Corrupt(format!("published voucher {} has no publish time", r.id))
+    })?;
+    Ok(rotation::open_mmrs(&p.params, published))
+}
+
+/// The MMR a protocol-2 redemption of `r` uses with `choice`.
+fn chosen_mmr(
+    r: &VoucherRecord,
+    paths: &[mmr::Proof],
+    p: &ParamsResponse,
+    choice: MmrChoice,
+) -> Result<u64, WalletError> {
+    let mmrs = voucher_mmrs(r, paths, p)?;
+    zk::choose_mmr(&p.params, &mmrs, choice, p.now)
+        .ok_or(WalletError::NoRedeemableMmr { id: r.id, mmrs })
 }
 
 /// The issuer key to blind for: the coordinator's registered key of this issuer and

@@ -15,6 +15,7 @@ use smpx_core::crypto::sign::VerifyingKey as ReceiptKey;
 use smpx_core::crypto::{b64, FieldBytes};
 use smpx_core::mmr::{Mmr, MmrParams};
 use smpx_core::receipt::{Signed, CHECKPOINT_DOMAIN};
+use smpx_core::rules::anonymity::{self, AnonymitySet, MmrSet};
 use smpx_core::{rotation, ErrorCode, NetworkParams};
 use smpx_http_client::{ApiClient, ClientError};
 use smpx_zk::{ProvingKey, RedeemProof, RedeemPublic, RedeemWitness, VerifyingKey};
@@ -85,6 +86,12 @@ pub struct RedeemOptions {
     /// coordinator roughly when the voucher was published, i.e. links the redemption to a
     /// narrow window of publications.
     pub update_path: bool,
+    /// v0.2 only. Refuse ([`WalletError::AnonymityTooSmall`]) when the chosen MMR holds fewer
+    /// vouchers of this denomination than this (default
+    /// [`smpx_core::rules::anonymity::DEFAULT_MIN`]).
+    pub min_anonymity: u64,
+    /// v0.2 only. The caller accepts a smaller set: redeem if it holds at least this many.
+    pub accept_anonymity: Option<u64>,
 }
 
 impl Default for RedeemOptions {
@@ -93,11 +100,21 @@ impl Default for RedeemOptions {
             protocol: Protocol::V2,
             mmr: MmrChoice::Older,
             update_path: true,
+            min_anonymity: anonymity::DEFAULT_MIN,
+            accept_anonymity: None,
         }
     }
 }
 
 impl RedeemOptions {
+    /// What the anonymity-set guard requires.
+    pub fn requirement(&self) -> anonymity::Requirement {
+        anonymity::Requirement {
+            min: self.min_anonymity,
+            accept: self.accept_anonymity,
+        }
+    }
+
     /// Protocol 1 (v0.1), as before v0.2.
     pub fn v1() -> Self {
         RedeemOptions {
@@ -231,6 +248,39 @@ where
 
 // ---------------------------------------------------------------------------------------------
 // Choosing the MMR
+
+/// The anonymity set of redeeming against `chosen`, and against the voucher's other MMR
+/// among `accepting` (its MMRs that still accept redemptions), from each MMR's public
+/// figures (`infos`, which must hold `chosen`) and the voucher's leaf index in each
+/// (`leaf_index`; used only without a path update, as an upper bound).
+pub(crate) fn anonymity_set(
+    accepting: &[u64],
+    chosen: u64,
+    infos: &[smpx_core::api::MmrInfo],
+    denomination: u64,
+    updated: bool,
+    leaf_index: impl Fn(u64) -> Option<u64>,
+) -> Option<AnonymitySet> {
+    let set_of = |id: u64| -> Option<MmrSet> {
+        let info = infos.iter().find(|i| i.id == id)?;
+        Some(anonymity::mmr_set(
+            id,
+            info.count_of(denomination),
+            info.expires_at,
+            updated,
+            leaf_index(id),
+        ))
+    };
+    let other = accepting
+        .iter()
+        .copied()
+        .filter(|&id| id != chosen)
+        .find_map(set_of);
+    Some(AnonymitySet {
+        chosen: set_of(chosen)?,
+        other,
+    })
+}
 
 /// The MMR to prove against, among `ids` (the MMRs the voucher was appended to): of those
 /// that accept redemptions at `now`, the oldest for [`MmrChoice::Older`] and the newest for

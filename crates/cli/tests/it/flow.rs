@@ -8,7 +8,7 @@ use smpx_core::ledger::Totals;
 use smpx_core::ErrorCode;
 use smpx_http::ApiClient;
 use smpx_testkit::{both, db as scratch, Backend};
-use smpx_wallet::{LocalState, Wallet, WalletError};
+use smpx_wallet::{LocalState, RedeemOptions, Wallet, WalletError};
 use std::time::Duration;
 
 /// Where the tests keep the devnet ceremony between runs (shared with the coordinator's tests).
@@ -117,10 +117,7 @@ async fn buy_publish_redeem_end_to_end(which: Backend) {
         .await
         .unwrap();
     assert_eq!(v.state, LocalState::Published);
-    let credit = wallet
-        .redeem(&net.coordinator_url, &net.operator_url, v.id)
-        .await
-        .unwrap();
+    let credit = redeem(&wallet, &net, v.id).await.unwrap();
     assert_eq!(credit.credited.0, 10_000_000);
     assert_eq!(credit.operator_id, smpx_cli::devnet::OPERATOR_ID);
     assert_eq!(
@@ -163,19 +160,13 @@ async fn buy_publish_redeem_end_to_end(which: Backend) {
     );
     // Redeeming it again is refused by its nullifier, and nothing moves.
     let spent = found.iter().find(|v| v.denomination == 10).unwrap();
-    match restored
-        .redeem(&net.coordinator_url, &net.operator_url, spent.id)
-        .await
-    {
+    match redeem(&restored, &net, spent.id).await {
         Err(WalletError::Service(e)) => assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed)),
         other => panic!("expected already_redeemed, got {other:?}"),
     }
     // And the restored wallet can redeem the live one.
     let live = found.iter().find(|v| v.denomination == 100).unwrap();
-    restored
-        .redeem(&net.coordinator_url, &net.operator_url, live.id)
-        .await
-        .unwrap();
+    redeem(&restored, &net, live.id).await.unwrap();
     let (t, _) = replay(&net.coordinator_url).await;
     assert_eq!(t.totals.redeemed.0, 110_000_000);
 
@@ -200,10 +191,7 @@ async fn devnet_restart_keeps_everything() {
         .publish(&net.coordinator_url, v.id, Duration::ZERO)
         .await
         .unwrap();
-    wallet
-        .redeem(&net.coordinator_url, &net.operator_url, v.id)
-        .await
-        .unwrap();
+    redeem(&wallet, &net, v.id).await.unwrap();
     let (t, _) = replay(&net.coordinator_url).await;
     assert_eq!(t.totals.redeemed.0, 1_000_000);
     net.stop().await.unwrap();
@@ -353,7 +341,35 @@ async fn wallet_commands_from_the_shell() {
     assert_eq!(published["state"], "published");
     let (ok, out, _) = run(&["sync"]);
     assert!(ok && out.contains("nothing to publish"), "{out}");
-    let credit = json(&["redeem", &id, "--operator", &net.operator_url]);
+    assert_eq!(
+        bought["key_published_count"], 0,
+        "the first buyer under this key"
+    );
+    // Alone in its MMRs: listed with an anonymity set of 1, and refused below 100 unless
+    // accepted (a local refusal, exit 1, with both MMRs' sets under --json).
+    let list = json(&["list"]);
+    assert_eq!(list[0]["anonymity"]["chosen"]["size"], 1);
+    let (_, table, _) = run(&["list"]);
+    assert!(table.contains("anonymity"), "{table}");
+    let (ok, out, _) = run(&["--json", "redeem", &id, "--operator", &net.operator_url]);
+    let refused: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(!ok);
+    assert_eq!(refused["error"]["code"], "anonymity_set_too_small");
+    assert_eq!(refused["error"]["details"]["threshold"], 100);
+    assert_eq!(
+        refused["error"]["details"]["anonymity"]["chosen"]["size"],
+        1
+    );
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("--accept-anonymity 1"), "{message}");
+    let credit = json(&[
+        "redeem",
+        &id,
+        "--operator",
+        &net.operator_url,
+        "--accept-anonymity",
+        "1",
+    ]);
     assert_eq!(credit["credited"], 10_000_000);
     let list = json(&["list"]);
     assert_eq!(list[0]["state"], "redeemed");
@@ -451,10 +467,7 @@ async fn expired_value_is_released_conservatively_and_audited() {
     for _ in 0..3 {
         ids.push(devnet_voucher(&wallet, &net, 10).await);
     }
-    wallet
-        .redeem(&net.coordinator_url, &net.operator_url, ids[0])
-        .await
-        .unwrap();
+    redeem(&wallet, &net, ids[0]).await.unwrap();
     let public = ApiClient::new(&net.coordinator_url);
     let before = smpx_cli::audit::check_release(&public).await.unwrap();
     assert_eq!((before.released, before.allowed), (0, 0));
@@ -475,9 +488,23 @@ async fn expired_value_is_released_conservatively_and_audited() {
     assert!(t.conserved);
     assert_eq!((t.totals.released.0, t.totals.live.0), (20_000_000, 0));
     // And a redemption now is refused: the MMR's roots are retired.
-    let late = wallet
-        .redeem(&net.coordinator_url, &net.operator_url, ids[1])
-        .await;
+    let late = redeem(&wallet, &net, ids[1]).await;
     assert!(late.is_err(), "{late:?}");
     net.stop().await.unwrap();
+}
+
+/// A redemption with the default options, accepting a devnet's tiny anonymity sets (a real
+/// wallet refuses below 100).
+async fn redeem(
+    wallet: &Wallet,
+    net: &Devnet,
+    id: i64,
+) -> Result<smpx_wallet::CreditRecord, WalletError> {
+    let small = RedeemOptions {
+        accept_anonymity: Some(1),
+        ..RedeemOptions::default()
+    };
+    wallet
+        .redeem_with(&net.coordinator_url, &net.operator_url, id, &small, &|_| {})
+        .await
 }

@@ -689,6 +689,7 @@ async fn openapi_documents_every_route() {
         .await
         .unwrap();
     assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].published_count, 0, "nothing published under it yet");
     assert_eq!(
         keys[0].publish_deadline,
         net.params.epoch + net.params.publish_window_secs
@@ -922,6 +923,24 @@ async fn zk_redemption_end_to_end(which: Backend) {
         ),
         (3, 30_000_000, 20_000_000)
     );
+    // The anonymity set per denomination (redeeming changes nothing: a leaf stays a leaf),
+    // the same in the list and for the one MMR, and the key's crowd.
+    let tens = vec![DenominationCount {
+        denomination: 10,
+        count: 3,
+    }];
+    assert_eq!(list.mmrs[0].denominations, tens);
+    let one: MmrInfo = net.public().get("/v1/mmrs/0").await.unwrap();
+    assert_eq!(
+        (one.count_of(10), one.count_of(1), one.denominations),
+        (3, 0, tens)
+    );
+    let keys: Vec<IssuerKeyInfo> = net
+        .public()
+        .get("/v1/issuer-keys?issuer=iss&denomination=10")
+        .await
+        .unwrap();
+    assert_eq!(keys[0].published_count, 3);
 }
 
 async fn zk_refusals_record_nothing(which: Backend) {

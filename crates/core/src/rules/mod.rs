@@ -16,10 +16,12 @@
 //! | [`publish_delay`] | when the wallet publishes a bought voucher (scheduled, in random order) | §2 money path ("random delay") |
 //! | [`audit`] | whether the public ledger checks out | §2 Accounting, Pool and clearing |
 //! | [`zk_startup`] | whether a coordinator serves v0.2 redemption at start | §2 v0.2 (ceremony) |
+//! | [`anonymity`] | whether the wallet redeems with the anonymity set it would get | §2 v0.2 (unlinkability) |
 //! | [`measure`] | a relay's weighted uptime and MTBF (Tor's rephist), latency percentiles, flags and their thresholds | §3 Directory |
 //! | [`pow`] | whether a directory registration carries enough proof of work | §3 Directory |
 //! | [`trust`] | an operator's revenue share from identity, time on the network and uptime | §3 Directory, seeds 000/001 |
 
+pub mod anonymity;
 pub mod audit;
 pub mod measure;
 pub mod operator_redeem;

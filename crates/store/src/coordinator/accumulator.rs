@@ -73,6 +73,17 @@ pub struct MmrCache {
 
 pub(super) type SharedCache = Arc<tokio::sync::Mutex<MmrCache>>;
 
+/// This process's tally of each MMR's leaves by denomination: how many leaves it has counted
+/// (a prefix; committed leaves never change) and the counts. Each read counts only the
+/// leaves appended since, so the publish path does no bookkeeping for it and a read does not
+/// scan the whole MMR.
+#[derive(Debug, Default)]
+pub(super) struct DenominationTally {
+    mmrs: HashMap<u64, (u64, std::collections::BTreeMap<u64, u64>)>,
+}
+
+pub(super) type SharedTally = Arc<tokio::sync::Mutex<DenominationTally>>;
+
 /// Where a published voucher landed in one MMR.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -302,6 +313,69 @@ impl CoordinatorStore {
         .await
         .map_err(q)?;
         row.map(|r| mmr_row(&r)).transpose()
+    }
+
+    /// How many of the first `size` leaves of MMR `id` are vouchers of each denomination
+    /// (ascending, non-zero only). `size` must not exceed the MMR's committed size (read it
+    /// from [`Self::mmr`] first); the counts then add up to `size`.
+    pub async fn denomination_counts(
+        &self,
+        id: u64,
+        size: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut tally = self.denomination_tally.lock().await;
+        let (counted, counts) = tally.mmrs.entry(id).or_default();
+        if *counted > size {
+            // An older size than already counted (a reader that loaded the MMR's row before
+            // another counted further): that prefix afresh.
+            drop(tally);
+            return self.count_leaves(id, 0, size).await;
+        }
+        for (d, n) in self.count_leaves(id, *counted, size).await? {
+            *counts.entry(d).or_default() += n;
+        }
+        *counted = size;
+        Ok(counts.iter().map(|(&d, &n)| (d, n)).collect())
+    }
+
+    /// Leaves `from..to` of MMR `id` by denomination, checked to be `to - from` vouchers.
+    async fn count_leaves(
+        &self,
+        id: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT v.denomination, COUNT(*) AS n
+             FROM mmr_leaves l JOIN vouchers v ON v.commitment = l.leaf
+             WHERE l.mmr_id = $1 AND l.idx >= $2 AND l.idx < $3
+             GROUP BY v.denomination ORDER BY v.denomination",
+        )
+        .bind(to_i64(id, "mmr id")?)
+        .bind(to_i64(from, "index")?)
+        .bind(to_i64(to, "size")?)
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(q)?;
+        let counts = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    to_u64(r.try_get("denomination").map_err(q)?, "denomination")?,
+                    to_u64(r.try_get("n").map_err(q)?, "count")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let seen: u64 = counts.iter().map(|(_, n)| n).sum();
+        if seen != to - from {
+            return Err(StoreError::Corrupt(format!(
+                "MMR {id}: {seen} of leaves {from}..{to} are published vouchers"
+            )));
+        }
+        Ok(counts)
     }
 
     /// Leaves `from..from + limit` of MMR `id` (fewer at the end).

@@ -25,6 +25,7 @@ both!(
     nullifiers_spend_once_across_versions,
     racing_zk_redemptions_exactly_one_wins,
     release_by_books_is_conservative,
+    mmr_leaves_are_counted_by_denomination_and_key,
 );
 
 async fn db(which: Backend) -> (Db, Option<tempfile::TempDir>) {
@@ -566,4 +567,61 @@ async fn release_by_books_is_conservative(which: Backend) {
         (t.published, t.redeemed, t.released, t.live),
         (Amount(40_000_000), Amount(30_000_000), D10, Amount::ZERO)
     );
+}
+
+/// The public counts behind the wallet's anonymity-set guard: an MMR's leaves by
+/// denomination (a voucher in two MMRs counts in both), and publications per issuer key.
+async fn mmr_leaves_are_counted_by_denomination_and_key(which: Backend) {
+    let (a, _g) = coordinator(which, Amount(1_000_000_000)).await;
+    // Another process on the same database keeps its own tally.
+    let b = CoordinatorStore::open(a.db().clone()).await.unwrap();
+    a.insert_key(&KeyRow {
+        key_id: [8; 32],
+        issuer_id: "iss".into(),
+        denomination: 1,
+        period: 0,
+        public_key: vec![4, 5, 6],
+        registered_at: 0,
+    })
+    .await
+    .unwrap();
+    let one = |c: u8, mmrs: &[u64]| NewVoucher {
+        denomination: 1,
+        value: Amount(1_000_000),
+        key_id: [8; 32],
+        ..in_mmrs(c, c.into(), mmrs)
+    };
+    for c in 1..=3u8 {
+        a.publish(&in_mmrs(c, c.into(), &[0, 1])).await.unwrap();
+    }
+    a.publish(&one(4, &[0, 1])).await.unwrap();
+    let counts = |s: CoordinatorStore, id: u64| async move {
+        let size = s.mmr(id).await.unwrap().map_or(0, |r| r.size);
+        s.denomination_counts(id, size).await.unwrap()
+    };
+    assert_eq!(counts(a.clone(), 0).await, vec![(1, 1), (10, 3)]);
+    // More leaves, one of them published by the other process: only those are counted anew.
+    b.publish(&one(5, &[0, 1])).await.unwrap();
+    a.publish(&one(6, &[1, 2])).await.unwrap();
+    assert_eq!(counts(a.clone(), 0).await, vec![(1, 2), (10, 3)]);
+    assert_eq!(counts(b.clone(), 0).await, vec![(1, 2), (10, 3)]);
+    assert_eq!(
+        counts(a.clone(), 1).await,
+        vec![(1, 3), (10, 3)],
+        "in both MMRs"
+    );
+    assert_eq!(counts(a.clone(), 2).await, vec![(1, 1)]);
+    // An older size than already counted is counted as of that size.
+    assert_eq!(a.denomination_counts(1, 2).await.unwrap(), vec![(10, 2)]);
+    assert_eq!(a.denomination_counts(7, 0).await.unwrap(), vec![]);
+
+    let all = a.published_per_key(None, None).await.unwrap();
+    assert_eq!((all[&[9; 32]], all[&[8; 32]]), (3, 3));
+    let tens = a.published_per_key(Some("iss"), Some(10)).await.unwrap();
+    assert_eq!(tens.into_iter().collect::<Vec<_>>(), vec![([9; 32], 3)]);
+    assert!(a
+        .published_per_key(Some("other"), None)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -245,7 +245,10 @@ async fn buy_publish_redeem_refresh() {
     assert_eq!(v.publish_deadline, Some(current.publish_deadline));
 
     // Redeeming before publishing is refused.
-    let e = w.redeem(net.c(), net.o(), v.id).await.unwrap_err();
+    let e = w
+        .redeem_with(net.c(), net.o(), v.id, &small(), &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
 
     let v = w
@@ -257,7 +260,10 @@ async fn buy_publish_redeem_refresh() {
     let e = w.publish(net.c(), v.id, Duration::ZERO).await.unwrap_err();
     assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
 
-    let credit = w.redeem(net.c(), net.o(), v.id).await.unwrap();
+    let credit = w
+        .redeem_with(net.c(), net.o(), v.id, &small(), &|_| {})
+        .await
+        .unwrap();
     assert_eq!(credit.operator_id, OPERATOR_ID);
     assert_eq!(credit.credited, Amount::from_credits(10).unwrap());
     assert_eq!(
@@ -478,7 +484,9 @@ async fn restore_and_recover_finds_published_vouchers() {
         "recovered vouchers name their issuer"
     );
     assert_eq!(rv0.key_id, v0.key_id);
-    r.redeem(net.c(), net.o(), rv0.id).await.unwrap();
+    r.redeem_with(net.c(), net.o(), rv0.id, &small(), &|_| {})
+        .await
+        .unwrap();
     // A new purchase does not reuse a recovered index.
     let nv = r.buy(net.c(), net.i(), 10, Payment::Devnet).await.unwrap();
     assert_eq!(nv.index, 4);
@@ -520,7 +528,7 @@ fn opts(mmr: MmrChoice, update_path: bool) -> RedeemOptions {
     RedeemOptions {
         mmr,
         update_path,
-        ..RedeemOptions::default()
+        ..small()
     }
 }
 
@@ -543,9 +551,58 @@ async fn v2_redemption_end_to_end_with_progress_and_caches() {
     );
     net.others_publish(7).await;
 
+    // With the default options the wallet refuses: 13 vouchers of its denomination in
+    // either MMR are fewer than 100. It says so before downloading or sending anything.
+    let e = w
+        .redeem_with(net.c(), net.o(), v.id, &RedeemOptions::default(), &|_| {})
+        .await
+        .unwrap_err();
+    let WalletError::AnonymityTooSmall { set, threshold, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(*threshold, 100);
+    assert_eq!(
+        (set.chosen.mmr_id, set.chosen.size, set.chosen.exact),
+        (0, 13, true)
+    );
+    assert_eq!(set.other.map(|o| (o.mmr_id, o.size)), Some((1, 13)));
+    let m = e.to_string();
+    assert!(
+        m.contains("MMR 0 holds 13") && m.contains("MMR 1 holds 13"),
+        "{m}"
+    );
+    assert!(
+        m.contains("--mmr newer") && m.contains("--accept-anonymity 13"),
+        "{m}"
+    );
+    assert!(net.zk_sent().is_empty(), "nothing was sent");
+    assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Published);
+    assert_eq!(
+        w.anonymity(net.c(), v.id, &RedeemOptions::default())
+            .await
+            .unwrap(),
+        *set
+    );
+    // Without the path update only the leaves before it count: at most 6.
+    let bounded = w
+        .anonymity(net.c(), v.id, &opts(MmrChoice::Older, false))
+        .await
+        .unwrap();
+    assert_eq!((bounded.chosen.size, bounded.chosen.exact), (6, false));
+    // Asking for more than the set holds still refuses; accepting it proceeds.
+    let too_few = RedeemOptions {
+        accept_anonymity: Some(14),
+        ..RedeemOptions::default()
+    };
+    assert!(matches!(
+        w.redeem_with(net.c(), net.o(), v.id, &too_few, &|_| {})
+            .await,
+        Err(WalletError::AnonymityTooSmall { .. })
+    ));
+
     let seen = Mutex::new(Vec::<RedeemProgress>::new());
     let credit = w
-        .redeem_with(net.c(), net.o(), v.id, &RedeemOptions::default(), &|p| {
+        .redeem_with(net.c(), net.o(), v.id, &small(), &|p| {
             seen.lock().unwrap().push(p)
         })
         .await
@@ -611,7 +668,7 @@ async fn v2_redemption_end_to_end_with_progress_and_caches() {
     let v2 = published(&w, &net).await;
     net.others_publish(2).await;
     let seen = Mutex::new(Vec::<RedeemProgress>::new());
-    w.redeem_with(net.c(), net.o(), v2.id, &RedeemOptions::default(), &|p| {
+    w.redeem_with(net.c(), net.o(), v2.id, &small(), &|p| {
         seen.lock().unwrap().push(p)
     })
     .await
@@ -655,11 +712,19 @@ async fn the_same_voucher_redeems_once_whatever_the_protocols() {
     b.recover(net.c(), 2, &|_| {}).await.unwrap();
 
     // v2, then v2 again.
-    a.redeem(net.c(), net.o(), v1.id).await.unwrap();
-    let e = a.redeem(net.c(), net.o(), v1.id).await.unwrap_err();
+    a.redeem_with(net.c(), net.o(), v1.id, &small(), &|_| {})
+        .await
+        .unwrap();
+    let e = a
+        .redeem_with(net.c(), net.o(), v1.id, &small(), &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(e, WalletError::InvalidState { .. }), "{e}");
     let id = id_of(&b, &v1.commitment).await;
-    let e = b.redeem(net.c(), net.o(), id).await.unwrap_err();
+    let e = b
+        .redeem_with(net.c(), net.o(), id, &small(), &|_| {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed), "{e}");
     assert_eq!(b.voucher(id).await.unwrap().state, LocalState::Redeemed);
 
@@ -668,13 +733,19 @@ async fn the_same_voucher_redeems_once_whatever_the_protocols() {
         .await
         .unwrap();
     let id = id_of(&b, &v2.commitment).await;
-    let e = b.redeem(net.c(), net.o(), id).await.unwrap_err();
+    let e = b
+        .redeem_with(net.c(), net.o(), id, &small(), &|_| {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::AlreadyRedeemed), "{e}");
 
     // v2 (without a stored path: found among the leaves), then v1.
     let id = id_of(&b, &v3.commitment).await;
     assert!(b.paths(id).await.unwrap().is_empty());
-    let c = b.redeem(net.c(), net.o(), id).await.unwrap();
+    let c = b
+        .redeem_with(net.c(), net.o(), id, &small(), &|_| {})
+        .await
+        .unwrap();
     assert_eq!(c.protocol, 2);
     let e = a
         .redeem_with(net.c(), net.o(), v3.id, &RedeemOptions::v1(), &|_| {})
@@ -784,7 +855,9 @@ async fn a_forked_view_is_detected_and_nothing_is_redeemed() {
     let v = published(&w, &net).await;
     let v2 = published(&w, &net).await;
     // The first redemption stores MMR 0's checkpoint at size 6.
-    w.redeem(net.c(), net.o(), v.id).await.unwrap();
+    w.redeem_with(net.c(), net.o(), v.id, &small(), &|_| {})
+        .await
+        .unwrap();
     // Then the coordinator shows this wallet another history of MMR 0, signed with its own
     // key: leaf 0 replaced, one more leaf.
     let real = net.mmr(0).await;
@@ -823,7 +896,10 @@ async fn a_forked_view_is_detected_and_nothing_is_redeemed() {
             };
             (200, serde_json::to_vec(&page).unwrap())
         });
-    let e = w.redeem(net.c(), net.o(), v2.id).await.unwrap_err();
+    let e = w
+        .redeem_with(net.c(), net.o(), v2.id, &small(), &|_| {})
+        .await
+        .unwrap_err();
     match &e {
         WalletError::ForkedView {
             mmr_id,
@@ -858,7 +934,10 @@ async fn v2_unavailable_and_bad_transcripts_are_typed_errors() {
 
     net.coordinator
         .refuse_all("GET", "/v1/zk", ErrorCode::ZkUnavailable);
-    let e = w.redeem(net.c(), net.o(), v.id).await.unwrap_err();
+    let e = w
+        .redeem_with(net.c(), net.o(), v.id, &small(), &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(e, WalletError::ZkUnavailable { .. }), "{e}");
     net.coordinator.clear();
 
@@ -868,7 +947,10 @@ async fn v2_unavailable_and_bad_transcripts_are_typed_errors() {
             *t.last_mut().unwrap() ^= 1;
             (s.status, t)
         });
-    let e = w.redeem(net.c(), net.o(), v.id).await.unwrap_err();
+    let e = w
+        .redeem_with(net.c(), net.o(), v.id, &small(), &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(e, WalletError::TranscriptMismatch { .. }), "{e}");
     net.coordinator.clear();
     assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Published);
@@ -889,13 +971,28 @@ async fn lost_v2_answer_resends_the_same_proof() {
     let (w, _) = new_wallet(&dir, "w.db").await;
     let v = published(&w, &net).await;
     net.operator.lose_next("POST", "/v1/redeem");
-    assert!(w.redeem(net.c(), net.o(), v.id).await.is_err());
+    assert!(w
+        .redeem_with(net.c(), net.o(), v.id, &small(), &|_| {})
+        .await
+        .is_err());
     assert_eq!(w.voucher(v.id).await.unwrap().state, LocalState::Published);
     // More vouchers meanwhile: the retry must still re-send the proof it made, not a new one.
     net.others_publish(3).await;
-    let c = w.redeem(net.c(), net.o(), v.id).await.unwrap();
+    let c = w
+        .redeem_with(net.c(), net.o(), v.id, &small(), &|_| {})
+        .await
+        .unwrap();
     assert_eq!(c.protocol, 2);
     let sent = net.zk_sent();
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0], sent[1]);
+}
+
+/// The default options, accepting the tiny anonymity sets of a test network (a real wallet
+/// refuses below 100): every test here redeems among a handful of vouchers.
+fn small() -> RedeemOptions {
+    RedeemOptions {
+        accept_anonymity: Some(1),
+        ..RedeemOptions::default()
+    }
 }

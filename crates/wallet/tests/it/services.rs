@@ -61,6 +61,8 @@ fn with(mmr: MmrChoice, update_path: bool) -> RedeemOptions {
     RedeemOptions {
         mmr,
         update_path,
+        // A test network's anonymity sets are tiny; a real wallet refuses below 100.
+        accept_anonymity: Some(1),
         ..RedeemOptions::default()
     }
 }
@@ -93,7 +95,7 @@ async fn v2_redemptions_end_to_end() {
             &net.coordinator_url,
             &net.operator_url,
             a.id,
-            &RedeemOptions::default(),
+            &with(MmrChoice::Older, true),
             &|p| seen.lock().unwrap().push(p),
         )
         .await
@@ -172,25 +174,55 @@ async fn a_voucher_is_redeemed_once_whatever_the_protocols() {
     };
 
     // 2 then 2.
-    a.redeem(&net.coordinator_url, &net.operator_url, v1.id)
-        .await
-        .unwrap();
+    a.redeem_with(
+        &net.coordinator_url,
+        &net.operator_url,
+        v1.id,
+        &with(MmrChoice::Older, true),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     let id = id_of(&b, &v1.commitment).await;
-    already(b.redeem(&net.coordinator_url, &net.operator_url, id).await);
+    already(
+        b.redeem_with(
+            &net.coordinator_url,
+            &net.operator_url,
+            id,
+            &with(MmrChoice::Older, true),
+            &|_| {},
+        )
+        .await,
+    );
     assert_eq!(b.voucher(id).await.unwrap().state, LocalState::Redeemed);
 
     // 1 then 2.
     redeem(&a, &net, v2.id, &RedeemOptions::v1()).await.unwrap();
     let id = id_of(&b, &v2.commitment).await;
-    already(b.redeem(&net.coordinator_url, &net.operator_url, id).await);
+    already(
+        b.redeem_with(
+            &net.coordinator_url,
+            &net.operator_url,
+            id,
+            &with(MmrChoice::Older, true),
+            &|_| {},
+        )
+        .await,
+    );
 
     // 2 (by the restored copy, which has no receipt path and finds its leaf among all the
     // leaves) then 1.
     let id = id_of(&b, &v3.commitment).await;
     assert!(b.paths(id).await.unwrap().is_empty());
-    b.redeem(&net.coordinator_url, &net.operator_url, id)
-        .await
-        .unwrap();
+    b.redeem_with(
+        &net.coordinator_url,
+        &net.operator_url,
+        id,
+        &with(MmrChoice::Older, true),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     already(redeem(&a, &net, v3.id, &RedeemOptions::v1()).await);
 
     let t = totals(&net).await;
