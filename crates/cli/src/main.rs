@@ -1037,13 +1037,27 @@ async fn wallet(args: WalletArgs) -> Result<()> {
             let vs = w.vouchers().await?;
             // Each published voucher's anonymity set now (default redemption), or `?` when
             // the coordinator does not answer.
+            // One unreachable coordinator is asked once, not once per voucher (each would
+            // wait for the connect timeout).
             let mut sets = std::collections::HashMap::new();
+            let mut unreachable: Option<String> = None;
             for v in vs.iter().filter(|v| v.state == LocalState::Published) {
+                if let Some(e) = &unreachable {
+                    sets.insert(v.id, Err(e.clone()));
+                    continue;
+                }
                 let set = w
                     .anonymity(&args.coordinator, v.id, &RedeemOptions::default())
-                    .await
-                    .map_err(|e| e.to_string());
-                sets.insert(v.id, set);
+                    .await;
+                if let Err(
+                    e @ smpx_wallet::WalletError::Service(smpx_http::ClientError::Transport {
+                        ..
+                    }),
+                ) = &set
+                {
+                    unreachable = Some(e.to_string());
+                }
+                sets.insert(v.id, set.map_err(|e| e.to_string()));
             }
             if json {
                 let mut out = Vec::with_capacity(vs.len());

@@ -351,6 +351,20 @@ async fn wallet_commands_from_the_shell() {
     assert_eq!(list[0]["anonymity"]["chosen"]["size"], 1);
     let (_, table, _) = run(&["list"]);
     assert!(table.contains("anonymity"), "{table}");
+    // Without the coordinator the list still works, the set shown as unknown.
+    let offline = std::process::Command::new(env!("CARGO_BIN_EXE_smpx"))
+        .args(["wallet", "--wallet"])
+        .arg(&wallet)
+        .args(["--coordinator", "http://127.0.0.1:9", "list"])
+        .env("SMPX_WALLET_PASSPHRASE", "correct horse")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&offline.stdout);
+    assert!(offline.status.success(), "{table}");
+    assert!(
+        table.lines().nth(1).is_some_and(|row| row.contains(" ? ")),
+        "{table}"
+    );
     let (ok, out, _) = run(&["--json", "redeem", &id, "--operator", &net.operator_url]);
     let refused: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(!ok);
