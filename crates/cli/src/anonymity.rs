@@ -1,6 +1,6 @@
 //! How `smpx` shows anonymity sets: a voucher's set for `wallet list` and before a v0.2
 //! redemption, the crowd of an issuer key before `wallet buy`, the v0.1 warning. The sets
-//! and the decision are the wallet library's (`Wallet::anonymity`, `Wallet::key_crowd`,
+//! and the decision are the wallet library's (`Wallet::anonymity`, `Wallet::buy_telling`, `Wallet::key_crowd`,
 //! `smpx_core::rules::anonymity`); this only words them.
 
 use smpx_core::rules::anonymity::{MmrSet, DEFAULT_MIN, SMALL_KEY_CROWD};

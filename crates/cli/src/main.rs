@@ -1008,19 +1008,19 @@ async fn wallet(args: WalletArgs) -> Result<()> {
                 (None, false) => bail!("say how to pay: --code CODE or --devnet-payment"),
             };
             // The crowd this purchase joins, said before buying.
-            let crowd = w
-                .key_crowd(&args.coordinator, &issuer, denomination)
-                .await?;
-            if !json {
-                eprintln!("{}", smpx_cli::anonymity::crowd(&crowd));
-            }
+            let mut published_count = 0;
             let v = w
-                .buy(&args.coordinator, &issuer, denomination, payment)
+                .buy_telling(&args.coordinator, &issuer, denomination, payment, |crowd| {
+                    published_count = crowd.published_count;
+                    if !json {
+                        eprintln!("{}", smpx_cli::anonymity::crowd(crowd));
+                    }
+                })
                 .await?;
             let v = publish::after_buy(&w, &args.coordinator, v, &when).await?;
             if json {
                 let mut out = serde_json::to_value(&v)?;
-                out["key_published_count"] = crowd.published_count.into();
+                out["key_published_count"] = published_count.into();
                 print_json(&out)?;
             } else {
                 println!(
@@ -1036,29 +1036,21 @@ async fn wallet(args: WalletArgs) -> Result<()> {
         WalletCmd::List => {
             let vs = w.vouchers().await?;
             // Each published voucher's anonymity set now (default redemption), or `?` when
-            // the coordinator does not answer.
-            // One unreachable coordinator is asked once, not once per voucher (each would
-            // wait for the connect timeout).
-            let mut sets = std::collections::HashMap::new();
-            let mut unreachable: Option<String> = None;
-            for v in vs.iter().filter(|v| v.state == LocalState::Published) {
-                if let Some(e) = &unreachable {
-                    sets.insert(v.id, Err(e.clone()));
-                    continue;
-                }
-                let set = w
-                    .anonymity(&args.coordinator, v.id, &RedeemOptions::default())
-                    .await;
-                if let Err(
-                    e @ smpx_wallet::WalletError::Service(smpx_http::ClientError::Transport {
-                        ..
-                    }),
-                ) = &set
-                {
-                    unreachable = Some(e.to_string());
-                }
-                sets.insert(v.id, set.map_err(|e| e.to_string()));
-            }
+            // the coordinator does not answer (asked once for all of them).
+            let sets: std::collections::HashMap<i64, Result<_, String>> = match w
+                .anonymity_sets(&args.coordinator, &RedeemOptions::default())
+                .await
+            {
+                Ok(sets) => sets
+                    .into_iter()
+                    .map(|(id, set)| (id, set.map_err(|e| e.to_string())))
+                    .collect(),
+                Err(e) => vs
+                    .iter()
+                    .filter(|v| v.state == LocalState::Published)
+                    .map(|v| (v.id, Err(e.to_string())))
+                    .collect(),
+            };
             if json {
                 let mut out = Vec::with_capacity(vs.len());
                 for v in &vs {

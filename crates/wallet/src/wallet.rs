@@ -337,7 +337,23 @@ impl Wallet {
         denomination: u64,
         payment: Payment,
     ) -> Result<VoucherRecord, WalletError> {
+        self.buy_telling(coordinator, issuer, denomination, payment, |_| {})
+            .await
+    }
+
+    /// [`Wallet::buy`], calling `before` with the crowd of the chosen key (see
+    /// [`Wallet::key_crowd`]) once the key is known and before anything is sent to the
+    /// issuer, so a caller can show it without asking the services twice.
+    pub async fn buy_telling(
+        &self,
+        coordinator: &str,
+        issuer: &str,
+        denomination: u64,
+        payment: Payment,
+        before: impl FnOnce(&KeyCrowd),
+    ) -> Result<VoucherRecord, WalletError> {
         let (issuer_api, info, p, key) = purchase_key(coordinator, issuer, denomination).await?;
+        before(&KeyCrowd::of(&key));
         let id = self
             .begin_purchase(&info.issuer_id, denomination, &key, p.now)
             .await?;
@@ -555,15 +571,13 @@ impl Wallet {
         coordinator: &str,
         id: i64,
     ) -> Result<VoucherRecord, WalletError> {
-        let mut v = self.voucher(id).await?;
+        let v = self.voucher(id).await?;
         require(&v, &[LocalState::Bought], Action::Publish)?;
-        if v.publish_due_at.is_none() {
-            v = self.schedule_publish(id, Schedule::default()).await?;
+        let due_at = self.due_at(&v).await?;
+        if due_at > self.now() {
+            return Err(WalletError::NotDueYet { id, due_at });
         }
-        match v.publish_due_at {
-            Some(due_at) if due_at > self.now() => Err(WalletError::NotDueYet { id, due_at }),
-            _ => self.publish_after(coordinator, id, Duration::ZERO).await,
-        }
+        self.publish_after(coordinator, id, Duration::ZERO).await
     }
 
     /// Publishes every bought voucher whose scheduled time has come, in random order (so
@@ -579,14 +593,7 @@ impl Wallet {
             if v.state != LocalState::Bought {
                 continue;
             }
-            let due = match v.publish_due_at {
-                Some(due) => due,
-                None => {
-                    let v = self.schedule_publish(v.id, Schedule::default()).await?;
-                    v.publish_due_at.unwrap_or(now)
-                }
-            };
-            scheduled.push((v.id, due));
+            scheduled.push((v.id, self.due_at(&v).await?));
         }
         let order = publish_delay::due_now(&scheduled, now, &mut self.entropy.rng());
         let mut report = SyncReport::default();
@@ -606,6 +613,19 @@ impl Wallet {
             .collect();
         report.scheduled.sort_by_key(|s| (s.due_at, s.id));
         Ok(report)
+    }
+
+    /// When bought voucher `v` is to be published; one without a schedule (bought by an older
+    /// version) is scheduled now with [`Schedule::default()`].
+    async fn due_at(&self, v: &VoucherRecord) -> Result<u64, WalletError> {
+        match v.publish_due_at {
+            Some(due) => Ok(due),
+            None => Ok(self
+                .schedule_publish(v.id, Schedule::default())
+                .await?
+                .publish_due_at
+                .unwrap_or_else(|| self.now())),
+        }
     }
 
     /// Publishes a bought voucher at the coordinator after waiting as `delay` says, and
@@ -982,9 +1002,8 @@ impl Wallet {
         let paths = db::paths(&self.pool, id).await?;
         let mmr_id = chosen_mmr(r, &paths, p, options.mmr)?;
         // The guard, before anything is downloaded or proven.
-        let set = self
-            .anonymity_in(r, &paths, mmr_id, coord, p, options.update_path)
-            .await?;
+        let list: MmrListResponse = coord.get("/v1/mmrs").await?;
+        let set = anonymity_in(r, &paths, mmr_id, &list, p, options.update_path)?;
         if let anonymity::Decision::Refuse { set, threshold } =
             anonymity::decide(&set, &options.requirement())
         {
@@ -1228,49 +1247,38 @@ impl Wallet {
                 action: Action::Redeem,
             });
         }
-        let coord = ApiClient::new(coordinator);
-        let p: ParamsResponse = coord.get("/v1/params").await?;
-        let paths = db::paths(&self.pool, id).await?;
-        let mmr_id = chosen_mmr(&r, &paths, &p, options.mmr)?;
-        self.anonymity_in(&r, &paths, mmr_id, &coord, &p, options.update_path)
-            .await
+        let (p, list) = public_mmrs(coordinator).await?;
+        self.set_of(&r, &list, &p, options).await
     }
 
-    /// The anonymity set of redeeming `r` against `mmr_id` (see [`Wallet::anonymity`]).
-    async fn anonymity_in(
+    /// [`Wallet::anonymity`] of every published voucher, asking the coordinator once for
+    /// all of them (a failure to reach it is the `Err`; a voucher whose set cannot be
+    /// worked out has its own).
+    pub async fn anonymity_sets(
+        &self,
+        coordinator: &str,
+        options: &RedeemOptions,
+    ) -> Result<Vec<(i64, Result<AnonymitySet, WalletError>)>, WalletError> {
+        let (p, list) = public_mmrs(coordinator).await?;
+        let mut out = Vec::new();
+        for r in self.vouchers().await? {
+            if r.state == LocalState::Published {
+                out.push((r.id, self.set_of(&r, &list, &p, options).await));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_of(
         &self,
         r: &VoucherRecord,
-        paths: &[mmr::Proof],
-        mmr_id: u64,
-        coord: &ApiClient,
+        list: &MmrListResponse,
         p: &ParamsResponse,
-        updated: bool,
+        options: &RedeemOptions,
     ) -> Result<AnonymitySet, WalletError> {
-        let list: MmrListResponse = coord.get("/v1/mmrs").await?;
-        let accepting: Vec<u64> = voucher_mmrs(r, paths, p)?
-            .into_iter()
-            .filter(|&k| rotation::mmr_accepts_redemptions(&p.params, k, p.now))
-            .collect();
-        let leaf_index = |k: u64| {
-            paths
-                .iter()
-                .find(|pr| pr.mmr.id == k)
-                .map(|pr| pr.leaf_index)
-        };
-        zk::anonymity_set(
-            &accepting,
-            mmr_id,
-            &list.mmrs,
-            r.denomination,
-            updated,
-            leaf_index,
-        )
-        .ok_or_else(|| {
-            WalletError::Verification(format!(
-                "the coordinator does not list MMR {mmr_id}, which voucher {} is in",
-                r.id
-            ))
-        })
+        let paths = db::paths(&self.pool, r.id).await?;
+        let mmr_id = chosen_mmr(r, &paths, p, options.mmr)?;
+        anonymity_in(r, &paths, mmr_id, list, p, options.update_path)
     }
 
     /// How many vouchers were published under the key a purchase of `denomination` from the
@@ -1284,12 +1292,7 @@ impl Wallet {
         denomination: u64,
     ) -> Result<KeyCrowd, WalletError> {
         let (_, _, _, key) = purchase_key(coordinator, issuer, denomination).await?;
-        Ok(KeyCrowd {
-            key_id: key.info.key_id,
-            issuer_id: key.info.issuer_id,
-            denomination,
-            published_count: key.info.published_count,
-        })
+        Ok(KeyCrowd::of(&key))
     }
 
     /// The voucher's secret, after checking that it gives the stored commitment.
@@ -1605,6 +1608,61 @@ pub struct KeyCrowd {
     pub issuer_id: String,
     pub denomination: u64,
     pub published_count: u64,
+}
+
+impl KeyCrowd {
+    fn of(key: &ChosenKey) -> KeyCrowd {
+        KeyCrowd {
+            key_id: key.info.key_id.clone(),
+            issuer_id: key.info.issuer_id.clone(),
+            denomination: key.info.denomination,
+            published_count: key.info.published_count,
+        }
+    }
+}
+
+/// The coordinator's parameters and its public list of MMRs.
+async fn public_mmrs(coordinator: &str) -> Result<(ParamsResponse, MmrListResponse), WalletError> {
+    let coord = ApiClient::new(coordinator);
+    let p: ParamsResponse = coord.get("/v1/params").await?;
+    let list: MmrListResponse = coord.get("/v1/mmrs").await?;
+    Ok((p, list))
+}
+
+/// The anonymity set of redeeming `r` against `mmr_id`, from the coordinator's `list` (see
+/// [`Wallet::anonymity`]).
+fn anonymity_in(
+    r: &VoucherRecord,
+    paths: &[mmr::Proof],
+    mmr_id: u64,
+    list: &MmrListResponse,
+    p: &ParamsResponse,
+    updated: bool,
+) -> Result<AnonymitySet, WalletError> {
+    let accepting: Vec<u64> = voucher_mmrs(r, paths, p)?
+        .into_iter()
+        .filter(|&k| rotation::mmr_accepts_redemptions(&p.params, k, p.now))
+        .collect();
+    let leaf_index = |k: u64| {
+        paths
+            .iter()
+            .find(|pr| pr.mmr.id == k)
+            .map(|pr| pr.leaf_index)
+    };
+    zk::anonymity_set(
+        &accepting,
+        mmr_id,
+        &list.mmrs,
+        r.denomination,
+        updated,
+        leaf_index,
+    )
+    .ok_or_else(|| {
+        WalletError::Verification(format!(
+            "the coordinator does not list MMR {mmr_id}, which voucher {} is in",
+            r.id
+        ))
+    })
 }
 
 /// The MMRs voucher `r` is in: from its publish receipt (`paths`), or else (recovered, or
