@@ -166,6 +166,23 @@ error_codes! {
     /// repeat as no payment.
     SpendRepeated = ("spend_repeated", 409),
 
+    // The relay directory.
+    /// The registration's proof of work is missing, wrong, below the published difficulty or
+    /// for a challenge the directory no longer accepts: fetch a fresh challenge and solve it.
+    BadProofOfWork = ("bad_proof_of_work", 400),
+    /// Another relay is registered with this fingerprint under another operator.
+    FingerprintTaken = ("fingerprint_taken", 409),
+    /// Too many registrations from this network (IPv4 /24, IPv6 /48) for now; retry later.
+    RateLimited = ("rate_limited", 429),
+    /// The relay is not registered with this directory (or was withdrawn).
+    UnknownRelay = ("unknown_relay", 404),
+    /// The heartbeat is older than one already recorded for this relay, or its time is too
+    /// far from the directory's clock.
+    StaleHeartbeat = ("stale_heartbeat", 409),
+    /// A share statement was refused: an untrusted signer, a bad signature, a share its
+    /// evaluation does not give, or a malformed period. The share on record is kept.
+    StatementRefused = ("statement_refused", 400),
+
     // Server side.
     /// An upstream service (e.g. the coordinator, seen from an issuer or operator) failed or
     /// is unreachable; retrying later is safe.

@@ -17,6 +17,7 @@ pub mod amount;
 pub mod api;
 pub mod credits;
 pub mod crypto;
+pub mod directory;
 pub mod error;
 pub mod issuance;
 pub mod keys;
