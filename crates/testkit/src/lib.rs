@@ -10,12 +10,14 @@
 //! where it listens, and kills (SIGKILL) or restarts it. [`proxy::Proxy`] stands in front of
 //! a service and loses answers on request. [`ceremony`] gives the cached local
 //! ceremony the small test circuits use. [`schema::Document`] judges requests by a service's
-//! own OpenAPI document (boon, draft 2020-12) and asserts the service agrees. [`db`] (`smpx-testdb`) makes throw-away databases,
+//! own OpenAPI document (boon, draft 2020-12) and asserts the service agrees. [`browser::Browser`]
+//! loads a loopback page in a real headless Chromium and saves screenshots. [`db`] (`smpx-testdb`) makes throw-away databases,
 //! and [`both!`] runs a test once per backend.
 
 pub use smpx_testdb as db;
 pub use smpx_testdb::{both, Backend};
 
+pub mod browser;
 pub mod ceremony;
 pub mod net;
 pub mod process;
