@@ -19,6 +19,28 @@ both!(
 
 const HOUR: u64 = 3600;
 
+/// A round probes every relay, `probe_concurrency` (3 in the test config) at a time: probes
+/// wait at a barrier of 3, so fewer at once would never finish and more would be counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_round_probes_everyone_with_bounded_concurrency() {
+    let d = Dir::start(Backend::Sqlite).await;
+    let relays: Vec<Relay> = (0..6)
+        .map(|i| Relay::new(&format!("op-{i}"), i + 1, &format!("10.{i}.0.1")))
+        .collect();
+    for r in &relays {
+        assert_eq!(d.register(r).await.0, 200);
+    }
+    *d.prober.gate.lock().unwrap() = Some(std::sync::Arc::new(tokio::sync::Barrier::new(3)));
+    let n = tokio::time::timeout(std::time::Duration::from_secs(60), d.probe_round())
+        .await
+        .expect("the round stalled: fewer than 3 probes ran at once");
+    assert_eq!(n, 6);
+    assert_eq!(*d.prober.probed.lock().unwrap(), 6);
+    assert_eq!(d.prober.in_flight.lock().unwrap().1, 3);
+    let (_, list) = d.get("/v1/relays?status=running").await;
+    assert_eq!(list.as_array().unwrap().len(), 6);
+}
+
 async fn relay_view(d: &Dir, r: &Relay) -> Value {
     let (s, v) = d.get(&format!("/v1/relays/{}", r.fingerprint())).await;
     assert_eq!(s, 200, "{v}");

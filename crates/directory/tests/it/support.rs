@@ -29,6 +29,10 @@ pub const T0: u64 = 1_800_000_000;
 pub struct Scripted {
     pub answers: Mutex<HashMap<String, Observation>>,
     pub probed: Mutex<u64>,
+    /// When set, each probe waits at this barrier (to observe how many run at once).
+    pub gate: Mutex<Option<Arc<tokio::sync::Barrier>>>,
+    /// Probes in flight now, and the most at once.
+    pub in_flight: Mutex<(u64, u64)>,
 }
 
 impl Scripted {
@@ -49,6 +53,16 @@ impl Prober for Scripted {
     fn probe<'a>(&'a self, target: &'a RelayAddress) -> ProbeFuture<'a> {
         Box::pin(async move {
             *self.probed.lock().unwrap() += 1;
+            let gate = self.gate.lock().unwrap().clone();
+            if let Some(gate) = gate {
+                {
+                    let mut f = self.in_flight.lock().unwrap();
+                    f.0 += 1;
+                    f.1 = f.1.max(f.0);
+                }
+                gate.wait().await;
+                self.in_flight.lock().unwrap().0 -= 1;
+            }
             self.answers
                 .lock()
                 .unwrap()
