@@ -18,6 +18,8 @@
 //! arithmetic with [`ShareStatement::rederive`] without trusting the directory's
 //! multiplication — only its measurements.
 
+pub mod wire;
+
 use crate::crypto::sign::{SigningKey, VerifyingKey};
 use crate::error::{err, ErrorCode, ProtocolError};
 use crate::receipt::Signed;

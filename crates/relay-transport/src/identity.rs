@@ -105,8 +105,8 @@ pub enum IdentityError {
     /// `server.crt` is not valid under `ca.crt` now: not signed by it, expired, not yet valid.
     #[error("the online certificate is not valid under the CA certificate: {0} (issue a new one with the CA key: rotate)")]
     OnlineCertNotValid(rustls::CertificateError),
-    /// `rotate_online` needs the CA private key, which is offline.
-    #[error("{}: missing: bring the offline CA key back to issue a new online certificate", .path.display())]
+    /// `rotate_online` or `sign_with_ca` needs the CA private key, which is offline.
+    #[error("{}: missing: bring the offline CA key back (it issues online certificates and signs directory registrations)", .path.display())]
     CaKeyOffline {
         /// Where the CA key was expected.
         path: PathBuf,
@@ -209,26 +209,7 @@ impl RelayIdentity {
         let ca_cert_path = dir.join(CA_CERT_FILE);
         let ca_key_path = dir.join(CA_KEY_FILE);
         let ca_der = read_certificate(&ca_cert_path)?;
-        let ca_key_pem = match fs::read(&ca_key_path) {
-            Ok(bytes) => Zeroizing::new(bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(IdentityError::CaKeyOffline { path: ca_key_path });
-            }
-            Err(source) => {
-                return Err(IdentityError::Io {
-                    path: ca_key_path,
-                    source,
-                })
-            }
-        };
-        let ca_key_text = std::str::from_utf8(&ca_key_pem).map_err(|_| IdentityError::Corrupt {
-            path: ca_key_path.clone(),
-            reason: "not PEM text".into(),
-        })?;
-        let ca_key = KeyPair::from_pem(ca_key_text).map_err(|e| IdentityError::Corrupt {
-            path: ca_key_path.clone(),
-            reason: format!("not a private key: {e}"),
-        })?;
+        let ca_key = read_ca_key(&ca_key_path)?;
 
         let now = smpx_os::Clock::now_system_time(&smpx_os::SystemClock);
         // The issuer needs the CA's name, key-identifier method and key; `ca_params` builds
@@ -254,6 +235,35 @@ impl RelayIdentity {
         }
         write_online(dir, &online_der, &online_key)?;
         Self::from_parts(dir, ca_der, online_der, online_key)
+    }
+
+    /// Signs `msg` for the purpose `domain` with the CA key in `dir` (which must be back from
+    /// offline): Ed25519 over `u16 BE len(domain) ‖ domain ‖ msg`, the framing of every smpx
+    /// signature (`smpx_core::crypto::sign`). A directory registration is signed this way,
+    /// proving the registrant holds the key of the fingerprint it registers; the CA
+    /// certificate's SubjectPublicKeyInfo holds the key to check it with.
+    pub fn sign_with_ca(dir: &Path, domain: &str, msg: &[u8]) -> Result<[u8; 64], IdentityError> {
+        let path = dir.join(CA_KEY_FILE);
+        let ca_key = read_ca_key(&path)?;
+        if ca_key.algorithm() != &rcgen::PKCS_ED25519 {
+            return Err(IdentityError::Corrupt {
+                path,
+                reason: "the CA key is not an Ed25519 key".into(),
+            });
+        }
+        let len = u16::try_from(domain.len()).map_err(|_| IdentityError::Corrupt {
+            path: path.clone(),
+            reason: "signature domain longer than 65535 bytes".into(),
+        })?;
+        let mut framed = Vec::with_capacity(2 + domain.len() + msg.len());
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(domain.as_bytes());
+        framed.extend_from_slice(msg);
+        let sig = rcgen::SigningKey::sign(&ca_key, &framed).map_err(generate)?;
+        <[u8; 64]>::try_from(sig.as_slice()).map_err(|_| IdentityError::Corrupt {
+            path,
+            reason: "the CA key made a signature that is not 64 bytes".into(),
+        })
     }
 
     fn from_parts(
@@ -355,6 +365,32 @@ impl RelayIdentity {
 /// Where the CA key of the identity in `dir` lives (to tell the operator to move it).
 pub fn ca_key_path(dir: &Path) -> PathBuf {
     dir.join(CA_KEY_FILE)
+}
+
+/// Reads the CA private key; [`IdentityError::CaKeyOffline`] when it is not there.
+fn read_ca_key(path: &Path) -> Result<KeyPair, IdentityError> {
+    let pem = match fs::read(path) {
+        Ok(bytes) => Zeroizing::new(bytes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(IdentityError::CaKeyOffline {
+                path: path.to_owned(),
+            });
+        }
+        Err(source) => {
+            return Err(IdentityError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let text = std::str::from_utf8(&pem).map_err(|_| IdentityError::Corrupt {
+        path: path.to_owned(),
+        reason: "not PEM text".into(),
+    })?;
+    KeyPair::from_pem(text).map_err(|e| IdentityError::Corrupt {
+        path: path.to_owned(),
+        reason: format!("not a private key: {e}"),
+    })
 }
 
 fn generate(e: rcgen::Error) -> IdentityError {

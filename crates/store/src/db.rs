@@ -63,6 +63,7 @@ const SCHEMAS: &[(&str, i64)] = &[
     ("operator", 3),
     ("credits", 4),
     ("relay", 5),
+    ("directory", 6),
 ];
 
 fn schema_id(schema: &str) -> Result<i64, StoreError> {

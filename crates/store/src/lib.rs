@@ -11,11 +11,12 @@
 //! database.
 //!
 //! Modules own one service's tables and transactions each: [`coordinator`], [`issuer`],
-//! [`operator`]. The same test suite runs against both backends (`tests/`).
+//! [`operator`], [`directory`]. The same test suite runs against both backends (`tests/`).
 
 pub mod coordinator;
 pub mod credits;
 pub mod db;
+pub mod directory;
 pub mod issuer;
 pub mod operator;
 #[cfg(feature = "test-util")]

@@ -23,6 +23,7 @@
 
 pub mod anonymity;
 pub mod audit;
+pub mod listing;
 pub mod measure;
 pub mod operator_redeem;
 pub mod pow;

@@ -1,0 +1,97 @@
+//! # smpx-directory — the relay directory
+//!
+//! Relays are discovered, measured and judged here (issue 13; DESIGN.md §3 "Directory").
+//!
+//! - **Opt-in registration** (`GET /v1/pow`, `POST /v1/relays`): a relay's operator sends
+//!   what it chooses to publish, signed by the relay's CA key (proving the fingerprint is
+//!   theirs) and by the operator's key, with a proof of work over a challenge the directory
+//!   handed out, which is spent by the registration ([`verify`],
+//!   [`smpx_core::directory::wire`]). A fingerprint stays with the operator that registered
+//!   it first; registrations per subnet are rate limited.
+//! - **Liveness**: heartbeats signed by the operator's key with a growing sequence number,
+//!   and active probes through a [`Prober`] on a schedule with bounded concurrency
+//!   ([`probe`]). Each observation updates the relay's rolling stability (Tor's weighted
+//!   MTBF and fractional uptime, [`smpx_core::rules::measure`]) in the same transaction, so
+//!   a restart continues the history.
+//! - **Judgement**: flags against thresholds published at `GET /v1/thresholds`; at most
+//!   `subnet_limit` relays per IPv4 /24 or IPv6 /48 count toward their operator's weight
+//!   ([`smpx_core::rules::listing`]); a trust evaluation per operator, signed once per
+//!   period as a share statement (`GET /v1/statements`) a coordinator can rely on.
+//! - **Listing**: `GET /v1/relays` (filters), `/v1/relays/{fingerprint}` with its history,
+//!   `/v1/operators/{id}` with its attestations.
+//!
+//! **What the directory learns** is what operators publish and what its probes observe:
+//! nothing about the relays' users passes through it.
+
+mod handlers;
+pub mod home;
+pub mod openapi;
+pub mod probe;
+pub mod verify;
+pub mod view;
+
+pub use home::{DirectoryConfig, DirectoryHome, HomeError};
+pub use probe::{Observation, Prober};
+
+use smpx_core::crypto::sign::SigningKey;
+use smpx_http::Clock;
+use smpx_store::directory::DirectoryStore;
+use std::sync::Arc;
+
+/// A running directory.
+pub struct Directory {
+    pub(crate) store: DirectoryStore,
+    pub(crate) config: DirectoryConfig,
+    pub(crate) signing_key: SigningKey,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) prober: Arc<dyn Prober>,
+}
+
+impl Directory {
+    /// The directory over its store, with its home's configuration and key.
+    pub fn new(
+        store: DirectoryStore,
+        home: DirectoryHome,
+        clock: Arc<dyn Clock>,
+        prober: Arc<dyn Prober>,
+    ) -> Arc<Directory> {
+        Arc::new(Directory {
+            store,
+            config: home.config,
+            signing_key: home.signing_key,
+            clock,
+            prober,
+        })
+    }
+
+    pub fn store(&self) -> &DirectoryStore {
+        &self.store
+    }
+
+    pub fn config(&self) -> &DirectoryConfig {
+        &self.config
+    }
+
+    /// The key share statements are signed with (a coordinator trusts its public half).
+    pub fn statement_key(&self) -> smpx_core::crypto::sign::VerifyingKey {
+        self.signing_key.verifying_key()
+    }
+}
+
+/// The HTTP API.
+pub fn router(state: Arc<Directory>) -> axum::Router {
+    handlers::router(state)
+}
+
+/// Serves the directory until `shutdown`, probing every `probe_interval_secs` meanwhile
+/// (and issuing share statements after each round).
+pub async fn run(
+    state: Arc<Directory>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let scheduler = tokio::spawn(probe::schedule(state.clone()));
+    let served = smpx_http::serve(listener, router(state), shutdown).await;
+    scheduler.abort();
+    served
+}

@@ -1,0 +1,125 @@
+//! Probing on a schedule. The directory does not know how to reach a relay: a [`Prober`]
+//! does (the network prober — TCP, TLS pinned to the fingerprint, a protocol round trip — is
+//! `smpx-relay-client`'s; tests plug in their own). Every `probe_interval_secs` a round
+//! probes every published relay, at most `probe_concurrency` at once, and records each
+//! observation with the relay's stability after it.
+
+use crate::Directory;
+use smpx_core::rules::measure::Stability;
+use smpx_relay_protocol::address::RelayAddress;
+use smpx_store::directory::ObservationRow;
+use smpx_store::StoreError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// What one probe of a relay found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// The full round trip succeeded (a relay that completes TLS but drops queue traffic is
+    /// down).
+    pub up: bool,
+    /// Round-trip time of a successful probe.
+    pub latency_ms: Option<u32>,
+    /// How far it got: `tcp`, `tls`, `round_trip`, … (the prober's words; at most 32 bytes
+    /// are kept).
+    pub stage: String,
+    /// Why it failed, for the relay's history page (at most 256 bytes are kept).
+    pub detail: String,
+}
+
+/// A future a [`Prober`] returns.
+pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Observation> + Send + 'a>>;
+
+/// Reaches a relay and says whether it works. Must not take longer than its own deadline:
+/// a round waits for every probe.
+pub trait Prober: Send + Sync + 'static {
+    fn probe<'a>(&'a self, target: &'a RelayAddress) -> ProbeFuture<'a>;
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// Probes every published relay once (bounded concurrency) and records what was found.
+/// Returns how many were probed. A relay whose address no longer parses is recorded down.
+pub async fn probe_round(dir: &Arc<Directory>) -> Result<usize, StoreError> {
+    let relays = dir.store.published_relays().await?;
+    let permits = Arc::new(Semaphore::new(dir.config.probe_concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let n = relays.len();
+    for relay in relays {
+        let dir = dir.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return Ok(());
+            };
+            let observation = match relay.address.parse::<RelayAddress>() {
+                Ok(address) => dir.prober.probe(&address).await,
+                Err(e) => Observation {
+                    up: false,
+                    latency_ms: None,
+                    stage: "address".into(),
+                    detail: e.to_string(),
+                },
+            };
+            let at = dir.clock.now();
+            let mut stability: Stability =
+                serde_json::from_str(&relay.stability).unwrap_or_default();
+            stability.observe(observation.up, at);
+            let state = serde_json::to_string(&stability)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row = ObservationRow {
+                at,
+                up: observation.up,
+                latency_ms: observation.latency_ms.filter(|_| observation.up),
+                stage: truncate(&observation.stage, 32),
+                detail: truncate(&observation.detail, 256),
+            };
+            dir.store
+                .record_observation(&relay.fingerprint, &row, &state)
+                .await
+        });
+    }
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "recording a probe failed");
+                first_error.get_or_insert(e);
+            }
+            Err(e) => tracing::warn!(error = %e, "a probe task failed"),
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
+}
+
+/// Rounds forever, every `probe_interval_secs`, each followed by the statements due.
+pub async fn schedule(dir: Arc<Directory>) {
+    let mut every = tokio::time::interval(Duration::from_secs(dir.config.probe_interval_secs));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = probe_round(&dir).await {
+            tracing::warn!(error = %e, "probe round");
+        }
+        if let Err(e) = crate::view::issue_statements(&dir).await {
+            tracing::warn!(error = %e, "issuing share statements");
+        }
+        let now = dir.clock.now();
+        if let Err(e) = dir.store.prune_challenges(now).await {
+            tracing::warn!(error = %e, "pruning challenges");
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The integration tests of smpx-directory, as one test binary: one module per subject.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod measurement;
+mod registration;
+mod schema;
+mod support;
