@@ -26,6 +26,8 @@ type AppState = State<Arc<Directory>>;
 
 pub(crate) fn router(state: Arc<Directory>) -> Router {
     let r = Router::new()
+        .route("/", get(crate::web::index_page))
+        .route("/relays/{fingerprint}", get(crate::web::relay_page))
         .route("/openapi.json", get(openapi))
         .route("/v1/health", get(smpx_http::common::health))
         .route("/v1/pow", get(pow))

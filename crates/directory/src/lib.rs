@@ -18,7 +18,8 @@
 //!   ([`smpx_core::rules::listing`]); a trust evaluation per operator, signed once per
 //!   period as a share statement (`GET /v1/statements`) a coordinator can rely on.
 //! - **Listing**: `GET /v1/relays` (filters), `/v1/relays/{fingerprint}` with its history,
-//!   `/v1/operators/{id}` with its attestations.
+//!   `/v1/operators/{id}` with its attestations; the same as a web page at `/` and
+//!   `/relays/{fingerprint}` (uptime chart in SVG) ([`web`]).
 //!
 //! **What the directory learns** is what operators publish and what its probes observe:
 //! nothing about the relays' users passes through it.
@@ -29,6 +30,7 @@ pub mod openapi;
 pub mod probe;
 pub mod verify;
 pub mod view;
+pub mod web;
 
 pub use home::{DirectoryConfig, DirectoryHome, HomeError};
 pub use probe::{Observation, Prober};

@@ -6,3 +6,4 @@ mod measurement;
 mod registration;
 mod schema;
 mod support;
+mod web;
