@@ -73,6 +73,7 @@ pub(crate) fn router(state: Arc<Coordinator>) -> Router {
         )
         .route("/v1/zk", get(crate::accumulator::zk_info))
         .route("/v1/zk/transcript", get(crate::accumulator::zk_transcript))
+        .merge(state.metrics.route())
         .with_state(state);
     smpx_http::finish_router(r)
 }
@@ -394,6 +395,7 @@ pub(crate) async fn publish(
         .await
         .map_err(store_err)?;
     published(outcome)?;
+    c.metrics.inc(crate::PUBLISHES, &[], 1);
     signed
         .map(Json)
         .ok_or_else(|| ApiError::internal("publish: recorded without a receipt"))
@@ -527,6 +529,13 @@ async fn redeem_v1(
         })
         .await
         .map_err(store_err)?;
+    if matches!(outcome, RedeemOutcome::Redeemed) {
+        c.metrics.inc(
+            crate::REDEMPTIONS,
+            &[("version", crate::version_label(Version::V1))],
+            1,
+        );
+    }
     v1_outcome(outcome, receipt)
 }
 
@@ -661,6 +670,13 @@ async fn redeem_v2(
         })
         .await
         .map_err(store_err)?;
+    if matches!(outcome, ZkRedeemOutcome::Redeemed) {
+        c.metrics.inc(
+            crate::REDEMPTIONS,
+            &[("version", crate::version_label(Version::V2))],
+            1,
+        );
+    }
     zk_outcome(outcome, Some(receipt))
 }
 

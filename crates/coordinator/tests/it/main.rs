@@ -5,5 +5,6 @@
 
 mod api;
 mod hostile;
+mod metrics;
 mod schema;
 mod zk_cache;
