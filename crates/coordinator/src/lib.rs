@@ -12,9 +12,11 @@ mod accumulator;
 mod handlers;
 mod home;
 pub mod openapi;
+pub mod shares;
 pub mod zk;
 
-pub use home::{CoordinatorHome, HomeError};
+pub use handlers::{OperatorShare, StatementTaken};
+pub use home::{CoordinatorConfig, CoordinatorHome, HomeError, CONFIG_FILE};
 pub use zk::{ZkKeys, ZkKeysError};
 
 use smpx_core::crypto::blind::IssuerPublicKey;
@@ -42,6 +44,8 @@ pub struct Coordinator {
     pub(crate) zk: Option<ZkState>,
     /// `GET /metrics`: the HTTP families and [`PUBLISHES`], [`REDEMPTIONS`].
     pub(crate) metrics: smpx_http::Metrics,
+    /// The directories whose share statements are taken ([`shares`]); empty: none is.
+    pub(crate) trusted_directories: Vec<smpx_core::crypto::sign::VerifyingKey>,
 }
 
 /// Vouchers published (a retried publish answered from its stored receipt is not counted).
@@ -117,6 +121,7 @@ impl Coordinator {
             key_cache: RwLock::new(HashMap::new()),
             zk,
             metrics: coordinator_metrics(),
+            trusted_directories: home.trusted_directories,
         })
     }
 

@@ -7,4 +7,5 @@ mod api;
 mod hostile;
 mod metrics;
 mod schema;
+mod shares;
 mod zk_cache;
