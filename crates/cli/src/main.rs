@@ -239,12 +239,21 @@ enum AdminCmd {
         #[arg(long)]
         share_bps: u32,
     },
-    /// Change an operator's revenue share.
+    /// Change an operator's revenue share (with trusted directories: the cap of the share
+    /// their statements set).
     SetShare {
         #[arg(long)]
         id: String,
         #[arg(long)]
         share_bps: u32,
+    },
+    /// Suspend an operator (its redemptions are refused; it earns nothing), or lift the
+    /// suspension with --resume.
+    Suspend {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        resume: bool,
     },
     /// Release expired vouchers to the network fund now.
     Expire,
@@ -846,6 +855,16 @@ async fn admin(a: AdminArgs) -> Result<()> {
                 .post(
                     &format!("/v1/admin/operators/{id}/share"),
                     &SetShareRequest { share_bps },
+                )
+                .await?;
+            print_json(&r)?;
+        }
+        AdminCmd::Suspend { id, resume } => {
+            let action = if resume { "resume" } else { "suspend" };
+            let r: serde_json::Value = c
+                .post(
+                    &format!("/v1/admin/operators/{id}/{action}"),
+                    &serde_json::json!({}),
                 )
                 .await?;
             print_json(&r)?;

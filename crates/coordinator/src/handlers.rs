@@ -26,8 +26,8 @@ use smpx_http::common::Admin;
 use smpx_http::Path;
 use smpx_http::{bearer_token, split_credential, token_matches, ApiError, ApiResult, Json, Query};
 use smpx_store::coordinator::{
-    KeyRow, NewRedemption, NewVoucher, NewZkRedemption, PublishOutcome, RedeemOutcome,
-    ZkRedeemOutcome,
+    KeyRow, NewRedemption, NewVoucher, NewZkRedemption, OperatorRow, PublishOutcome, RedeemOutcome,
+    ShareSource, StatementRow, ZkRedeemOutcome,
 };
 use smpx_store::StoreError;
 use std::sync::Arc;
@@ -52,6 +52,9 @@ pub(crate) fn router(state: Arc<Coordinator>) -> Router {
         .route("/v1/vouchers/{commitment}", get(voucher))
         .route("/v1/redemptions", post(redeem))
         .route("/v1/operators", get(operators))
+        .route("/v1/operators/{id}/share", get(operator_share))
+        .route("/v1/share-statements", post(submit_statement))
+        .route("/v1/share-statements/{digest}", get(share_statement))
         .route("/v1/ledger/totals", get(totals))
         .route("/v1/ledger/entries", get(entries))
         .route("/v1/admin/issuers", post(add_issuer))
@@ -59,6 +62,8 @@ pub(crate) fn router(state: Arc<Coordinator>) -> Router {
         .route("/v1/admin/issuers/{id}/active", post(set_active))
         .route("/v1/admin/operators", post(add_operator))
         .route("/v1/admin/operators/{id}/share", post(set_share))
+        .route("/v1/admin/operators/{id}/suspend", post(suspend))
+        .route("/v1/admin/operators/{id}/resume", post(resume))
         .route("/v1/admin/expire", post(expire))
         .route("/v1/mmrs", get(crate::accumulator::mmrs))
         .route("/v1/mmrs/{id}", get(crate::accumulator::mmr))
@@ -73,6 +78,7 @@ pub(crate) fn router(state: Arc<Coordinator>) -> Router {
         )
         .route("/v1/zk", get(crate::accumulator::zk_info))
         .route("/v1/zk/transcript", get(crate::accumulator::zk_transcript))
+        .merge(state.metrics.route())
         .with_state(state);
     smpx_http::finish_router(r)
 }
@@ -394,6 +400,7 @@ pub(crate) async fn publish(
         .await
         .map_err(store_err)?;
     published(outcome)?;
+    c.metrics.inc(crate::PUBLISHES, &[], 1);
     signed
         .map(Json)
         .ok_or_else(|| ApiError::internal("publish: recorded without a receipt"))
@@ -464,6 +471,12 @@ pub(crate) async fn redeem(
     OperatorCaller(operator): OperatorCaller,
     Json(req): Json<ForwardRedemptionRequest>,
 ) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
+    if operator.suspended {
+        return Err(ApiError::new(
+            ErrorCode::OperatorSuspended,
+            "this operator is suspended; nothing was redeemed",
+        ));
+    }
     let v2_offered = c.params.protocol_versions.contains(&PROTOCOL_V2);
     let version = rules::redeem::route(
         req.version,
@@ -485,9 +498,10 @@ async fn redeem_v1(
 ) -> ApiResult<Json<Signed<RedemptionReceipt>>> {
     let now = c.now();
     let payload = open_v1(&c.envelope_key, &envelope)?;
+    let share = share_of(c, &operator, now).await?.0;
     let forwarder = rules::redeem::Operator {
         id: &operator.id,
-        share_bps: operator.share_bps,
+        share_bps: share.share_bps,
     };
     let opened = rules::redeem::v1::Payload {
         operator_id: &payload.operator_id,
@@ -523,10 +537,18 @@ async fn redeem_v1(
             envelope_digest: digest,
             now,
             postings: clearing.postings,
+            share: store_source(share.source),
             receipt: receipt_json,
         })
         .await
         .map_err(store_err)?;
+    if matches!(outcome, RedeemOutcome::Redeemed) {
+        c.metrics.inc(
+            crate::REDEMPTIONS,
+            &[("version", crate::version_label(Version::V1))],
+            1,
+        );
+    }
     v1_outcome(outcome, receipt)
 }
 
@@ -600,9 +622,10 @@ async fn redeem_v2(
         fee: zk.fee,
         proof_len: zk.proof.len(),
     };
+    let share = share_of(c, &operator, now).await?.0;
     let forwarder = rules::redeem::Operator {
         id: &operator.id,
-        share_bps: operator.share_bps,
+        share_bps: share.share_bps,
     };
     let clearing = rules::redeem::v2::decide(&c.params, setup, &request, root_mmr, forwarder, now)?;
     let state =
@@ -657,10 +680,18 @@ async fn redeem_v2(
             request_digest: digest,
             now,
             postings: clearing.postings,
+            share: store_source(share.source),
             receipt: receipt_json,
         })
         .await
         .map_err(store_err)?;
+    if matches!(outcome, ZkRedeemOutcome::Redeemed) {
+        c.metrics.inc(
+            crate::REDEMPTIONS,
+            &[("version", crate::version_label(Version::V2))],
+            1,
+        );
+    }
     zk_outcome(outcome, Some(receipt))
 }
 
@@ -681,6 +712,230 @@ fn zk_outcome(
 #[utoipa::path(get, path = "/v1/operators", responses((status = 200, body = Vec<OperatorInfo>)))]
 pub(crate) async fn operators(State(c): AppState) -> ApiResult<Json<Vec<OperatorInfo>>> {
     Ok(Json(c.store.operators().await.map_err(store_err)?))
+}
+
+// ---- shares from directories' statements (see `crate::shares`) ------------------------------
+
+/// A statement as the share rules read it.
+fn on_record(s: &StatementRow) -> crate::shares::OnRecord<'_> {
+    crate::shares::OnRecord {
+        digest: &s.digest,
+        period_start: s.period_start,
+        period_end: s.period_end,
+        evaluated_at: s.evaluated_at,
+        share_bps: s.share_bps,
+    }
+}
+
+fn store_source(s: crate::shares::Source) -> ShareSource {
+    match s {
+        crate::shares::Source::Admin => ShareSource::Admin,
+        crate::shares::Source::Statement(d) => ShareSource::Statement(d),
+    }
+}
+
+/// The share `operator` is paid at `now`, and the statement that set it. A statement on
+/// record from a key no longer in the configuration does not count.
+async fn share_of(
+    c: &Coordinator,
+    operator: &OperatorRow,
+    now: u64,
+) -> ApiResult<(crate::shares::Effective, Option<StatementRow>)> {
+    let trusting = !c.trusted_directories.is_empty();
+    let in_force = match trusting {
+        true => c
+            .store
+            .statement_at(&operator.id, now)
+            .await
+            .map_err(store_err)?
+            .filter(|s| c.trusted_directories.iter().any(|k| k.to_hex() == s.signer)),
+        false => None,
+    };
+    let effective = crate::shares::effective(
+        operator.share_bps,
+        trusting,
+        in_force.as_ref().map(on_record).as_ref(),
+        now,
+    );
+    Ok((effective, in_force))
+}
+
+/// `GET /v1/operators/{id}/share`: what a redemption at the operator is paid now, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct OperatorShare {
+    pub operator_id: String,
+    /// The share a redemption is cleared with now, in basis points: the statement's share
+    /// capped by `cap_bps`, or `cap_bps` itself with source `admin`; then the network's
+    /// `max_operator_share_bps`. 0 while suspended.
+    pub share_bps: u32,
+    /// `statement` or `admin`.
+    pub source: String,
+    /// With `statement`: its digest (`GET /v1/share-statements/{digest}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+    /// With `statement`: the share it states, and when its period ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_share_bps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_period_end: Option<u64>,
+    /// The administrator's number (`POST /v1/admin/operators/{id}/share`): the share without
+    /// a statement, the cap of one with.
+    pub cap_bps: u32,
+    /// Suspended by the administrator: redemptions at it are refused (`operator_suspended`).
+    pub suspended: bool,
+}
+
+async fn share_view(c: &Coordinator, id: &str) -> ApiResult<OperatorShare> {
+    let operator = c
+        .store
+        .operator(id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownOperator, format!("no operator {id:?}")))?;
+    let (effective, statement) = share_of(c, &operator, c.now()).await?;
+    let paid = effective.share_bps.min(c.params.max_operator_share_bps);
+    Ok(OperatorShare {
+        operator_id: operator.id.clone(),
+        share_bps: if operator.suspended { 0 } else { paid },
+        source: effective.source.as_str().to_owned(),
+        statement: effective.source.digest().map(str::to_owned),
+        statement_share_bps: statement.as_ref().map(|s| s.share_bps),
+        statement_period_end: statement.as_ref().map(|s| s.period_end),
+        cap_bps: operator.share_bps,
+        suspended: operator.suspended,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/operators/{id}/share", params(("id" = String, Path)),
+    responses((status = 200, body = OperatorShare), (status = 404, body = ErrorBody)))]
+pub(crate) async fn operator_share(
+    State(c): AppState,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OperatorShare>> {
+    share_view(&c, &id).await.map(Json)
+}
+
+/// The wire shape of a directory's signed share statement (receipt format 2 under
+/// `smpx/directory/share-statement/v1`); `payload` is the `ShareStatement` JSON text.
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct SignedShareStatement {
+    #[schema(minimum = 1, maximum = 2)]
+    version: u32,
+    /// The statement as JSON text: exactly the signed bytes.
+    payload: String,
+    /// The directory's Ed25519 key, hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    signer: String,
+    /// Ed25519 signature, hex.
+    #[schema(pattern = "^[0-9a-f]{128}$")]
+    signature: String,
+}
+
+/// `POST /v1/share-statements`: the statement taken.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StatementTaken {
+    pub digest: String,
+    pub operator_id: String,
+    pub period_start: u64,
+    pub period_end: u64,
+    pub share_bps: u32,
+}
+
+/// Takes a directory's signed share statement (public: the signature authenticates). It
+/// must be signed by a directory in `trusted_directories`, verify, have a share its
+/// evaluation gives, name a known operator, be for the current or next period and be newer
+/// than the statement on record; otherwise `statement_refused` (or `unknown_operator`) and
+/// the statement on record stays. The same statement again is answered as taken.
+#[utoipa::path(post, path = "/v1/share-statements", request_body = SignedShareStatement,
+    responses((status = 200, body = StatementTaken),
+              (status = 400, body = ErrorBody, description = "statement_refused"),
+              (status = 404, body = ErrorBody, description = "unknown_operator")))]
+pub(crate) async fn submit_statement(
+    State(c): AppState,
+    Json(signed): Json<Signed<smpx_core::directory::ShareStatement>>,
+) -> ApiResult<Json<StatementTaken>> {
+    let now = c.now();
+    let body = smpx_core::directory::check_statement(&signed, &c.trusted_directories)
+        .map_err(smpx_core::ProtocolError::from)?;
+    let digest = smpx_core::directory::statement_digest(&signed);
+    let share_bps = u32::try_from(body.share.share_bps)
+        .map_err(|_| ApiError::new(ErrorCode::StatementRefused, "the share is out of range"))?;
+    let taken = StatementTaken {
+        digest: digest.clone(),
+        operator_id: body.operator_id.clone(),
+        period_start: body.period_start,
+        period_end: body.period_end,
+        share_bps,
+    };
+    if c.store
+        .statement(&digest)
+        .await
+        .map_err(store_err)?
+        .is_some()
+    {
+        return Ok(Json(taken));
+    }
+    let operator = c
+        .store
+        .operator(&body.operator_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownOperator,
+                format!("no operator {:?}", body.operator_id),
+            )
+        })?;
+    let newest = c
+        .store
+        .newest_statement(&operator.id)
+        .await
+        .map_err(store_err)?;
+    match crate::shares::admit(body, &digest, newest.as_ref().map(on_record).as_ref(), now)? {
+        crate::shares::Admit::Repeat => return Ok(Json(taken)),
+        crate::shares::Admit::Store => {}
+    }
+    let row = StatementRow {
+        digest: digest.clone(),
+        operator_id: operator.id.clone(),
+        period_start: body.period_start,
+        period_end: body.period_end,
+        evaluated_at: body.evaluated_at,
+        share_bps,
+        signer: signed.signer.to_hex(),
+        statement: serde_json::to_string(&signed).map_err(ApiError::internal)?,
+        received_at: now,
+    };
+    match c.store.insert_statement(&row).await {
+        Ok(()) => {}
+        // The same statement, taken meanwhile by a concurrent request.
+        Err(e) if e.is_duplicate() => {}
+        Err(e) => return Err(store_err(e)),
+    }
+    tracing::info!(operator = %row.operator_id, share_bps, digest = %digest, "share statement taken");
+    Ok(Json(taken))
+}
+
+/// A statement on record, as the directory signed it: what a ledger entry's
+/// `share_statement` names, so anyone can re-derive the share it cleared with.
+#[utoipa::path(get, path = "/v1/share-statements/{digest}", params(("digest" = String, Path)),
+    responses((status = 200, body = SignedShareStatement), (status = 404, body = ErrorBody)))]
+pub(crate) async fn share_statement(
+    State(c): AppState,
+    Path(digest): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let row = c
+        .store
+        .statement(&digest)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no statement has this digest"))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        row.statement,
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/ledger/totals", responses((status = 200, body = LedgerTotalsResponse)))]
@@ -895,6 +1150,47 @@ pub(crate) async fn set_share(
         .find(|o| o.id == id)
         .map(Json)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no operator {id:?}")))
+}
+
+async fn set_suspended(c: &Coordinator, id: &str, suspended: bool) -> ApiResult<OperatorShare> {
+    if !c
+        .store
+        .set_operator_suspended(id, suspended)
+        .await
+        .map_err(store_err)?
+    {
+        return Err(ApiError::new(
+            ErrorCode::UnknownOperator,
+            format!("no operator {id:?}"),
+        ));
+    }
+    tracing::info!(operator = %id, suspended, "operator suspension set");
+    share_view(c, id).await
+}
+
+/// Suspends an operator: redemptions it forwards are refused (`operator_suspended`), so it
+/// earns nothing, until `resume`. Idempotent.
+#[utoipa::path(post, path = "/v1/admin/operators/{id}/suspend",
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = OperatorShare), (status = 404, body = ErrorBody)))]
+pub(crate) async fn suspend(
+    State(c): AppState,
+    _: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OperatorShare>> {
+    set_suspended(&c, &id, true).await.map(Json)
+}
+
+/// Lifts a suspension. Idempotent.
+#[utoipa::path(post, path = "/v1/admin/operators/{id}/resume",
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = OperatorShare), (status = 404, body = ErrorBody)))]
+pub(crate) async fn resume(
+    State(c): AppState,
+    _: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OperatorShare>> {
+    set_suspended(&c, &id, false).await.map(Json)
 }
 
 #[utoipa::path(post, path = "/v1/admin/expire", security(("bearer" = [])),

@@ -4,15 +4,20 @@
 //! <dir>/params.json        network parameters, fixed at init
 //! <dir>/keys.json          receipt signing key and envelope decryption key (0600)
 //! <dir>/admin-token        bearer token for /v1/admin (0600)
+//! <dir>/config.json        settings that may change between runs (read at start):
+//!                          `trusted_directories`, below
 //! <dir>/coordinator.db     SQLite database (unless a database URL is given)
 //! ```
 
 use serde::{Deserialize, Serialize};
 use smpx_core::crypto::envelope::HpkeSecretKey;
-use smpx_core::crypto::sign::SigningKey;
+use smpx_core::crypto::sign::{SigningKey, VerifyingKey};
 use smpx_core::NetworkParams;
 use smpx_http::files::{self, FileError};
 use std::path::{Path, PathBuf};
+
+/// The settings file in a coordinator's directory.
+pub const CONFIG_FILE: &str = "config.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
@@ -49,6 +54,35 @@ impl CoordinatorKeys {
     }
 }
 
+/// `<dir>/config.json`: what an operator of the coordinator may change between runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Ed25519 public keys (64 hex characters) of the relay directories whose signed share
+    /// statements set operators' shares (`POST /v1/share-statements`). Empty (the default):
+    /// no statement is taken and every operator is paid the administrator's number, as
+    /// before directories. With keys, the administrator's number is the cap of the
+    /// statement's share.
+    #[serde(default)]
+    pub trusted_directories: Vec<String>,
+}
+
+impl CoordinatorConfig {
+    /// The trusted directory keys, each checked.
+    pub fn trusted_keys(&self) -> Result<Vec<VerifyingKey>, HomeError> {
+        self.trusted_directories
+            .iter()
+            .map(|k| {
+                VerifyingKey::from_hex(k).map_err(|_| {
+                    HomeError::Invalid(format!(
+                        "config.json: trusted_directories: {k:?} is not an Ed25519 key in hex"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
 /// An opened data directory.
 pub struct CoordinatorHome {
     pub dir: PathBuf,
@@ -56,6 +90,8 @@ pub struct CoordinatorHome {
     pub receipt_key: SigningKey,
     pub envelope_key: HpkeSecretKey,
     pub admin_token: String,
+    /// From `config.json`: the directories whose share statements are taken.
+    pub trusted_directories: Vec<VerifyingKey>,
 }
 
 impl CoordinatorHome {
@@ -75,12 +111,16 @@ impl CoordinatorHome {
             files::load_or_create(&dir.join("keys.json"), CoordinatorKeys::generate)?;
         let (receipt_key, envelope_key) = keys.check()?;
         let admin_token = files::load_or_create_token(&dir.join("admin-token"))?;
+        let config: CoordinatorConfig =
+            files::load_or_create(&dir.join(CONFIG_FILE), CoordinatorConfig::default)?;
+        let trusted_directories = config.trusted_keys()?;
         Ok(CoordinatorHome {
             dir: dir.to_owned(),
             params,
             receipt_key,
             envelope_key,
             admin_token,
+            trusted_directories,
         })
     }
 

@@ -12,9 +12,11 @@ mod accumulator;
 mod handlers;
 mod home;
 pub mod openapi;
+pub mod shares;
 pub mod zk;
 
-pub use home::{CoordinatorHome, HomeError};
+pub use handlers::{OperatorShare, StatementTaken};
+pub use home::{CoordinatorConfig, CoordinatorHome, HomeError, CONFIG_FILE};
 pub use zk::{ZkKeys, ZkKeysError};
 
 use smpx_core::crypto::blind::IssuerPublicKey;
@@ -40,6 +42,34 @@ pub struct Coordinator {
     key_cache: RwLock<HashMap<[u8; 32], Arc<IssuerPublicKey>>>,
     /// v0.2 keys and the batch verifier; `None` serves v0.1 only.
     pub(crate) zk: Option<ZkState>,
+    /// `GET /metrics`: the HTTP families and [`PUBLISHES`], [`REDEMPTIONS`].
+    pub(crate) metrics: smpx_http::Metrics,
+    /// The directories whose share statements are taken ([`shares`]); empty: none is.
+    pub(crate) trusted_directories: Vec<smpx_core::crypto::sign::VerifyingKey>,
+}
+
+/// Vouchers published (a retried publish answered from its stored receipt is not counted).
+pub const PUBLISHES: &str = "smpx_publishes_total";
+/// Redemptions cleared, by `version` (`v0.1`, `v0.2`); retries answered from the stored
+/// receipt are not counted.
+pub const REDEMPTIONS: &str = "smpx_redemptions_total";
+
+/// The `version` label of a redemption: the protocol version's name, a constant.
+pub(crate) fn version_label(v: smpx_core::rules::redeem::Version) -> &'static str {
+    match v {
+        smpx_core::rules::redeem::Version::V1 => "v0.1",
+        smpx_core::rules::redeem::Version::V2 => "v0.2",
+    }
+}
+
+fn coordinator_metrics() -> smpx_http::Metrics {
+    let m = smpx_http::Metrics::new();
+    m.counter(PUBLISHES, "Vouchers published.");
+    m.counter(REDEMPTIONS, "Redemptions cleared, by protocol version.");
+    for v in ["v0.1", "v0.2"] {
+        m.counter_series(REDEMPTIONS, &[("version", v)]);
+    }
+    m
 }
 
 pub(crate) struct ZkState {
@@ -90,6 +120,8 @@ impl Coordinator {
             clock,
             key_cache: RwLock::new(HashMap::new()),
             zk,
+            metrics: coordinator_metrics(),
+            trusted_directories: home.trusted_directories,
         })
     }
 
@@ -99,6 +131,11 @@ impl Coordinator {
 
     pub fn store(&self) -> &CoordinatorStore {
         &self.store
+    }
+
+    /// What `GET /metrics` renders.
+    pub fn metrics(&self) -> &smpx_http::Metrics {
+        &self.metrics
     }
 
     pub(crate) fn now(&self) -> u64 {
@@ -153,7 +190,8 @@ pub async fn run(
             }
         }
     });
-    let r = smpx_http::serve(listener, router(state), shutdown).await;
+    let metrics = state.metrics.clone();
+    let r = smpx_http::serve_metered(listener, router(state), &metrics, shutdown).await;
     expiry.abort();
     r
 }

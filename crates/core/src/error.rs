@@ -182,6 +182,9 @@ error_codes! {
     /// A share statement was refused: an untrusted signer, a bad signature, a share its
     /// evaluation does not give, or a malformed period. The share on record is kept.
     StatementRefused = ("statement_refused", 400),
+    /// The coordinator's administrator suspended this operator: it earns nothing, and
+    /// redemptions forwarded by it are refused until it is resumed.
+    OperatorSuspended = ("operator_suspended", 403),
 
     // Server side.
     /// An upstream service (e.g. the coordinator, seen from an issuer or operator) failed or

@@ -140,6 +140,17 @@ pub struct Entry {
     #[schema(value_type = String, example = "operator:op-1")]
     pub to: Account,
     pub amount: Amount,
+    /// On a redemption's entries: where the operator's share came from — `"statement"` (a
+    /// trusted directory's signed share statement, capped by the administrator's number) or
+    /// `"admin"` (the administrator's number). Absent on other entries and on redemptions
+    /// recorded before shares had sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_source: Option<String>,
+    /// With `"statement"`: the statement's digest (`smpx_core::directory::statement_digest`);
+    /// the statement itself is `GET /v1/share-statements/{digest}` at the coordinator, so
+    /// anyone can re-derive the split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_statement: Option<String>,
 }
 
 /// Postings for publishing a voucher worth `value` under `issuer`'s key.
@@ -294,6 +305,8 @@ mod tests {
                 from: p.from,
                 to: p.to,
                 amount: p.amount,
+                share_source: None,
+                share_statement: None,
             })
             .collect()
     }
@@ -336,6 +349,8 @@ mod tests {
             from: Account::Pool,
             to: Account::Operator("o".into()),
             amount: Amount(6),
+            share_source: None,
+            share_statement: None,
         });
         assert!(matches!(Totals::replay(&l), Err(ReplayError::Rule(2, _))));
         let mut gap = log(publish("i", Amount(5)));

@@ -12,19 +12,23 @@
 //! * [`finish_router`]: body limit, JSON 404/405 and request tracing, the same everywhere.
 //! * [`serve`]: HTTP/1.1 with a head timeout (idle and stalled connections close), and the
 //!   URI, header, body-size and body-time limits, each answered as a JSON error.
+//! * [`Metrics`], [`serve_metered`]: Prometheus `/metrics` — requests, latency and errors
+//!   by matched route, and the counters a service adds.
 //! * [`Token`]: bearer credentials, stored hashed and compared in constant time.
 //! * [`Clock`], [`ApiClient`]: re-exported from `smpx-http-client`.
 
 pub mod batch;
 pub mod common;
 pub mod files;
+pub mod metrics;
 mod numbers;
 mod server;
 mod token;
 
+pub use metrics::Metrics;
 pub use server::{
-    finish_router, serve, ApiError, ApiResult, Json, Path, Query, BODY_TIMEOUT, HEAD_TIMEOUT,
-    MAX_BODY_BYTES, MAX_HEADERS, MAX_HEADER_BYTES, MAX_URI_BYTES,
+    finish_router, serve, serve_metered, ApiError, ApiResult, Json, Path, Query, BODY_TIMEOUT,
+    HEAD_TIMEOUT, MAX_BODY_BYTES, MAX_HEADERS, MAX_HEADER_BYTES, MAX_URI_BYTES,
 };
 pub use smpx_core::{ErrorCode, ProtocolError};
 pub use smpx_http_client::{

@@ -60,7 +60,10 @@ impl IntoResponse for ApiError {
                 message: self.0.message,
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut resp = (status, axum::Json(body)).into_response();
+        // For the metrics layer (`smpx_errors_total{code}`), which cannot read the body.
+        resp.extensions_mut().insert(self.0.code);
+        resp
     }
 }
 
@@ -226,7 +229,31 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router.layer(axum::middleware::from_fn(guard));
+    serve_router(
+        listener,
+        router.layer(axum::middleware::from_fn(guard)),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`], with every request counted in `metrics` (see [`crate::metrics`]) — outside the
+/// limits, so a request refused by them is counted under its route and error code too.
+pub async fn serve_metered(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    metrics: &crate::Metrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = metrics.layer(router.layer(axum::middleware::from_fn(guard)));
+    serve_router(listener, router, shutdown).await
+}
+
+async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

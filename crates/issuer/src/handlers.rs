@@ -31,6 +31,7 @@ pub(crate) fn router(state: Arc<Issuer>) -> Router {
         .route("/v1/purchases", post(purchase))
         .route("/v1/admin/topup-codes", post(mint_codes))
         .route("/v1/admin/stats", get(stats))
+        .merge(state.metrics.route())
         .with_state(state);
     smpx_http::finish_router(r)
 }
@@ -136,6 +137,10 @@ pub(crate) async fn purchase(
                     })
                     .await
                     .map_err(ApiError::internal)?;
+                if matches!(outcome, SaleOutcome::Sold) {
+                    i.metrics.inc(crate::PURCHASES, &[], 1);
+                    i.metrics.inc(crate::SOLD_UNITS, &[], saga.value.0);
+                }
                 event = Event::Recorded(match outcome {
                     SaleOutcome::Sold => Recorded::Sold,
                     SaleOutcome::Retry => Recorded::Retry,

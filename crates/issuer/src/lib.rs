@@ -41,7 +41,14 @@ pub struct Issuer {
     pub(crate) key_wrap: wrap::KeyWrap,
     /// Parsed secret keys by key id (parsing a DER RSA key costs more than signing).
     key_cache: RwLock<HashMap<[u8; 32], Arc<IssuerSecretKey>>>,
+    /// `GET /metrics`: the HTTP families and [`PURCHASES`], [`SOLD_UNITS`].
+    pub(crate) metrics: smpx_http::Metrics,
 }
+
+/// Sales recorded (a retried purchase answered again is not counted).
+pub const PURCHASES: &str = "smpx_purchases_total";
+/// The value of the sales recorded, in ledger units (1 credit = 1,000,000 units).
+pub const SOLD_UNITS: &str = "smpx_sold_units_total";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -85,6 +92,12 @@ impl Issuer {
             payments,
             clock,
             key_cache: RwLock::new(HashMap::new()),
+            metrics: {
+                let m = smpx_http::Metrics::new();
+                m.counter(PURCHASES, "Sales recorded.");
+                m.counter(SOLD_UNITS, "Value of the sales recorded, in ledger units.");
+                m
+            },
         });
         issuer.wrap_plain_keys().await?;
         issuer.ensure_keys().await?;
@@ -93,6 +106,11 @@ impl Issuer {
 
     pub fn id(&self) -> &str {
         &self.config.issuer_id
+    }
+
+    /// What `GET /metrics` renders.
+    pub fn metrics(&self) -> &smpx_http::Metrics {
+        &self.metrics
     }
 
     pub(crate) fn now(&self) -> u64 {
@@ -133,7 +151,8 @@ pub async fn run(
             }
         }
     });
-    let r = smpx_http::serve(listener, router(state), shutdown).await;
+    let metrics = state.metrics.clone();
+    let r = smpx_http::serve_metered(listener, router(state), &metrics, shutdown).await;
     renew.abort();
     r
 }

@@ -196,7 +196,13 @@ pub(crate) async fn swap(
     };
     // A capacity purchase provisions its resource here, before the registry is asked, and
     // cancels it if the spend below is refused. A plain swap buys nothing.
+    let spent = spend.inputs.len() as u64;
     let (signatures, replayed) = c.spender.spend(spend, req.outputs).await?;
+    if !replayed {
+        o.metrics.inc(crate::TOKENS_SPENT, &[], spent);
+        o.metrics
+            .inc(crate::OUTPUTS_SIGNED, &[], signatures.len() as u64);
+    }
     Ok(Json(SwapResponse {
         signatures,
         replayed,

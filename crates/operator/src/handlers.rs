@@ -27,6 +27,7 @@ pub(crate) fn router(state: Arc<Operator>) -> Router {
         .route("/v1/redeem", post(redeem))
         .route("/v1/stats", get(stats))
         .merge(crate::credit_handlers::routes())
+        .merge(state.metrics.route())
         .with_state(state);
     smpx_http::finish_router(r)
 }
@@ -83,11 +84,8 @@ pub(crate) async fn redeem(
     // The operator cannot read either kind of request (an envelope sealed to the
     // coordinator, or a proof it cannot link to a voucher); it checks the shape, forwards,
     // and records by the request's digest.
-    let digest = match (
-        operator_redeem::route(req.version, req.envelope.is_some(), req.zk.is_some())?,
-        &req.envelope,
-        &req.zk,
-    ) {
+    let version = operator_redeem::route(req.version, req.envelope.is_some(), req.zk.is_some())?;
+    let digest = match (version, &req.envelope, &req.zk) {
         (Version::V1, Some(envelope), _) => envelope.digest(),
         (Version::V2, _, Some(zk)) => zk.digest(),
         _ => return Err(ApiError::internal("redeem: routed without its payload")),
@@ -162,6 +160,11 @@ pub(crate) async fn redeem(
                         .await
                         .map_err(ApiError::internal)?,
                 );
+                let label = match version {
+                    Version::V1 => "v0.1",
+                    Version::V2 => "v0.2",
+                };
+                o.metrics.inc(crate::REDEMPTIONS, &[("version", label)], 1);
                 Event::Recorded
             }
             Action::Answer { issue } => {
@@ -254,8 +257,13 @@ async fn issue_credits(
         .await
         .map_err(ApiError::internal)?;
     match outcome {
+        IssuanceOutcome::Issued(json) => {
+            o.metrics
+                .inc(crate::OUTPUTS_SIGNED, &[], outputs.len() as u64);
+            parse(&json)
+        }
         // Released only once recorded; a concurrent retry that recorded first wins.
-        IssuanceOutcome::Issued(json) | IssuanceOutcome::Replay(json) => parse(&json),
+        IssuanceOutcome::Replay(json) => parse(&json),
         IssuanceOutcome::OutputReused { b } => {
             let index = outputs.iter().position(|out| out.blinded_secret == b);
             Err(operator_redeem::output_reused(index).into())

@@ -75,6 +75,32 @@ pub struct Operator {
     pub(crate) coordinator_key: VerifyingKey,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) credits: Arc<credits::Credits>,
+    /// `GET /metrics`: the HTTP families and [`REDEMPTIONS`], [`OUTPUTS_SIGNED`],
+    /// [`TOKENS_SPENT`].
+    pub(crate) metrics: smpx_http::Metrics,
+}
+
+/// Redemptions the coordinator cleared for this operator and it recorded, by `version`
+/// (`v0.1`, `v0.2`); a retry answered from the record is not counted.
+pub const REDEMPTIONS: &str = "smpx_redemptions_total";
+/// Credit outputs (blinded messages) signed: at redemption and as swap change. A retry
+/// answered with the first signatures is not counted.
+pub const OUTPUTS_SIGNED: &str = "smpx_credit_outputs_signed_total";
+/// Credit tokens spent by swaps (inputs the registry took); a replayed swap is not counted.
+pub const TOKENS_SPENT: &str = "smpx_credit_tokens_spent_total";
+
+fn operator_metrics() -> smpx_http::Metrics {
+    let m = smpx_http::Metrics::new();
+    m.counter(REDEMPTIONS, "Redemptions recorded, by protocol version.");
+    for v in ["v0.1", "v0.2"] {
+        m.counter_series(REDEMPTIONS, &[("version", v)]);
+    }
+    m.counter(
+        OUTPUTS_SIGNED,
+        "Credit outputs signed (redemptions and swap change).",
+    );
+    m.counter(TOKENS_SPENT, "Credit tokens spent by swaps.");
+    m
 }
 
 impl Operator {
@@ -111,11 +137,17 @@ impl Operator {
             coordinator_key: params.receipt_key,
             clock,
             credits,
+            metrics: operator_metrics(),
         }))
     }
 
     pub fn id(&self) -> &str {
         &self.config.operator_id
+    }
+
+    /// What `GET /metrics` renders.
+    pub fn metrics(&self) -> &smpx_http::Metrics {
+        &self.metrics
     }
 
     /// The credit store (spent registry, sagas, issuances) on the operator's database.
@@ -148,7 +180,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let maintenance = tokio::spawn(credits::maintain(state.credits.clone()));
-    let served = smpx_http::serve(listener, router(state), shutdown).await;
+    let metrics = state.metrics.clone();
+    let served = smpx_http::serve_metered(listener, router(state), &metrics, shutdown).await;
     maintenance.abort();
     served
 }

@@ -81,6 +81,27 @@ const MIGRATIONS: &[&[&str]] = &[
     // Counting a key's publications (its buyers' crowd, `GET /v1/issuer-keys`) reads this
     // index instead of every voucher.
     &["CREATE INDEX vouchers_key ON vouchers (key_id)"],
+    // Operators' shares from directories' signed statements (issue 13): every statement
+    // taken, by its digest (a ledger entry names the one that set its share, so they are
+    // kept), an administrator's suspension, and each ledger entry's share source.
+    &[
+        "CREATE TABLE share_statements (
+        digest TEXT PRIMARY KEY,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        period_start BIGINT NOT NULL,
+        period_end BIGINT NOT NULL,
+        evaluated_at BIGINT NOT NULL,
+        share_bps BIGINT NOT NULL CHECK (share_bps >= 0 AND share_bps <= 10000),
+        signer TEXT NOT NULL,
+        statement TEXT NOT NULL,
+        received_at BIGINT NOT NULL)",
+        "CREATE INDEX share_statements_operator
+        ON share_statements (operator_id, period_start, evaluated_at)",
+        "ALTER TABLE operators ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0
+        CHECK (suspended IN (0, 1))",
+        "ALTER TABLE ledger ADD COLUMN share_source TEXT",
+        "ALTER TABLE ledger ADD COLUMN share_statement TEXT",
+    ],
 ];
 
 /// An issuer as stored, with its credential digest.
@@ -95,7 +116,46 @@ pub struct IssuerRow {
 pub struct OperatorRow {
     pub id: String,
     pub token_hash: Vec<u8>,
+    /// The administrator's number: the share paid without a statement, and the cap of a
+    /// statement's share.
     pub share_bps: u32,
+    /// Suspended by the administrator: its redemptions are refused.
+    pub suspended: bool,
+}
+
+/// A share statement to record (already checked and admitted by the coordinator).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementRow {
+    /// `smpx_core::directory::statement_digest`, hex.
+    pub digest: String,
+    pub operator_id: String,
+    pub period_start: u64,
+    pub period_end: u64,
+    pub evaluated_at: u64,
+    pub share_bps: u32,
+    /// The directory's key, hex.
+    pub signer: String,
+    /// The signed statement's wire JSON, as received.
+    pub statement: String,
+    pub received_at: u64,
+}
+
+/// Where the share a redemption was cleared with came from, as its ledger entries record it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShareSource {
+    /// The administrator's number.
+    Admin,
+    /// The share statement with this digest.
+    Statement(String),
+}
+
+impl ShareSource {
+    fn columns(&self) -> (&'static str, Option<&str>) {
+        match self {
+            ShareSource::Admin => ("admin", None),
+            ShareSource::Statement(d) => ("statement", Some(d)),
+        }
+    }
 }
 
 /// A registered issuer key.
@@ -164,6 +224,8 @@ pub struct NewRedemption<'a> {
     pub now: u64,
     /// The ledger postings (operator share and fund remainder).
     pub postings: Vec<Posting>,
+    /// Where the share of the postings came from (recorded on each entry).
+    pub share: ShareSource,
     /// The signed receipt, stored so an identical retry gets the same answer.
     pub receipt: String,
 }
@@ -301,21 +363,111 @@ impl CoordinatorStore {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn operator(&self, id: &str) -> Result<Option<OperatorRow>, StoreError> {
-        let row = sqlx::query("SELECT id, token_hash, share_bps FROM operators WHERE id = $1")
+    /// Suspends or resumes an operator; false if there is none.
+    pub async fn set_operator_suspended(
+        &self,
+        id: &str,
+        suspended: bool,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE operators SET suspended = $1 WHERE id = $2")
+            .bind(i64::from(suspended))
             .bind(id)
-            .fetch_optional(&self.db.pool)
+            .execute(&self.db.pool)
             .await
             .map_err(q)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ---- share statements ---------------------------------------------------------------
+
+    /// Records a statement the coordinator took. The same digest twice is a
+    /// [`StoreError::Duplicate`] (the caller answers a repeat as taken).
+    pub async fn insert_statement(&self, s: &StatementRow) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO share_statements ({STATEMENT_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&s.digest)
+        .bind(&s.operator_id)
+        .bind(to_i64(s.period_start, "time")?)
+        .bind(to_i64(s.period_end, "time")?)
+        .bind(to_i64(s.evaluated_at, "time")?)
+        .bind(i64::from(s.share_bps))
+        .bind(&s.signer)
+        .bind(&s.statement)
+        .bind(to_i64(s.received_at, "time")?)
+        .execute(&self.db.pool)
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    /// The newest statement on record for an operator (by period start, then evaluation
+    /// time): the one a new statement must be newer than.
+    pub async fn newest_statement(
+        &self,
+        operator_id: &str,
+    ) -> Result<Option<StatementRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {STATEMENT_COLUMNS} FROM share_statements WHERE operator_id = $1
+             ORDER BY period_start DESC, evaluated_at DESC LIMIT 1"
+        ))
+        .bind(operator_id)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(q)?;
+        row.map(|r| statement_row(&r)).transpose()
+    }
+
+    /// The newest statement for an operator whose period holds `now`, if any.
+    pub async fn statement_at(
+        &self,
+        operator_id: &str,
+        now: u64,
+    ) -> Result<Option<StatementRow>, StoreError> {
+        let now = to_i64(now, "time")?;
+        let row = sqlx::query(&format!(
+            "SELECT {STATEMENT_COLUMNS} FROM share_statements
+             WHERE operator_id = $1 AND period_start <= $2 AND period_end > $2
+             ORDER BY period_start DESC, evaluated_at DESC LIMIT 1"
+        ))
+        .bind(operator_id)
+        .bind(now)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(q)?;
+        row.map(|r| statement_row(&r)).transpose()
+    }
+
+    /// A statement on record by its digest.
+    pub async fn statement(&self, digest: &str) -> Result<Option<StatementRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {STATEMENT_COLUMNS} FROM share_statements WHERE digest = $1"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(q)?;
+        row.map(|r| statement_row(&r)).transpose()
+    }
+
+    pub async fn operator(&self, id: &str) -> Result<Option<OperatorRow>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, token_hash, share_bps, suspended FROM operators WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(q)?;
         row.map(|r| operator_row(&r)).transpose()
     }
 
     /// Every operator with what it has earned (from the ledger).
     pub async fn operators(&self) -> Result<Vec<OperatorInfo>, StoreError> {
-        let rows = sqlx::query("SELECT id, token_hash, share_bps FROM operators ORDER BY id")
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(q)?;
+        let rows =
+            sqlx::query("SELECT id, token_hash, share_bps, suspended FROM operators ORDER BY id")
+                .fetch_all(&self.db.pool)
+                .await
+                .map_err(q)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let op = operator_row(r)?;
@@ -531,6 +683,7 @@ impl CoordinatorStore {
             &mut tx,
             v.published_at,
             &smpx_core::ledger::publish(&v.issuer_id, v.value),
+            None,
         )
         .await?;
         if let Some((digest, receipt)) = receipt(&appended)? {
@@ -645,7 +798,7 @@ impl CoordinatorStore {
         .execute(&mut *tx)
         .await
         .map_err(q)?;
-        append(&mut tx, r.now, &r.postings).await?;
+        append(&mut tx, r.now, &r.postings, Some(&r.share)).await?;
         tx.commit().await.map_err(q)?;
         Ok(RedeemOutcome::Redeemed)
     }
@@ -735,7 +888,13 @@ impl CoordinatorStore {
             return Ok((0, Amount::ZERO));
         }
         if total > 0 {
-            append(&mut tx, now, &smpx_core::ledger::release(Amount(total))).await?;
+            append(
+                &mut tx,
+                now,
+                &smpx_core::ledger::release(Amount(total)),
+                None,
+            )
+            .await?;
         }
         tx.commit().await.map_err(q)?;
         Ok((count, Amount(total)))
@@ -746,7 +905,8 @@ impl CoordinatorStore {
     /// Ledger entries with `seq > after`, at most `limit`.
     pub async fn entries(&self, after: u64, limit: u32) -> Result<Vec<Entry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, at, kind, from_account, to_account, amount FROM ledger
+            "SELECT seq, at, kind, from_account, to_account, amount, share_source,
+                    share_statement FROM ledger
              WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(to_i64(after, "seq")?)
@@ -850,11 +1010,15 @@ impl CoordinatorStore {
 
 /// Appends postings to the ledger inside `tx`, taking the next sequence numbers from the
 /// one-row head (whose row lock orders concurrent writers).
+/// `share`, for a redemption's postings, is recorded on each entry.
 async fn append(
     tx: &mut Transaction<'static, Any>,
     at: u64,
     postings: &[Posting],
+    share: Option<&ShareSource>,
 ) -> Result<(), StoreError> {
+    let (share_source, share_statement) = share.map(ShareSource::columns).unzip();
+    let share_statement = share_statement.flatten();
     if postings.is_empty() {
         return Ok(());
     }
@@ -867,8 +1031,9 @@ async fn append(
             .map_err(q)?;
     for (i, p) in postings.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO ledger (seq, at, kind, from_account, to_account, amount)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO ledger (seq, at, kind, from_account, to_account, amount,
+                                 share_source, share_statement)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(top - n + 1 + i as i64)
         .bind(to_i64(at, "time")?)
@@ -876,6 +1041,8 @@ async fn append(
         .bind(p.from.to_string())
         .bind(p.to.to_string())
         .bind(to_i64(p.amount.0, "amount")?)
+        .bind(share_source)
+        .bind(share_statement)
         .execute(&mut **tx)
         .await
         .map_err(q)?;
@@ -914,8 +1081,27 @@ fn operator_row(r: &AnyRow) -> Result<OperatorRow, StoreError> {
         id: r.try_get("id").map_err(q)?,
         token_hash: r.try_get("token_hash").map_err(q)?,
         share_bps: u32::try_from(share).map_err(|_| StoreError::Corrupt("share".into()))?,
+        suspended: r.try_get::<i64, _>("suspended").map_err(q)? == 1,
     })
 }
+
+fn statement_row(r: &AnyRow) -> Result<StatementRow, StoreError> {
+    let share: i64 = r.try_get("share_bps").map_err(q)?;
+    Ok(StatementRow {
+        digest: r.try_get("digest").map_err(q)?,
+        operator_id: r.try_get("operator_id").map_err(q)?,
+        period_start: to_u64(r.try_get("period_start").map_err(q)?, "time")?,
+        period_end: to_u64(r.try_get("period_end").map_err(q)?, "time")?,
+        evaluated_at: to_u64(r.try_get("evaluated_at").map_err(q)?, "time")?,
+        share_bps: u32::try_from(share).map_err(|_| StoreError::Corrupt("share".into()))?,
+        signer: r.try_get("signer").map_err(q)?,
+        statement: r.try_get("statement").map_err(q)?,
+        received_at: to_u64(r.try_get("received_at").map_err(q)?, "time")?,
+    })
+}
+
+const STATEMENT_COLUMNS: &str = "digest, operator_id, period_start, period_end, evaluated_at, \
+     share_bps, signer, statement, received_at";
 
 fn key_row(r: &AnyRow) -> Result<KeyRow, StoreError> {
     Ok(KeyRow {
@@ -955,5 +1141,7 @@ fn entry_row(r: &AnyRow) -> Result<Entry, StoreError> {
         from: from.parse::<Account>().map_err(corrupt)?,
         to: to.parse::<Account>().map_err(corrupt)?,
         amount: Amount(to_u64(r.try_get("amount").map_err(q)?, "amount")?),
+        share_source: r.try_get("share_source").map_err(q)?,
+        share_statement: r.try_get("share_statement").map_err(q)?,
     })
 }

@@ -5,5 +5,7 @@
 
 mod api;
 mod hostile;
+mod metrics;
 mod schema;
+mod shares;
 mod zk_cache;

@@ -214,6 +214,30 @@ async fn the_document_is_as_strict_as_the_coordinator() {
         .await
         .unwrap();
 
+    // POST /v1/share-statements (public: the signature authenticates). This network trusts
+    // no directory, so a well-formed statement is refused for what it means.
+    let t = "/v1/share-statements";
+    let check = |body: Value, allowed: bool| doc.body(t, t, None, body, allowed);
+    let evaluation = smpx_core::rules::trust::Evaluation {
+        verified_identity: true,
+        time_on_network_secs: 0,
+        relay_uptimes: vec![1.0],
+    };
+    let statement =
+        smpx_core::directory::ShareStatement::new("dir", "schema-operator", evaluation, 7000, 0)
+            .sign(&smpx_core::crypto::sign::SigningKey::from_bytes(&[3; 32]))
+            .unwrap();
+    let statement = serde_json::to_value(&statement).unwrap();
+    check(statement.clone(), true).await.unwrap();
+    for (field, value) in [
+        ("/signer", Some(json!("zz"))),
+        ("/signature", Some(json!(7))),
+        ("/payload", None),
+        ("/signer", None),
+    ] {
+        check(with(&statement, field, value), false).await.unwrap();
+    }
+
     // Parameters: above 2^63 − 1 is refused wherever a number is looked up or stored.
     // (boon compares numbers as f64, which cannot tell 2^63 from 2^63 − 1; `hostile.rs` sends
     // the server 2^63 itself.)

@@ -267,6 +267,21 @@ fn ys(tokens: &[Proof]) -> Vec<Point> {
     tokens.iter().map(|p| p.y().unwrap()).collect()
 }
 
+/// The operator's metrics as `/metrics` renders them: (credit tokens spent, credit outputs
+/// signed). (That they are served is the coordinator's network test.)
+fn counted(op: &Op) -> (u64, u64) {
+    let text = op.op.metrics().render();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    (
+        value(smpx_operator::TOKENS_SPENT),
+        value(smpx_operator::OUTPUTS_SIGNED),
+    )
+}
+
 async fn swap(op: &Op, req: &SwapRequest) -> Result<SwapResponse, ClientError> {
     op.api.post("/v1/swap", req).await
 }
@@ -453,6 +468,7 @@ async fn swap_spends_once_and_change_is_spendable(which: Backend) {
     let req = spend(tokens.clone(), messages(&prepared));
     let answer = swap(&op, &req).await.unwrap();
     assert_eq!(answer.signatures.len(), 2);
+    assert_eq!(counted(&op), (3, 2), "3 tokens spent, 2 outputs signed");
     // The change carries DLEQ proofs against the published keys and unblinds to tokens.
     let change = finalize_all(&prepared, &answer.signatures, &keys).unwrap();
     assert_eq!(states(&op, ys(&tokens)).await, vec![TokenState::Spent; 3]);
@@ -464,6 +480,11 @@ async fn swap_spends_once_and_change_is_spendable(which: Backend) {
     let again = swap(&op, &req).await.unwrap();
     assert_eq!(again.signatures, answer.signatures);
     assert!(again.replayed);
+    assert_eq!(
+        counted(&op),
+        (3, 2),
+        "a replayed swap spends and signs nothing"
+    );
     let status = swap_status(&op, &req).await.unwrap();
     assert_eq!(status.state, SwapState::Done);
     assert_eq!(status.signatures.as_ref(), Some(&answer.signatures));
@@ -474,6 +495,13 @@ async fn swap_spends_once_and_change_is_spendable(which: Backend) {
     assert_eq!(
         refused(swap(&op, &reuse).await),
         (ErrorCode::TokenSpent, 409)
+    );
+    assert_eq!(counted(&op), (3, 2));
+    assert_eq!(
+        op.op
+            .metrics()
+            .get("smpx_errors_total", &[("code", "token_spent")]),
+        1
     );
     let r = swap_status(&op, &reuse).await;
     assert_eq!(refused(r), (ErrorCode::UnknownSwap, 404));
@@ -997,12 +1025,25 @@ async fn credits_are_issued_once_per_redemption(which: Backend) {
     let tokens = finalize_all(&prepared, &sigs, &keys).unwrap();
     assert_eq!(tokens.iter().map(|t| t.amount.0).sum::<u64>(), ten.0);
     assert_eq!(calls(), 1);
+    assert_eq!(counted(&op), (0, sigs.len() as u64));
+    let redeemed = |v: &str| {
+        op.op
+            .metrics()
+            .get(smpx_operator::REDEMPTIONS, &[("version", v)])
+    };
+    assert_eq!((redeemed("v0.1"), redeemed("v0.2")), (0, 1));
     // A retry gets the same signatures (the coordinator is not asked again), also on another
     // day; the credits are spendable once.
     net.clock.set(NOW + DAY);
     assert_eq!(redeem(&op, &req).await.unwrap(), answer);
     net.clock.set(NOW);
     assert_eq!(calls(), 1);
+    assert_eq!(
+        counted(&op),
+        (0, sigs.len() as u64),
+        "a retry signs nothing new"
+    );
+    assert_eq!((redeemed("v0.1"), redeemed("v0.2")), (0, 1));
     let (change, _) = outputs(&op, &[1]).await;
     swap_ok(
         &op,

@@ -15,7 +15,7 @@
 //!   `redeemed_units` (value redeemed through this MMR), updated in the same transactions as
 //!   the ledger entries, and the cumulative `released_units`: see `smpx_core::rotation`.
 
-use super::{append, CoordinatorStore};
+use super::{append, CoordinatorStore, ShareSource};
 use crate::db::{q, to_i64, to_u64, StoreError};
 use smpx_core::crypto::{FieldBytes, Fr};
 use smpx_core::ledger::Posting;
@@ -124,6 +124,8 @@ pub struct NewZkRedemption<'a> {
     pub request_digest: [u8; 32],
     pub now: u64,
     pub postings: Vec<Posting>,
+    /// Where the share of the postings came from (recorded on each entry).
+    pub share: ShareSource,
     pub receipt: String,
 }
 
@@ -467,7 +469,7 @@ impl CoordinatorStore {
             Err(e) => return Err(e),
         }
         book_redeemed(&mut tx, r.mmr_id, r.value).await?;
-        append(&mut tx, r.now, &r.postings).await?;
+        append(&mut tx, r.now, &r.postings, Some(&r.share)).await?;
         tx.commit().await.map_err(q)?;
         Ok(ZkRedeemOutcome::Redeemed)
     }

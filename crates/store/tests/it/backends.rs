@@ -26,6 +26,7 @@ both!(
     racing_zk_redemptions_exactly_one_wins,
     release_by_books_is_conservative,
     mmr_leaves_are_counted_by_denomination_and_key,
+    share_statements_suspension_and_share_sources,
 );
 
 async fn db(which: Backend) -> (Db, Option<tempfile::TempDir>) {
@@ -90,6 +91,7 @@ fn redemption(c: u8, op: &str, digest: u8, now: u64) -> NewRedemption<'_> {
         envelope_digest: [digest; 32],
         now,
         postings: ledger::redeem(op, D10, 6000),
+        share: ShareSource::Admin,
         receipt: format!("receipt-{op}-{digest}"),
     }
 }
@@ -360,6 +362,7 @@ fn zk(n: u8, mmr_id: u64, op: &str, digest: u8, now: u64) -> NewZkRedemption<'_>
         request_digest: [digest; 32],
         now,
         postings: ledger::redeem(op, D10, 6000),
+        share: ShareSource::Statement(format!("statement-{digest}")),
         receipt: format!("zk-{op}-{digest}"),
     }
 }
@@ -624,4 +627,98 @@ async fn mmr_leaves_are_counted_by_denomination_and_key(which: Backend) {
         .await
         .unwrap()
         .is_empty());
+}
+
+fn statement(digest: &str, period_start: u64, evaluated_at: u64, share_bps: u32) -> StatementRow {
+    StatementRow {
+        digest: digest.into(),
+        operator_id: "op".into(),
+        period_start,
+        period_end: period_start + 100,
+        evaluated_at,
+        share_bps,
+        signer: "ab".repeat(32),
+        statement: format!("{{\"statement\":\"{digest}\"}}"),
+        received_at: evaluated_at,
+    }
+}
+
+/// Statements are kept by digest (once), the newest by period then evaluation, the one in
+/// force by its period; a suspension is a flag on the operator; each redemption's ledger
+/// entries carry where its share came from, and no other entry does.
+async fn share_statements_suspension_and_share_sources(which: Backend) {
+    let (s, _g) = coordinator(which, Amount(1_000_000_000)).await;
+    assert_eq!(s.newest_statement("op").await.unwrap(), None);
+    let today = statement("d1", 1000, 1000, 5000);
+    let later = statement("d2", 1000, 1050, 5500);
+    let tomorrow = statement("d3", 1100, 1060, 6000);
+    for st in [&today, &later, &tomorrow] {
+        s.insert_statement(st).await.unwrap();
+    }
+    assert!(s.insert_statement(&today).await.unwrap_err().is_duplicate());
+    assert_eq!(
+        s.newest_statement("op").await.unwrap().as_ref(),
+        Some(&tomorrow)
+    );
+    assert_eq!(
+        s.statement_at("op", 1099).await.unwrap().as_ref(),
+        Some(&later)
+    );
+    assert_eq!(
+        s.statement_at("op", 1100).await.unwrap().as_ref(),
+        Some(&tomorrow)
+    );
+    assert_eq!(s.statement_at("op", 1200).await.unwrap(), None);
+    assert_eq!(s.statement_at("op", 999).await.unwrap(), None);
+    assert_eq!(s.statement_at("op2", 1050).await.unwrap(), None);
+    assert_eq!(s.statement("d1").await.unwrap().as_ref(), Some(&today));
+    assert_eq!(s.statement("nope").await.unwrap(), None);
+    // A statement for an operator that does not exist is refused by the schema.
+    let mut stray = statement("d4", 1000, 1000, 5000);
+    stray.operator_id = "ghost".into();
+    assert!(s.insert_statement(&stray).await.is_err());
+
+    assert!(!s.operator("op").await.unwrap().unwrap().suspended);
+    assert!(s.set_operator_suspended("op", true).await.unwrap());
+    assert!(s.operator("op").await.unwrap().unwrap().suspended);
+    assert!(s.set_operator_suspended("op", false).await.unwrap());
+    assert!(!s.operator("op").await.unwrap().unwrap().suspended);
+    assert!(!s.set_operator_suspended("ghost", true).await.unwrap());
+
+    s.publish(&voucher(1, 0, 1_000_000)).await.unwrap();
+    s.publish(&voucher(2, 0, 1_000_000)).await.unwrap();
+    let admin = redemption(1, "op", 1, 10);
+    assert_eq!(s.redeem(&admin).await.unwrap(), RedeemOutcome::Redeemed);
+    let by_statement = NewRedemption {
+        share: ShareSource::Statement("d2".into()),
+        ..redemption(2, "op", 2, 11)
+    };
+    assert_eq!(
+        s.redeem(&by_statement).await.unwrap(),
+        RedeemOutcome::Redeemed
+    );
+    let entries = s.entries(0, 100).await.unwrap();
+    let sources: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.share_source.as_deref(),
+                e.share_statement.as_deref(),
+            )
+        })
+        .collect();
+    use smpx_core::ledger::EntryKind::*;
+    assert_eq!(
+        sources,
+        [
+            (Publish, None, None),
+            (Publish, None, None),
+            (Redeem, Some("admin"), None),
+            (Redeem, Some("admin"), None),
+            (Redeem, Some("statement"), Some("d2")),
+            (Redeem, Some("statement"), Some("d2")),
+        ]
+    );
+    replayed(&s).await;
 }
