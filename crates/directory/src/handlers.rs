@@ -40,6 +40,7 @@ pub(crate) fn router(state: Arc<Directory>) -> Router {
         .route("/v1/thresholds", get(thresholds))
         .route("/v1/statements", get(latest_statement))
         .route("/v1/statements/{period_start}", get(period_statements))
+        .merge(state.metrics.route())
         .with_state(state);
     smpx_http::finish_router(r)
 }
@@ -126,11 +127,14 @@ pub(crate) async fn register(
     };
     let e = |code, m: &str| Err(ApiError::new(code, m));
     match d.store.register(&record).await.map_err(internal)? {
-        RegisterOutcome::Registered { new } => Ok(Json(Registered {
-            fingerprint,
-            address,
-            created: new,
-        })),
+        RegisterOutcome::Registered { new } => {
+            d.metrics.inc(crate::REGISTRATIONS, &[], 1);
+            Ok(Json(Registered {
+                fingerprint,
+                address,
+                created: new,
+            }))
+        }
         RegisterOutcome::ChallengeUnknown => e(
             ErrorCode::BadProofOfWork,
             "the challenge is not one this directory handed out (or it was forgotten)",

@@ -47,6 +47,29 @@ pub struct Directory {
     pub(crate) signing_key: SigningKey,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) prober: Arc<dyn Prober>,
+    /// `GET /metrics`: the HTTP families and [`REGISTRATIONS`], [`PROBES`], [`STATEMENTS`].
+    pub(crate) metrics: smpx_http::Metrics,
+}
+
+/// Registrations accepted (new relays and updates).
+pub const REGISTRATIONS: &str = "smpx_directory_registrations_total";
+/// Probes recorded, by `result` (`up`, `down`).
+pub const PROBES: &str = "smpx_directory_probes_total";
+/// Share statements signed.
+pub const STATEMENTS: &str = "smpx_directory_statements_total";
+
+fn directory_metrics() -> smpx_http::Metrics {
+    let m = smpx_http::Metrics::new();
+    m.counter(
+        REGISTRATIONS,
+        "Relay registrations accepted (new and updated).",
+    );
+    m.counter(PROBES, "Probes recorded, by result.");
+    for r in ["up", "down"] {
+        m.counter_series(PROBES, &[("result", r)]);
+    }
+    m.counter(STATEMENTS, "Share statements signed.");
+    m
 }
 
 impl Directory {
@@ -63,7 +86,13 @@ impl Directory {
             signing_key: home.signing_key,
             clock,
             prober,
+            metrics: directory_metrics(),
         })
+    }
+
+    /// What `GET /metrics` renders.
+    pub fn metrics(&self) -> &smpx_http::Metrics {
+        &self.metrics
     }
 
     pub fn store(&self) -> &DirectoryStore {
@@ -93,7 +122,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let scheduler = tokio::spawn(probe::schedule(state.clone()));
-    let served = smpx_http::serve(listener, router(state), shutdown).await;
+    let metrics = state.metrics.clone();
+    let served = smpx_http::serve_metered(listener, router(state), &metrics, shutdown).await;
     scheduler.abort();
     served
 }

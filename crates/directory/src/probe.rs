@@ -85,7 +85,10 @@ pub async fn probe_round(dir: &Arc<Directory>) -> Result<usize, StoreError> {
             };
             dir.store
                 .record_observation(&relay.fingerprint, &row, &state)
-                .await
+                .await?;
+            let result = if row.up { "up" } else { "down" };
+            dir.metrics.inc(crate::PROBES, &[("result", result)], 1);
+            Ok(())
         });
     }
     let mut first_error = None;

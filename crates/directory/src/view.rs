@@ -237,6 +237,7 @@ pub async fn issue_statements(dir: &Arc<Directory>) -> Result<usize, StoreError>
             .put_statement(&op.operator_id, period, &text)
             .await?;
         issued += 1;
+        dir.metrics.inc(crate::STATEMENTS, &[], 1);
     }
     Ok(issued)
 }

@@ -212,9 +212,14 @@ async fn serve(home: &Path, clock: &Arc<ManualClock>, prober: &Arc<Scripted>) ->
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let router = smpx_directory::router(state.clone());
-    let served = tokio::spawn(smpx_http::serve(listener, router, async {
-        let _ = rx.await;
-    }));
+    // Served as `smpx_directory::run` serves it: with the metrics layer outside the limits.
+    let metrics = state.metrics().clone();
+    let served = tokio::spawn(async move {
+        smpx_http::serve_metered(listener, router, &metrics, async {
+            let _ = rx.await;
+        })
+        .await
+    });
     (url, tx, served, state)
 }
 

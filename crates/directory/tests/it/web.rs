@@ -149,3 +149,48 @@ async fn pages_are_served_with_a_policy_that_forbids_scripts() {
     assert!(body.contains("0 running of 0 listed"));
     assert!(!body.contains("<script"));
 }
+
+/// `GET /metrics` counts what the directory did: registrations, probes by result, statements,
+/// and requests by route template (never a fingerprint).
+#[tokio::test]
+async fn metrics_count_registrations_probes_and_statements() {
+    let d = Dir::start(Backend::Sqlite).await;
+    let relays = [
+        Relay::new("op-a", 1, "10.1.0.1"),
+        Relay::new("op-b", 2, "10.3.0.1"),
+    ];
+    for r in &relays {
+        assert_eq!(d.register(r).await.0, 200);
+    }
+    d.prober.set(&relays[1].fingerprint(), false, 0);
+    d.probe_round().await;
+    d.probe_round().await;
+    smpx_directory::view::issue_statements(&d.state)
+        .await
+        .unwrap();
+    let fp = relays[0].fingerprint();
+    assert_eq!(d.get(&format!("/v1/relays/{fp}")).await.0, 200);
+    let text = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(value("smpx_directory_registrations_total"), 2);
+    assert_eq!(value("smpx_directory_probes_total{result=\"up\"}"), 2);
+    assert_eq!(value("smpx_directory_probes_total{result=\"down\"}"), 2);
+    assert_eq!(value("smpx_directory_statements_total"), 2);
+    assert!(
+        text.contains("route=\"/v1/relays/{fingerprint}\""),
+        "{text}"
+    );
+    assert!(!text.contains(&fp), "a fingerprint in a label");
+}
