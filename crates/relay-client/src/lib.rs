@@ -26,6 +26,7 @@ mod channel;
 pub use channel::OwnedChannel;
 mod forward;
 pub use forward::ProxiedRelay;
+pub mod probe;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use smpx_os::{Clock, Entropy, OsEntropy, SystemClock};

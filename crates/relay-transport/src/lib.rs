@@ -54,7 +54,7 @@ pub use smpx_relay_protocol::{
     DEFAULT_PORT, SCHEME,
 };
 pub use tls::{
-    accept, accept_with_timeout, client_config, connect, connect_over, connect_with,
+    accept, accept_with_timeout, client_config, connect, connect_over, connect_tcp, connect_with,
     server_config_from_chain, verify_online_key, ClientTlsStream, ConnectOptions, PinnedChain,
     ServerTlsStream, SessionId, TransportError, ALPN, HANDSHAKE_TIMEOUT, SESSION_ID_LABEL,
 };

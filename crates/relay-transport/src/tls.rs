@@ -424,20 +424,28 @@ pub async fn connect_with(
     address: &RelayAddress,
     options: &ConnectOptions,
 ) -> Result<(ClientTlsStream<TcpStream>, SessionId), TransportError> {
+    let tcp = connect_tcp(address, options.connect_timeout).await?;
+    connect_over(tcp, address, options.handshake_timeout).await
+}
+
+/// The TCP part of [`connect_with`] alone (name resolution included), within `timeout`:
+/// for callers that time or judge the TCP and TLS stages apart (the directory's prober),
+/// then finish with [`connect_over`] exactly as [`connect_with`] does.
+pub async fn connect_tcp(
+    address: &RelayAddress,
+    timeout: Duration,
+) -> Result<TcpStream, TransportError> {
     let target = address.socket_addr_text();
-    let tcp = tokio::time::timeout(
-        options.connect_timeout,
-        tcp_connect(&address.host, address.port),
-    )
-    .await
-    .map_err(|_| TransportError::ConnectTimeout(target.clone()))?
-    .map_err(|source| TransportError::Connect {
-        addr: target,
-        source,
-    })?;
+    let tcp = tokio::time::timeout(timeout, tcp_connect(&address.host, address.port))
+        .await
+        .map_err(|_| TransportError::ConnectTimeout(target.clone()))?
+        .map_err(|source| TransportError::Connect {
+            addr: target,
+            source,
+        })?;
     // Small blocks are latency-sensitive; a failure here is harmless.
     let _ = tcp.set_nodelay(true);
-    connect_over(tcp, address, options.handshake_timeout).await
+    Ok(tcp)
 }
 
 async fn tcp_connect(host: &RelayHost, port: u16) -> io::Result<TcpStream> {

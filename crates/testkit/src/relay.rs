@@ -57,3 +57,89 @@ pub async fn wait_for_connections(
         )
     })
 }
+
+/// A relay that completes TLS with a real relay identity (its own CA, the real acceptor of
+/// `smpx-relay-transport`) and the protocol's version handshake, answers PING, and reads and
+/// discards every other command: it looks alive to a TLS check or a PING and drops all
+/// queue traffic. For the directory's prober, which must call it down.
+pub struct DroppingRelay {
+    address: smpx_relay_transport::RelayAddress,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DroppingRelay {
+    /// Creates the identity in `dir` and listens on an ephemeral loopback port.
+    pub async fn start(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use smpx_relay_transport as transport;
+        let identity = transport::RelayIdentity::create(dir)?;
+        let acceptor = transport::acceptor(&identity)?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let address = identity.address(
+            transport::RelayHost::Ipv4(std::net::Ipv4Addr::LOCALHOST),
+            listener.local_addr()?.port(),
+        );
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = dropped.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, counter) = (acceptor.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let _ = drop_queue_traffic(&acceptor, tcp, &counter).await;
+                });
+            }
+        });
+        Ok(Self {
+            address,
+            dropped,
+            task,
+        })
+    }
+
+    /// Its `smpx://` address, pinned to its real CA.
+    pub fn address(&self) -> &smpx_relay_transport::RelayAddress {
+        &self.address
+    }
+
+    /// Transmissions read and discarded so far (PINGs not counted).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for DroppingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn drop_queue_traffic(
+    acceptor: &smpx_relay_transport::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    dropped: &std::sync::atomic::AtomicU64,
+) -> anyhow::Result<()> {
+    use smpx_relay_protocol::command::{Command, Response};
+    use smpx_relay_protocol::handshake::ServerHello;
+    use smpx_relay_protocol::transmission::{encode_transmission, parse_transmission, signed_part};
+    use smpx_relay_transport::framing::{read_block, write_block};
+    let limit = Duration::from_secs(3600);
+    let (mut tls, session_id) = smpx_relay_transport::accept(acceptor, tcp).await?;
+    write_block(&mut tls, &ServerHello::new(session_id).encode(), limit).await?;
+    read_block(&mut tls, limit, limit).await?;
+    loop {
+        let block = read_block(&mut tls, limit, limit).await?;
+        let mut pongs = smpx_relay_protocol::BlockBuilder::new();
+        for raw in smpx_relay_protocol::decode_block(&block)? {
+            let t = parse_transmission(raw)?;
+            if matches!(Command::decode(t.command), Ok(Command::Ping)) {
+                let signed = signed_part(&t.corr_id, None, &Response::Pong.encode());
+                pongs.push(&encode_transmission(None, &signed));
+            } else {
+                dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        if !pongs.is_empty() {
+            write_block(&mut tls, &pongs.finish(), limit).await?;
+        }
+    }
+}

@@ -25,6 +25,12 @@
 //! every 25 ms during the timed run, so the CPU the relay spends per message can be stated as
 //! a ratio to the primitive cost at the machine's speed of the moment.
 //!
+//! `--probe-round <n>` instead runs the directory's prober (`smpx_relay_client::probe`):
+//! rounds of `n` full probes (TCP, pinned TLS, a queue's round trip) spread over
+//! `--probe-relays` relay child processes (each address repeated: a fingerprint belongs to one
+//! relay, so 10,000 distinct relays would be 10,000 processes), `--probe-dead` of them silent
+//! listeners in this process; wall time per round, probes/s and CPU per probe on both sides.
+//!
 //! `--perf <secs>` records the relay with `perf record -g` during the timed run and prints the
 //! report's top entries.
 
@@ -85,6 +91,29 @@ struct Args {
     /// Record the relay with `perf record -g` for this many seconds of the timed run.
     #[arg(long)]
     perf: Option<u64>,
+    /// Instead of the runs above: rounds of the directory's prober
+    /// (`smpx_relay_client::probe::probe_many`) over this many targets, on the first storage.
+    #[arg(long)]
+    probe_round: Option<usize>,
+    /// Real relay processes the live targets are spread over (each address repeated).
+    #[arg(long, default_value_t = 4)]
+    probe_relays: usize,
+    /// Probes in flight at once.
+    #[arg(long, default_value_t = 64)]
+    probe_concurrency: usize,
+    /// Of the targets, how many are dead: listeners in this process that accept TCP and
+    /// never speak TLS (down at the TLS limit, `--probe-tls-timeout`).
+    #[arg(long, default_value_t = 0)]
+    probe_dead: usize,
+    /// The prober's TLS limit, seconds (what a dead target costs its slot).
+    #[arg(long, default_value_t = 2)]
+    probe_tls_timeout: u64,
+    /// The probe interval a round must fit in, seconds (reported against).
+    #[arg(long, default_value_t = 300)]
+    probe_interval: u64,
+    /// Rounds in a row.
+    #[arg(long, default_value_t = 2)]
+    probe_rounds: usize,
 }
 
 fn main() {
@@ -265,6 +294,12 @@ fn bench(args: &Args) -> Result<()> {
         .build()?;
     println!("load average at start: {}", uptime().trim());
     let mut pg = None;
+    if let Some(n) = args.probe_round {
+        let name = args.storage.split(',').next().unwrap_or("log").trim();
+        let storage = storage_config(name, &mut pg)?;
+        println!("\n== probe rounds, storage {name} ==");
+        return rt.block_on(probe_rounds(args, n, &storage));
+    }
     for name in args.storage.split(',').map(str::trim) {
         let storage = storage_config(name, &mut pg)?;
         println!("\n== storage {name} ==");
@@ -737,4 +772,140 @@ fn probe_loop(stop: &AtomicBool) -> Primitives {
         base: median(&mut x),
         seal: median(&mut s),
     }
+}
+
+/// Listeners that accept TCP and hold it without a byte: dead relays for the prober.
+async fn silent_listener() -> Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    Ok(port)
+}
+
+/// `--probe-round`: `n` targets, `--probe-dead` of them silent listeners and the rest the
+/// addresses of `--probe-relays` real relay processes, each repeated; every live probe is a
+/// full one (TCP, pinned TLS, NEW / SUB / SEND / MSG / ACK / DEL).
+async fn probe_rounds(args: &Args, n: usize, storage: &StorageConfig) -> Result<()> {
+    use smpx_relay_client::probe::{self, ProbeConfig};
+    let mut relays = Vec::new();
+    for _ in 0..args.probe_relays.max(1) {
+        relays.push(spawn_relay(storage).await?);
+    }
+    let dead_port = silent_listener().await?;
+    let dead_address = RelayAddress {
+        port: dead_port,
+        ..relays[0].address.clone()
+    };
+    let dead = args.probe_dead.min(n);
+    // The dead targets spread evenly through the list, as a real directory's would be.
+    let every = n.checked_div(dead).unwrap_or(usize::MAX);
+    let mut live = 0usize;
+    let targets: Vec<RelayAddress> = (0..n)
+        .map(|i| {
+            if dead > 0 && i % every == every - 1 && i / every < dead {
+                dead_address.clone()
+            } else {
+                live += 1;
+                relays[live % relays.len()].address.clone()
+            }
+        })
+        .collect();
+    let config = ProbeConfig {
+        tls_timeout: Duration::from_secs(args.probe_tls_timeout),
+        ..ProbeConfig::default()
+    };
+    println!(
+        "{n} targets: {live} on {} real relay processes, {} dead (silent listeners); {} in flight, TLS limit {} s",
+        relays.len(),
+        n - live,
+        args.probe_concurrency,
+        args.probe_tls_timeout
+    );
+    for round in 1..=args.probe_rounds.max(1) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let prims = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("probe".into())
+                .spawn(move || probe_loop(&stop))?
+        };
+        let pids: Vec<String> = relays.iter().map(|r| r.pid().to_string()).collect();
+        let relays_cpu = |pids: &[String]| -> Result<f64> {
+            pids.iter().map(|p| cpu_secs(p)).sum::<Result<f64>>()
+        };
+        let (self0, relays0) = (cpu_secs("self")?, relays_cpu(&pids)?);
+        let t = Instant::now();
+        let results = probe::probe_many(targets.clone(), &config, args.probe_concurrency).await;
+        let wall = t.elapsed().as_secs_f64();
+        let (prober, relay) = (cpu_secs("self")? - self0, relays_cpu(&pids)? - relays0);
+        let load = uptime();
+        stop.store(true, Ordering::Relaxed);
+        let prims = prims
+            .join()
+            .map_err(|_| anyhow!("the primitives thread panicked"))?;
+        let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+        let (mut rtt, mut total, mut tls) = (Vec::new(), Vec::new(), Vec::new());
+        for (_, o) in &results {
+            *kinds
+                .entry(o.failure.as_ref().map_or("up", |f| f.kind.as_str()))
+                .or_default() += 1;
+            if o.up() {
+                rtt.extend(o.latencies.round_trip);
+                tls.extend(o.latencies.tls);
+                total.push(o.latencies.total);
+            }
+        }
+        let up = kinds.get("up").copied().unwrap_or(0);
+        println!(
+            "round {round}: {} probes in {wall:.2} s = {:.0} probes/s ({:.1}% of a {} s interval); {kinds:?}; load {}",
+            results.len(),
+            results.len() as f64 / wall,
+            100.0 * wall / args.probe_interval as f64,
+            args.probe_interval,
+            load.trim()
+        );
+        println!(
+            "  up probes, ms: round trip (SEND to delivery) p50 {:.2} p99 {:.2}; TLS p50 {:.2} p99 {:.2}; whole probe p50 {:.2} p99 {:.2}",
+            quantile_ms(&mut rtt, 0.5),
+            quantile_ms(&mut rtt, 0.99),
+            quantile_ms(&mut tls, 0.5),
+            quantile_ms(&mut tls, 0.99),
+            quantile_ms(&mut total, 0.5),
+            quantile_ms(&mut total, 0.99)
+        );
+        let per = |cpu: f64| cpu * 1e6 / up.max(1) as f64;
+        println!(
+            "  CPU per up probe: prober {:.0} µs ({:.2} cores), the relays {:.0} µs ({:.2} cores); Ed25519 verify {:.1} µs, X25519 base mult {:.1} µs, delivery key {:.1} µs at this moment",
+            per(prober),
+            prober / wall,
+            per(relay),
+            relay / wall,
+            prims.verify,
+            prims.base,
+            prims.derive
+        );
+        println!(
+            "  prober CPU per probe = {:.1} Ed25519 verifies; both sides = {:.1} (prober CPU over all {} probes {:.0} µs each)",
+            per(prober) / prims.verify.max(0.001),
+            (per(prober) + per(relay)) / prims.verify.max(0.001),
+            results.len(),
+            prober * 1e6 / results.len().max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// The `p` quantile of `v`, ms.
+fn quantile_ms(v: &mut [Duration], p: f64) -> f64 {
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1e3
 }
