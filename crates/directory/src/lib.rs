@@ -33,7 +33,7 @@ pub mod view;
 pub mod web;
 
 pub use home::{DirectoryConfig, DirectoryHome, HomeError};
-pub use probe::{Observation, Prober};
+pub use probe::{NetworkProber, Observation, Prober};
 
 use smpx_core::crypto::sign::SigningKey;
 use smpx_http::Clock;

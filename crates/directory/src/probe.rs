@@ -126,3 +126,44 @@ pub async fn schedule(dir: Arc<Directory>) {
         }
     }
 }
+
+/// The prober a running directory uses: `smpx-relay-client`'s network probe (TCP, TLS pinned
+/// to the fingerprint, a throw-away queue's round trip), each stage under its own deadline.
+pub struct NetworkProber {
+    config: smpx_relay_client::probe::ProbeConfig,
+}
+
+impl NetworkProber {
+    /// With the default stage limits, stamping observations by `clock`.
+    pub fn new(clock: Arc<dyn smpx_http::Clock>) -> NetworkProber {
+        NetworkProber {
+            config: smpx_relay_client::probe::ProbeConfig {
+                clock,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// With other limits (tests, benchmarks).
+    pub fn with_config(config: smpx_relay_client::probe::ProbeConfig) -> NetworkProber {
+        NetworkProber { config }
+    }
+}
+
+impl Prober for NetworkProber {
+    fn probe<'a>(&'a self, target: &'a RelayAddress) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            let o = smpx_relay_client::probe::probe(target, &self.config).await;
+            Observation {
+                up: o.up(),
+                latency_ms: o.latency_ms(),
+                stage: o.reached().as_str().to_owned(),
+                detail: o
+                    .failure
+                    .as_ref()
+                    .map(|f| format!("{}: {}", f.kind.as_str(), f.detail))
+                    .unwrap_or_default(),
+            }
+        })
+    }
+}

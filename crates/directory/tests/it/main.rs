@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod measurement;
+mod network;
 mod registration;
 mod schema;
 mod support;
