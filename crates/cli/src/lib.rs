@@ -5,12 +5,14 @@
 //! keys published. `smpx devnet` runs it until Ctrl-C; `smpx demo` runs the whole voucher
 //! lifecycle against a fresh one; the integration tests drive it directly. [`ceremony`] is
 //! `smpx ceremony …`, the multi-party setup of the v0.2 redemption circuit's keys.
-//! [`failure`] is how a failed command ends: message, exit code, JSON.
+//! [`failure`] is how a failed command ends: message, exit code, JSON. [`directory`] is
+//! `smpx directory …` (a relay directory) and `smpx relays` (what one lists).
 
 pub mod anonymity;
 pub mod audit;
 pub mod ceremony;
 pub mod demo;
 pub mod devnet;
+pub mod directory;
 pub mod failure;
 pub mod relay;

@@ -92,6 +92,24 @@ enum Command {
     /// A relay node: init (keys, config, storage) and run.
     #[command(subcommand)]
     Relay(relay::RelayCmd),
+    /// A relay directory: init, run (API, web page, probes, share statements), key, attest.
+    #[command(subcommand)]
+    Directory(smpx_cli::directory::DirectoryCmd),
+    /// The relays a directory lists, with their measured status, uptime and latency.
+    Relays {
+        /// The directory's URL.
+        #[arg(long, env = "SMPX_DIRECTORY", default_value = "http://127.0.0.1:8490")]
+        directory: String,
+        /// Only relays the directory finds running now.
+        #[arg(long)]
+        running: bool,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        operator: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Chat through relays: invite, accept, send, receive, upgrade (end-to-end encrypted;
     /// sent through your own relay to the contact's unless --direct).
     Chat(chat::ChatArgs),
@@ -604,6 +622,14 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Wallet(w) => wallet(w).await,
         Command::Ceremony(c) => ceremony(c),
         Command::Relay(c) => relay::run(c, shutdown()).await,
+        Command::Directory(c) => smpx_cli::directory::run(c, shutdown()).await,
+        Command::Relays {
+            directory,
+            running,
+            region,
+            operator,
+            json,
+        } => smpx_cli::directory::list(&directory, running, region, operator, json).await,
         Command::Chat(c) => chat::run(c).await,
     }
 }
