@@ -22,6 +22,7 @@
 //! | `registration_window_secs` | 3600 | |
 //! | `trusted_attesters` | `[]` | hex Ed25519 keys whose identity attestations count |
 //! | `cap_bps` | 7000 | the share cap statements are computed under (the coordinator's maximum) |
+//! | `coordinators` | `[]` | coordinators (URLs) the share statements are posted to after each round |
 
 use serde::Deserialize;
 use smpx_core::crypto::sign::{SigningKey, VerifyingKey};
@@ -58,6 +59,8 @@ pub struct DirectoryConfig {
     pub registration_window_secs: u64,
     pub trusted_attesters: Vec<VerifyingKey>,
     pub cap_bps: u32,
+    /// Coordinators the share statements are posted to after each round (`http(s)://…`).
+    pub coordinators: Vec<String>,
 }
 
 impl Default for DirectoryConfig {
@@ -75,6 +78,7 @@ impl Default for DirectoryConfig {
             registration_window_secs: 3600,
             trusted_attesters: Vec::new(),
             cap_bps: 7000,
+            coordinators: Vec::new(),
         }
     }
 }
@@ -117,6 +121,8 @@ impl DirectoryConfig {
         ));
         out.push_str(&format!("trusted_attesters = [{}]\n", attesters.join(", ")));
         out.push_str(&format!("cap_bps = {}\n", self.cap_bps));
+        let coordinators: Vec<String> = self.coordinators.iter().map(|u| q(u)).collect();
+        out.push_str(&format!("coordinators = [{}]\n", coordinators.join(", ")));
         out
     }
 
@@ -132,6 +138,13 @@ impl DirectoryConfig {
         }
         if self.cap_bps > 10_000 {
             return Err("cap_bps is above 10000".into());
+        }
+        if let Some(u) = self
+            .coordinators
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(format!("coordinators: {u:?} is not an http(s):// URL"));
         }
         if self.name.is_empty() || self.name.len() > 64 {
             return Err("name is 1-64 bytes".into());

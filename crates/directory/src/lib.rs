@@ -24,6 +24,7 @@
 //! **What the directory learns** is what operators publish and what its probes observe:
 //! nothing about the relays' users passes through it.
 
+pub mod deliver;
 mod handlers;
 pub mod home;
 pub mod openapi;

@@ -120,6 +120,9 @@ pub async fn schedule(dir: Arc<Directory>) {
         if let Err(e) = crate::view::issue_statements(&dir).await {
             tracing::warn!(error = %e, "issuing share statements");
         }
+        if let Err(e) = crate::deliver::deliver_statements(&dir).await {
+            tracing::warn!(error = %e, "delivering share statements");
+        }
         let now = dir.clock.now();
         if let Err(e) = dir.store.prune_challenges(now).await {
             tracing::warn!(error = %e, "pruning challenges");

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod deliver;
 mod measurement;
 mod network;
 mod registration;
