@@ -43,6 +43,11 @@ pub enum DirectoryCmd {
         /// coordinator's maximum).
         #[arg(long)]
         cap_bps: Option<u32>,
+        /// A coordinator the share statements are posted to after each probe round (it
+        /// must list this directory's statement key in its trusted_directories); repeat
+        /// for several.
+        #[arg(long = "coordinator")]
+        coordinators: Vec<String>,
     },
     /// Run the directory in --dir until SIGINT or SIGTERM: serve the API and the web page,
     /// probe every relay each interval and sign share statements.
@@ -105,6 +110,7 @@ pub async fn run(
             probe_interval_secs,
             attesters,
             cap_bps,
+            coordinators,
         } => {
             if dir.join(smpx_directory::home::CONFIG_FILE).exists() {
                 bail!(
@@ -115,6 +121,7 @@ pub async fn run(
             let mut config = DirectoryConfig {
                 name,
                 database_url,
+                coordinators,
                 ..DirectoryConfig::default()
             };
             if let Some(l) = listen {

@@ -52,6 +52,8 @@ fn a_directory_is_created_run_listed_and_stopped() {
         "4",
         "--attester",
         &attester_key,
+        "--coordinator",
+        "http://127.0.0.1:9",
     ]));
     assert!(init.contains("directory dir-test in"), "{init}");
     let key_line = init
@@ -70,6 +72,9 @@ fn a_directory_is_created_run_listed_and_stopped() {
     assert!(std::fs::read_to_string(dir.join("directory.toml"))
         .unwrap()
         .contains(&attester_key));
+    assert!(std::fs::read_to_string(dir.join("directory.toml"))
+        .unwrap()
+        .contains("coordinators = [\"http://127.0.0.1:9\"]"));
 
     let mut run = Process::spawn(
         env!("CARGO_BIN_EXE_smpx"),
