@@ -58,7 +58,15 @@ pub struct DevnetOptions {
     pub ceremony_cache: PathBuf,
     /// Report ceremony progress on stderr.
     pub progress: bool,
+    /// The relay directory's port; 0 picks a free port.
+    pub directory_port: u16,
 }
+
+/// The devnet directory's proof-of-work difficulty: registering a relay takes a few
+/// milliseconds (a public directory asks for more).
+pub const DEVNET_POW_DIFFICULTY: u32 = 8;
+/// Seconds between the devnet directory's probe rounds.
+pub const DEVNET_PROBE_INTERVAL_SECS: u64 = 60;
 
 impl DevnetOptions {
     pub fn new(dir: &Path) -> Self {
@@ -71,6 +79,7 @@ impl DevnetOptions {
             key_bits: 2048,
             ceremony_cache: smpx_zk::devnet::default_cache_dir(),
             progress: true,
+            directory_port: 0,
         }
     }
 
@@ -124,6 +133,11 @@ pub struct Devnet {
     pub coordinator_url: String,
     pub issuer_url: String,
     pub operator_url: String,
+    /// The relay directory: it probes the relays registered with it and posts the operators'
+    /// share statements to the coordinator, which trusts its key.
+    pub directory_url: String,
+    /// The directory (to run a probe round or sign statements now, in tests).
+    pub directory: Arc<smpx_directory::Directory>,
     /// Admin token of the coordinator.
     pub admin_token: String,
     /// Admin token of the issuer (to mint top-up codes).
@@ -166,6 +180,38 @@ impl Devnet {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+
+        // The directory first: the coordinator is told to trust its statement key.
+        let directory_home = match smpx_directory::DirectoryHome::load(&dir.join("directory")) {
+            Ok(home) => home,
+            Err(_)
+                if !dir
+                    .join("directory")
+                    .join(smpx_directory::home::CONFIG_FILE)
+                    .exists() =>
+            {
+                smpx_directory::DirectoryHome::create(
+                    &dir.join("directory"),
+                    &smpx_directory::DirectoryConfig {
+                        name: "devnet-directory".into(),
+                        pow_difficulty: DEVNET_POW_DIFFICULTY,
+                        probe_interval_secs: DEVNET_PROBE_INTERVAL_SECS,
+                        ..Default::default()
+                    },
+                )?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let coordinator_config = dir.join("coordinator").join(smpx_coordinator::CONFIG_FILE);
+        if !coordinator_config.exists() {
+            std::fs::create_dir_all(dir.join("coordinator"))?;
+            smpx_http::files::write_private(
+                &coordinator_config,
+                &serde_json::to_vec_pretty(&serde_json::json!({
+                    "trusted_directories": [directory_home.signing_key.verifying_key().to_hex()]
+                }))?,
+            )?;
+        }
 
         // Coordinator.
         let home = CoordinatorHome::open(
@@ -283,7 +329,27 @@ impl Devnet {
             shutdown_signal(&stop_rx),
         )));
 
+        // The directory, posting its statements to the coordinator.
+        let mut directory_home = directory_home;
+        directory_home.config.coordinators = vec![coordinator_url.clone()];
+        let url = directory_home.database_url();
+        let store = smpx_store::directory::DirectoryStore::open(Db::connect(&url).await?).await?;
+        let directory = smpx_directory::Directory::new(
+            store,
+            directory_home,
+            opts.clock.clone(),
+            Arc::new(smpx_directory::NetworkProber::new(opts.clock.clone())),
+        );
+        let (l, directory_url) = bind(opts.directory_port).await?;
+        tasks.push(tokio::spawn(smpx_directory::run(
+            directory.clone(),
+            l,
+            shutdown_signal(&stop_rx),
+        )));
+
         let devnet = Devnet {
+            directory_url,
+            directory,
             coordinator_url,
             issuer_url,
             operator_url,
@@ -300,6 +366,7 @@ impl Devnet {
                 "coordinator": devnet.coordinator_url,
                 "issuer": devnet.issuer_url,
                 "operator": devnet.operator_url,
+                "directory": devnet.directory_url,
             }))?,
         )?;
         Ok(devnet)

@@ -54,7 +54,7 @@ enum Command {
         #[arg(long, default_value = "smpx-devnet")]
         data_dir: PathBuf,
         /// Coordinator port; the issuer and operator take the next two, the relays +10..+12
-        /// (their ops endpoints +20..+22). 0 picks free ports.
+        /// (their ops endpoints +20..+22), the relay directory +3. 0 picks free ports.
         #[arg(long, default_value_t = 7400)]
         port: u16,
         /// MMR levels of a new devnet (capacity 4^L − 1 vouchers per MMR; the ceremony and
@@ -578,6 +578,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
             });
             if port != 0 {
                 opts.ports = [port, port.saturating_add(1), port.saturating_add(2)];
+                opts.directory_port = port.saturating_add(3);
             }
             opts.databases = Databases::default();
             let net = Devnet::start(opts).await?;
@@ -588,8 +589,12 @@ async fn dispatch(cmd: Command) -> Result<()> {
                 net.issuer_url
             );
             println!(
-                "  operator     {}   (operator-1, 60% share)",
+                "  operator     {}   (operator-1, 60% share cap; the directory's statements set it)",
                 net.operator_url
+            );
+            println!(
+                "  directory    {}   (web page at /, its statements trusted by the coordinator)",
+                net.directory_url
             );
             println!(
                 "  admin token  {}",
