@@ -28,9 +28,13 @@
 //! PostgreSQL URL.
 
 pub mod config;
+pub mod directory;
 pub mod ops;
 
-pub use config::{BackendKind, ConfigError, NodeConfig, StorageConfig, StorageTarget};
+pub use config::{
+    BackendKind, ConfigError, DirectorySection, NodeConfig, StorageConfig, StorageTarget,
+};
+pub use directory::DirectoryError;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -109,6 +113,9 @@ pub struct InitOptions {
     /// `[forwarding] allow_private_destinations`: as a proxy, dial loopback and private
     /// addresses too (a devnet, tests on one machine). Default off.
     pub allow_private_destinations: bool,
+    /// `[directory]`: the directories to register with (init creates the operator key;
+    /// [`directory::register`] registers, while `ca.key` is still here).
+    pub directory: Option<DirectorySection>,
 }
 
 /// The relay node's entry points.
@@ -127,6 +134,8 @@ pub struct RunningNode {
     ops_stop: watch::Sender<bool>,
     ops_task: JoinHandle<std::io::Result<()>>,
     db: Option<smpx_store::Db>,
+    heartbeats: Option<JoinHandle<()>>,
+    heartbeats_sent: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -218,6 +227,7 @@ impl RelayNode {
         cfg.storage = options.storage;
         cfg.capacity.operator_url = options.operator_url;
         cfg.forwarding.allow_private_destinations = options.allow_private_destinations;
+        cfg.directory = options.directory;
         // What init writes must be what run accepts: check the rendered file.
         let text = cfg.render();
         NodeConfig::parse(&text, &cfg_path)?;
@@ -241,6 +251,10 @@ impl RelayNode {
             db.close().await;
         }
         let identity = RelayIdentity::create(dir)?;
+        if let Some(d) = &cfg.directory {
+            directory::operator_key(&d.operator_key_path(dir), true, &smpx_os::OsEntropy)
+                .map_err(|e| NodeError::Task(e.to_string()))?;
+        }
         // Last: its presence marks the directory as initialised.
         write_private(&cfg_path, text.as_bytes())?;
         let address = identity.address(host, cfg.server.public_port);
@@ -367,6 +381,14 @@ impl RelayNode {
             started_at: now_secs(),
         });
         let (ops_stop, mut ops_rx) = watch::channel(false);
+        let (sent_tx, heartbeats_sent) = watch::channel(0);
+        let heartbeats = directory::spawn_heartbeats(
+            dir.to_owned(),
+            cfg.clone(),
+            Arc::new(smpx_os::SystemClock),
+            ops_stop.subscribe(),
+            sent_tx,
+        );
         let app = ops::router(state);
         let ops_task = tokio::spawn(async move {
             axum::serve(ops_listener, app)
@@ -387,6 +409,8 @@ impl RelayNode {
             ops_stop,
             ops_task,
             db,
+            heartbeats,
+            heartbeats_sent,
         })
     }
 
@@ -415,6 +439,12 @@ impl RunningNode {
         self.ops
     }
 
+    /// How many heartbeats every directory has recorded since start (a `watch`, so a caller
+    /// can wait for the next one).
+    pub fn heartbeats_sent(&self) -> watch::Receiver<u64> {
+        self.heartbeats_sent.clone()
+    }
+
     /// The relay (its statistics, configuration).
     pub fn relay(&self) -> &Relay {
         &self.relay
@@ -437,6 +467,9 @@ impl RunningNode {
         }
         let _ = self.expiry.await;
         let _ = self.ops_stop.send(true);
+        if let Some(h) = self.heartbeats {
+            let _ = h.await;
+        }
         let ops = self.ops_task.await;
         if let Some(db) = self.db {
             db.close().await;
