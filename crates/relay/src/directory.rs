@@ -155,8 +155,28 @@ pub fn sign_registration(
     progress: impl FnMut(u64) -> bool,
 ) -> Result<Option<RegistrationRequest>, DirectoryError> {
     let payload = body.payload()?;
+    sign_payload(
+        ca_dir,
+        operator,
+        payload,
+        &body.challenge,
+        difficulty,
+        progress,
+    )
+}
+
+/// [`sign_registration`] over payload text as given (the directory's tests send payloads
+/// no [`Registration`] would encode to).
+pub fn sign_payload(
+    ca_dir: &Path,
+    operator: &SigningKey,
+    payload: String,
+    challenge: &str,
+    difficulty: u32,
+    progress: impl FnMut(u64) -> bool,
+) -> Result<Option<RegistrationRequest>, DirectoryError> {
     let Some(nonce) = pow::solve(
-        body.challenge.as_bytes(),
+        challenge.as_bytes(),
         payload.as_bytes(),
         difficulty,
         0,
