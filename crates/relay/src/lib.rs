@@ -13,13 +13,15 @@
 //! |---|---|
 //! | `ca.key`, `ca.crt`, `server.key`, `server.crt`, `fingerprint` | the identity (`smpx_relay_transport::identity`); **move `ca.key` offline** after init |
 //! | `relay.toml` | the commented configuration ([`config`]), 0600 |
+//! | `operator.key`, `heartbeat.seq` | with `[directory]`: the operator's key (signs registrations, heartbeats, withdrawals) and the last heartbeat sequence ([`directory`]) |
 //! | `queues.log` / `queues.db` | the store, unless the configuration names another place (or PostgreSQL) |
 //!
 //! [`RelayNode::init`] creates the identity, writes the configuration and creates the store,
 //! and returns the relay's `smpx://<fingerprint>@host:port` address. [`RelayNode::start`]
 //! loads all of it (warning when the online certificate expires within 30 days), opens the
 //! store the configuration names, and starts the relay behind TLS (`smpx_relay_transport::acceptor`), its
-//! expiry task and the ops endpoint ([`ops`]); [`RunningNode::shutdown`] stops accepting,
+//! expiry task, the ops endpoint ([`ops`]) and, with `[directory]`, the heartbeats
+//! ([`directory`]); [`RunningNode::shutdown`] stops accepting,
 //! lets open connections finish within `limits.shutdown_drain_secs` (the health endpoint
 //! answers 503 meanwhile), then stops the ops endpoint. [`RelayNode::run`] is both around a
 //! shutdown future (the CLI passes SIGINT/SIGTERM).
