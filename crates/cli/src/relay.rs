@@ -3,10 +3,15 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use smpx_relay::{BackendKind, InitOptions, RelayNode, RunningNode, StorageConfig};
+use smpx_relay::directory::{self as dir_client, PowProgress};
+use smpx_relay::{
+    BackendKind, DirectorySection, InitOptions, NodeConfig, RelayNode, RunningNode, StorageConfig,
+};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Relays the devnet starts.
 pub const DEVNET_RELAYS: u16 = 3;
@@ -46,12 +51,134 @@ pub enum RelayCmd {
         /// one machine or a private network. Off, PRXY refuses such destinations.
         #[arg(long)]
         allow_private_destinations: bool,
+        #[command(flatten)]
+        listing: Box<ListingArgs>,
+    },
+    /// (Re-)register the relay in --dir with the directories its relay.toml [directory]
+    /// names. The registration is signed by the CA key: ca.key must be in --dir.
+    Register {
+        #[arg(long, env = "SMPX_RELAY_DIR", default_value_os_t = default_dir())]
+        dir: PathBuf,
+    },
+    /// Take the relay off its directories (signed by the operator key).
+    Withdraw {
+        #[arg(long, env = "SMPX_RELAY_DIR", default_value_os_t = default_dir())]
+        dir: PathBuf,
+        /// Only this directory (repeatable; default: every one in relay.toml).
+        #[arg(long = "directory")]
+        directories: Vec<String>,
     },
     /// Run the relay in --dir until SIGINT or SIGTERM (then shut down gracefully).
     Run {
         #[arg(long, env = "SMPX_RELAY_DIR", default_value_os_t = default_dir())]
         dir: PathBuf,
     },
+}
+
+/// `smpx relay init`'s directory listing: with `--directory`, init writes relay.toml's
+/// [directory] section, creates the operator key and registers (while ca.key is here).
+#[derive(clap::Args, Default)]
+pub struct ListingArgs {
+    /// A directory to register with (repeatable).
+    #[arg(long = "directory")]
+    directories: Vec<String>,
+    /// The operator's id (needed with --directory).
+    #[arg(long)]
+    operator_id: Option<String>,
+    /// The relay's region code, e.g. eu-west (needed with --directory).
+    #[arg(long)]
+    region: Option<String>,
+    /// Published operator name (only what is given is published).
+    #[arg(long)]
+    operator_name: Option<String>,
+    /// Published country (ISO 3166-1 alpha-2).
+    #[arg(long)]
+    country: Option<String>,
+    /// Published source code URL.
+    #[arg(long)]
+    source_code: Option<String>,
+    /// Published hosting provider.
+    #[arg(long)]
+    hosting: Option<String>,
+    /// Published admin contact.
+    #[arg(long)]
+    admin_contact: Option<String>,
+    /// Published complaints contact.
+    #[arg(long)]
+    complaints_contact: Option<String>,
+}
+
+impl ListingArgs {
+    fn section(self) -> Result<Option<DirectorySection>> {
+        if self.directories.is_empty() {
+            return Ok(None);
+        }
+        let (Some(operator_id), Some(region)) = (self.operator_id, self.region) else {
+            anyhow::bail!("--directory needs --operator-id and --region");
+        };
+        let mut d = DirectorySection::new(self.directories, operator_id, region);
+        d.operator_name = self.operator_name;
+        d.country = self.country;
+        d.source_code = self.source_code;
+        d.hosting = self.hosting;
+        d.admin_contact = self.admin_contact;
+        d.complaints_contact = self.complaints_contact;
+        Ok(Some(d))
+    }
+}
+
+/// Registers the relay in `dir`, a progress line on stderr while the proof of work runs,
+/// and prints what was registered.
+async fn register(dir: &Path, cfg: &NodeConfig) -> Result<()> {
+    let started = Mutex::new(Instant::now());
+    let progress: dir_client::ProgressFn = Arc::new(move |p: &PowProgress| {
+        let secs = started
+            .lock()
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0)
+            .max(0.001);
+        eprint!(
+            "\rproof of work for {}: {} attempts ({:.0}% of the expected {}), {:.0}/s   ",
+            p.url,
+            p.tried,
+            100.0 * p.tried as f64 / p.expected.max(1) as f64,
+            p.expected,
+            p.tried as f64 / secs
+        );
+        true
+    });
+    let done = dir_client::register(
+        dir,
+        cfg,
+        &smpx_os::SystemClock,
+        &smpx_os::OsEntropy,
+        progress,
+    )
+    .await;
+    eprintln!();
+    let done = done.context("registering with the directory")?;
+    let Some(d) = &cfg.directory else {
+        return Ok(());
+    };
+    for (url, r) in done {
+        println!(
+            "registered {} with {url} ({})",
+            r.address,
+            if r.created { "new" } else { "updated" }
+        );
+    }
+    println!(
+        "operator {} region {}; published: {}",
+        d.operator_id,
+        d.region,
+        serde_json::to_string(&d.metadata()).unwrap_or_default()
+    );
+    println!(
+        "heartbeats every {} s while the relay runs (signed by {})",
+        d.heartbeat_interval_secs,
+        d.operator_key_path(dir).display()
+    );
+    Ok(())
 }
 
 fn default_dir() -> PathBuf {
@@ -93,7 +220,9 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
             storage,
             operator,
             allow_private_destinations,
+            listing,
         } => {
+            let directory = (*listing).section()?;
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
             let address = RelayNode::init(
                 &dir,
@@ -105,6 +234,7 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
                     storage: storage_arg(&storage)?,
                     operator_url: operator,
                     allow_private_destinations,
+                    directory,
                 },
             )
             .await?;
@@ -119,6 +249,18 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
                     ""
                 }
             );
+            let cfg = RelayNode::config(&dir)?;
+            if cfg.directory.is_some() {
+                // Now, while ca.key is still here: it signs the registration.
+                register(&dir, &cfg).await.with_context(|| {
+                    format!(
+                        "the relay is initialised in {} but not listed; fix the cause and run \
+                         `smpx relay register --dir {}` while ca.key is still there",
+                        dir.display(),
+                        dir.display()
+                    )
+                })?;
+            }
             println!(
                 "Move {} offline now (e.g. to a USB key): the relay does not need it to run, \
                  and whoever holds it can impersonate this relay. Bring it back only to \
@@ -126,6 +268,21 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
                 RelayNode::ca_key_path(&dir).display()
             );
             println!("Start it with: smpx relay run --dir {}", dir.display());
+            Ok(())
+        }
+        RelayCmd::Register { dir } => {
+            let cfg = RelayNode::config(&dir)?;
+            register(&dir, &cfg).await
+        }
+        RelayCmd::Withdraw { dir, directories } => {
+            let cfg = RelayNode::config(&dir)?;
+            let only = (!directories.is_empty()).then_some(directories);
+            let gone = dir_client::withdraw(&dir, &cfg, only, &smpx_os::SystemClock)
+                .await
+                .context("withdrawing from the directory")?;
+            for url in gone {
+                println!("withdrawn from {url}");
+            }
             Ok(())
         }
         RelayCmd::Run { dir } => {

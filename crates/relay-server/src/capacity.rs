@@ -356,20 +356,7 @@ async fn resolve_later(
 impl Ctx {
     /// INFO: who is paid here and what capacity costs.
     pub(super) fn info(&self) -> Result<Response, ErrorCode> {
-        let c = &self.shared.config;
-        let p = &c.pricing;
-        let info = RelayInfo {
-            operator_url: c.redeemer.as_ref().map(|r| r.operator_url().to_owned()),
-            free_quota: c.quota,
-            retention_days: c.retention_secs / 86_400,
-            paid_quota: p.paid_quota,
-            units_per_queue_month: p.units_per_queue_month,
-            channel_free_active_receivers: p.free_active_receivers,
-            channel_free_storage_bytes: p.free_storage_bytes,
-            channel_units_per_receiver_month: p.units_per_receiver_month,
-            channel_units_per_gb_month: p.units_per_gb_month,
-            channel_inactive_after_days: p.inactive_after_secs / 86_400,
-        };
+        let info = self.shared.config.relay_info();
         let json = serde_json::to_vec(&info).map_err(|_| ErrorCode::Internal)?;
         Ok(Response::Info { json })
     }
@@ -476,5 +463,26 @@ impl Ctx {
         };
         let json = serde_json::to_vec(&answer).map_err(|_| ErrorCode::Internal)?;
         Ok(Response::Paid { json })
+    }
+}
+
+impl crate::ServerConfig {
+    /// What INFO answers with this configuration: who is paid here and what capacity costs.
+    /// Also what the node registers with a directory, so the directory lists exactly what
+    /// clients are told.
+    pub fn relay_info(&self) -> RelayInfo {
+        let p = &self.pricing;
+        RelayInfo {
+            operator_url: self.redeemer.as_ref().map(|r| r.operator_url().to_owned()),
+            free_quota: self.quota,
+            retention_days: self.retention_secs / 86_400,
+            paid_quota: p.paid_quota,
+            units_per_queue_month: p.units_per_queue_month,
+            channel_free_active_receivers: p.free_active_receivers,
+            channel_free_storage_bytes: p.free_storage_bytes,
+            channel_units_per_receiver_month: p.units_per_receiver_month,
+            channel_units_per_gb_month: p.units_per_gb_month,
+            channel_inactive_after_days: p.inactive_after_secs / 86_400,
+        }
     }
 }

@@ -87,6 +87,205 @@ pub struct NodeConfig {
     pub capacity: CapacityConfig,
     pub forwarding: ForwardingSection,
     pub ops: OpsConfig,
+    /// `[directory]`: register with directories and heartbeat (absent: the relay is
+    /// unlisted).
+    pub directory: Option<DirectorySection>,
+}
+
+/// The operator key's file by default, relative to the relay directory.
+pub const DEFAULT_OPERATOR_KEY_FILE: &str = "operator.key";
+/// Seconds between heartbeats by default.
+pub const DEFAULT_HEARTBEAT_INTERVAL_SECS: u64 = 300;
+
+/// `[directory]`: the directories this relay registers with ([`crate::directory`]). Only
+/// the metadata fields that are set are sent: the operator decides what is published.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySection {
+    /// One or more directories (`http(s)://…`).
+    pub urls: Vec<String>,
+    /// The operator, by the id the coordinator knows it under.
+    pub operator_id: String,
+    /// A short region code: lower-case letters, digits and hyphens.
+    pub region: String,
+    /// The operator's Ed25519 secret (hex): signs registrations, heartbeats and
+    /// withdrawals. Relative paths are under the relay directory.
+    #[serde(default = "default_operator_key_file")]
+    pub operator_key_file: PathBuf,
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval_secs: u64,
+    #[serde(default)]
+    pub source_code: Option<String>,
+    #[serde(default)]
+    pub operator_name: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub hosting: Option<String>,
+    #[serde(default)]
+    pub admin_contact: Option<String>,
+    #[serde(default)]
+    pub complaints_contact: Option<String>,
+}
+
+fn default_operator_key_file() -> PathBuf {
+    PathBuf::from(DEFAULT_OPERATOR_KEY_FILE)
+}
+
+fn default_heartbeat_interval() -> u64 {
+    DEFAULT_HEARTBEAT_INTERVAL_SECS
+}
+
+impl DirectorySection {
+    /// A section for `urls` with the defaults for everything optional.
+    pub fn new(urls: Vec<String>, operator_id: String, region: String) -> Self {
+        Self {
+            urls,
+            operator_id,
+            region,
+            operator_key_file: default_operator_key_file(),
+            heartbeat_interval_secs: DEFAULT_HEARTBEAT_INTERVAL_SECS,
+            source_code: None,
+            operator_name: None,
+            country: None,
+            hosting: None,
+            admin_contact: None,
+            complaints_contact: None,
+        }
+    }
+
+    /// The published metadata: exactly the fields set here.
+    pub fn metadata(&self) -> smpx_core::directory::wire::RelayMetadata {
+        smpx_core::directory::wire::RelayMetadata {
+            source_code: self.source_code.clone(),
+            operator_name: self.operator_name.clone(),
+            country: self.country.clone(),
+            hosting: self.hosting.clone(),
+            admin_contact: self.admin_contact.clone(),
+            complaints_contact: self.complaints_contact.clone(),
+        }
+    }
+
+    /// The operator key's file, resolved against the relay directory.
+    pub fn operator_key_path(&self, dir: &Path) -> PathBuf {
+        if self.operator_key_file.is_absolute() {
+            self.operator_key_file.clone()
+        } else {
+            dir.join(&self.operator_key_file)
+        }
+    }
+
+    fn render(&self) -> String {
+        let urls = self
+            .urls
+            .iter()
+            .map(|u| toml_string(u))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let meta = |key: &str, v: &Option<String>, example: &str| match v {
+            Some(v) => format!("{key} = {}", toml_string(v)),
+            None => format!("# {key} = \"{example}\""),
+        };
+        format!(
+            r#"
+[directory]
+# The directories this relay is listed in (`smpx relay register` registers with each; the
+# registration is signed by ca.key, so bring it back for that).
+urls = [{urls}]
+# The operator, by the id the coordinator knows it under, and the relay's region.
+operator_id = {operator_id}
+region = {region}
+# The operator's Ed25519 key (hex, 0600, created by init): signs the registration, the
+# heartbeats and a withdrawal. Keep it: a new key cannot take over this relay's listing.
+operator_key_file = {key_file}
+# Seconds between signed heartbeats while the relay runs.
+heartbeat_interval_secs = {interval}
+# Published only when set (what a SimpleX server shows in [INFORMATION]):
+{source_code}
+{operator_name}
+{country}
+{hosting}
+{admin_contact}
+{complaints_contact}
+"#,
+            operator_id = toml_string(&self.operator_id),
+            region = toml_string(&self.region),
+            key_file = toml_string(&self.operator_key_file.display().to_string()),
+            interval = self.heartbeat_interval_secs,
+            source_code = meta("source_code", &self.source_code, "https://github.com/…"),
+            operator_name = meta("operator_name", &self.operator_name, "Example Relays Ltd"),
+            country = meta("country", &self.country, "DE"),
+            hosting = meta("hosting", &self.hosting, "Hetzner"),
+            admin_contact = meta("admin_contact", &self.admin_contact, "admin@example.org"),
+            complaints_contact = meta(
+                "complaints_contact",
+                &self.complaints_contact,
+                "abuse@example.org"
+            ),
+        )
+    }
+
+    fn check(
+        &self,
+        invalid: impl Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let table = "directory";
+        if self.urls.is_empty() {
+            return Err(invalid(table, "urls", "name at least one directory".into()));
+        }
+        if let Some(u) = self
+            .urls
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10)
+        {
+            return Err(invalid(
+                table,
+                "urls",
+                format!("{u:?} is not an http:// or https:// URL"),
+            ));
+        }
+        if self.operator_id.is_empty()
+            || self.operator_id.len() > smpx_core::directory::wire::MAX_OPERATOR_ID_LEN
+            || self.operator_id.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                table,
+                "operator_id",
+                "must be 1 to 64 bytes without control characters".into(),
+            ));
+        }
+        if self.region.is_empty()
+            || self.region.len() > smpx_core::directory::wire::MAX_REGION_LEN
+            || !self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid(
+                table,
+                "region",
+                "must be 1 to 16 lower-case letters, digits or hyphens".into(),
+            ));
+        }
+        if self.heartbeat_interval_secs < 10 || self.heartbeat_interval_secs > 86_400 {
+            return Err(invalid(
+                table,
+                "heartbeat_interval_secs",
+                "must be 10 to 86400 seconds".into(),
+            ));
+        }
+        if let Err(e) = self.metadata().check() {
+            // The message starts with the field's name.
+            let key = e
+                .message
+                .split(' ')
+                .next()
+                .unwrap_or("directory")
+                .to_owned();
+            return Err(invalid(table, &key, e.message));
+        }
+        Ok(())
+    }
 }
 
 /// `[forwarding]`: private routing ([`smpx_relay_server::forward`]).
@@ -607,6 +806,9 @@ impl NodeConfig {
                 "must be 1 to 300 seconds".into(),
             ));
         }
+        if let Some(d) = &self.directory {
+            d.check(invalid)?;
+        }
         if self.ops.listen == self.server.listen && self.ops.listen.port() != 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
@@ -790,7 +992,7 @@ allow_private_destinations = {fwd_private}
 # Health (GET /health) and Prometheus metrics (GET /metrics) over plain HTTP. Keep it on
 # loopback or a private network: it is not authenticated.
 listen = "{ops}"
-"#,
+{directory}"#,
             listen = s.listen,
             public_host = toml_string(&s.public_host),
             public_port = s.public_port,
@@ -824,9 +1026,23 @@ listen = "{ops}"
             fwd_connect = self.forwarding.connect_timeout_secs,
             fwd_private = self.forwarding.allow_private_destinations,
             ops = self.ops.listen,
+            directory = match &self.directory {
+                Some(d) => d.render(),
+                None => DIRECTORY_EXAMPLE.to_owned(),
+            },
         )
     }
 }
+
+/// What `render` writes when no directory is configured: the section, commented out.
+const DIRECTORY_EXAMPLE: &str = r#"
+# [directory]
+# List this relay in directories (`smpx relay init --directory URL`, or add this section
+# and run `smpx relay register` with ca.key present). Heartbeats are sent while it runs.
+# urls = ["https://directory.example.org"]
+# operator_id = "my-operator"
+# region = "eu-west"
+"#;
 
 /// A TOML basic string.
 fn toml_string(s: &str) -> String {
@@ -968,6 +1184,73 @@ mod tests {
         }
         assert_eq!(c.monthly_price_units(1_000, 500_000_000), 0);
         assert_eq!(c.monthly_price_units(5_000, 5_000_000_000), 5_125_000);
+    }
+
+    #[test]
+    fn directory_section_renders_parses_and_names_bad_lines() {
+        let mut c = NodeConfig::default();
+        let mut d = DirectorySection::new(
+            vec![
+                "https://dir.example.org".into(),
+                "http://127.0.0.1:7500".into(),
+            ],
+            "op-1".into(),
+            "eu-west".into(),
+        );
+        d.country = Some("DE".into());
+        c.directory = Some(d.clone());
+        let back = NodeConfig::parse(&c.render(), p()).unwrap();
+        assert_eq!(back, c);
+        // Only what is set is published.
+        let m = back.directory.unwrap().metadata();
+        assert_eq!(m.country.as_deref(), Some("DE"));
+        assert_eq!(m.operator_name, None);
+        assert_eq!(d.heartbeat_interval_secs, DEFAULT_HEARTBEAT_INTERVAL_SECS);
+        // The defaults render the section commented out, which parses as none.
+        assert_eq!(
+            NodeConfig::parse(&NodeConfig::default().render(), p())
+                .unwrap()
+                .directory,
+            None
+        );
+
+        let base = "[directory]\nurls = [\"https://d.example\"]\noperator_id = \"op\"\n";
+        let e =
+            NodeConfig::parse(&format!("{base}region = \"eu\"\nregoin = 1\n"), p()).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 5, .. }), "{e}");
+        let e = NodeConfig::parse(&format!("{base}region = \"EU West\"\n"), p()).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { line: 4, key, .. } if key == "directory.region"),
+            "{e}"
+        );
+        let e = NodeConfig::parse(
+            "[directory]\nurls = []\noperator_id = \"op\"\nregion = \"eu\"\n",
+            p(),
+        )
+        .unwrap_err();
+        assert!(matches!(&e, ConfigError::Invalid { line: 2, .. }), "{e}");
+        let e = NodeConfig::parse(
+            &format!("{base}region = \"eu\"\nheartbeat_interval_secs = 1\n"),
+            p(),
+        )
+        .unwrap_err();
+        assert!(matches!(&e, ConfigError::Invalid { line: 5, .. }), "{e}");
+        let long = "x".repeat(300);
+        let e = NodeConfig::parse(
+            &format!("{base}region = \"eu\"\nhosting = \"{long}\"\n"),
+            p(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { line: 5, key, .. } if key == "directory.hosting"),
+            "{e}"
+        );
+        let e = NodeConfig::parse(
+            "[directory]\nurls = [\"https://d.example\"]\nregion = \"eu\"\n",
+            p(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("operator_id"), "{e}");
     }
 
     #[test]

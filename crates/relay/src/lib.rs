@@ -13,13 +13,15 @@
 //! |---|---|
 //! | `ca.key`, `ca.crt`, `server.key`, `server.crt`, `fingerprint` | the identity (`smpx_relay_transport::identity`); **move `ca.key` offline** after init |
 //! | `relay.toml` | the commented configuration ([`config`]), 0600 |
+//! | `operator.key`, `heartbeat.seq` | with `[directory]`: the operator's key (signs registrations, heartbeats, withdrawals) and the last heartbeat sequence ([`directory`]) |
 //! | `queues.log` / `queues.db` | the store, unless the configuration names another place (or PostgreSQL) |
 //!
 //! [`RelayNode::init`] creates the identity, writes the configuration and creates the store,
 //! and returns the relay's `smpx://<fingerprint>@host:port` address. [`RelayNode::start`]
 //! loads all of it (warning when the online certificate expires within 30 days), opens the
 //! store the configuration names, and starts the relay behind TLS (`smpx_relay_transport::acceptor`), its
-//! expiry task and the ops endpoint ([`ops`]); [`RunningNode::shutdown`] stops accepting,
+//! expiry task, the ops endpoint ([`ops`]) and, with `[directory]`, the heartbeats
+//! ([`directory`]); [`RunningNode::shutdown`] stops accepting,
 //! lets open connections finish within `limits.shutdown_drain_secs` (the health endpoint
 //! answers 503 meanwhile), then stops the ops endpoint. [`RelayNode::run`] is both around a
 //! shutdown future (the CLI passes SIGINT/SIGTERM).
@@ -28,9 +30,13 @@
 //! PostgreSQL URL.
 
 pub mod config;
+pub mod directory;
 pub mod ops;
 
-pub use config::{BackendKind, ConfigError, NodeConfig, StorageConfig, StorageTarget};
+pub use config::{
+    BackendKind, ConfigError, DirectorySection, NodeConfig, StorageConfig, StorageTarget,
+};
+pub use directory::DirectoryError;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -109,6 +115,9 @@ pub struct InitOptions {
     /// `[forwarding] allow_private_destinations`: as a proxy, dial loopback and private
     /// addresses too (a devnet, tests on one machine). Default off.
     pub allow_private_destinations: bool,
+    /// `[directory]`: the directories to register with (init creates the operator key;
+    /// [`directory::register`] registers, while `ca.key` is still here).
+    pub directory: Option<DirectorySection>,
 }
 
 /// The relay node's entry points.
@@ -127,6 +136,8 @@ pub struct RunningNode {
     ops_stop: watch::Sender<bool>,
     ops_task: JoinHandle<std::io::Result<()>>,
     db: Option<smpx_store::Db>,
+    heartbeats: Option<JoinHandle<()>>,
+    heartbeats_sent: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -218,6 +229,7 @@ impl RelayNode {
         cfg.storage = options.storage;
         cfg.capacity.operator_url = options.operator_url;
         cfg.forwarding.allow_private_destinations = options.allow_private_destinations;
+        cfg.directory = options.directory;
         // What init writes must be what run accepts: check the rendered file.
         let text = cfg.render();
         NodeConfig::parse(&text, &cfg_path)?;
@@ -241,6 +253,10 @@ impl RelayNode {
             db.close().await;
         }
         let identity = RelayIdentity::create(dir)?;
+        if let Some(d) = &cfg.directory {
+            directory::operator_key(&d.operator_key_path(dir), true, &smpx_os::OsEntropy)
+                .map_err(|e| NodeError::Task(e.to_string()))?;
+        }
         // Last: its presence marks the directory as initialised.
         write_private(&cfg_path, text.as_bytes())?;
         let address = identity.address(host, cfg.server.public_port);
@@ -367,6 +383,14 @@ impl RelayNode {
             started_at: now_secs(),
         });
         let (ops_stop, mut ops_rx) = watch::channel(false);
+        let (sent_tx, heartbeats_sent) = watch::channel(0);
+        let heartbeats = directory::spawn_heartbeats(
+            dir.to_owned(),
+            cfg.clone(),
+            Arc::new(smpx_os::SystemClock),
+            ops_stop.subscribe(),
+            sent_tx,
+        );
         let app = ops::router(state);
         let ops_task = tokio::spawn(async move {
             axum::serve(ops_listener, app)
@@ -387,6 +411,8 @@ impl RelayNode {
             ops_stop,
             ops_task,
             db,
+            heartbeats,
+            heartbeats_sent,
         })
     }
 
@@ -415,6 +441,12 @@ impl RunningNode {
         self.ops
     }
 
+    /// How many heartbeats every directory has recorded since start (a `watch`, so a caller
+    /// can wait for the next one).
+    pub fn heartbeats_sent(&self) -> watch::Receiver<u64> {
+        self.heartbeats_sent.clone()
+    }
+
     /// The relay (its statistics, configuration).
     pub fn relay(&self) -> &Relay {
         &self.relay
@@ -437,6 +469,9 @@ impl RunningNode {
         }
         let _ = self.expiry.await;
         let _ = self.ops_stop.send(true);
+        if let Some(h) = self.heartbeats {
+            let _ = h.await;
+        }
         let ops = self.ops_task.await;
         if let Some(db) = self.db {
             db.close().await;

@@ -90,3 +90,64 @@ fn address_line(stdout: &str) -> &str {
         .unwrap()
         .trim()
 }
+
+/// `init --directory` writes the `[directory]` section and the operator key, and registers
+/// at once; when the directory cannot be reached the relay is still initialised and the
+/// error says how to register later. Without `ca.key`, `register` says to bring it back.
+/// (Registration against a real directory: `crates/relay/tests/it/directory.rs`.)
+#[test]
+fn init_with_a_directory_writes_the_listing_and_register_needs_the_ca_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay_dir = dir.path().join("relay");
+    // A port nothing listens on: bound and dropped here, so the connection is refused.
+    let unreachable = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", unreachable.local_addr().unwrap());
+    drop(unreachable);
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["relay"])
+            .args(args)
+            .arg("--dir")
+            .arg(&relay_dir)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["init", "--directory", &url, "--region", "eu"]);
+    assert!(!ok);
+    assert!(err.contains("--operator-id"), "{err}");
+    assert!(!relay_dir.exists());
+
+    let (ok, stdout, err) = run(&[
+        "init",
+        "--port",
+        "5300",
+        "--ops-listen",
+        "127.0.0.1:0",
+        "--directory",
+        &url,
+        "--operator-id",
+        "op-1",
+        "--region",
+        "eu-west",
+        "--country",
+        "DE",
+    ]);
+    assert!(!ok, "{stdout}");
+    assert!(err.contains("smpx relay register"), "{err}");
+    let toml = std::fs::read_to_string(relay_dir.join("relay.toml")).unwrap();
+    assert!(toml.contains(&format!("urls = [\"{url}\"]")), "{toml}");
+    assert!(toml.contains("operator_id = \"op-1\""), "{toml}");
+    assert!(toml.contains("country = \"DE\""), "{toml}");
+    assert!(toml.contains("# hosting = "), "{toml}");
+    assert!(relay_dir.join("operator.key").exists());
+
+    std::fs::remove_file(relay_dir.join("ca.key")).unwrap();
+    let (ok, _, err) = run(&["register"]);
+    assert!(!ok);
+    assert!(err.contains("bring ca.key back"), "{err}");
+}

@@ -5,10 +5,9 @@ use serde_json::{json, Value};
 use smpx_core::crypto::sign::SigningKey;
 use smpx_core::directory::wire::{
     Heartbeat, Registration, RegistrationRequest, RelayMetadata, Withdrawal, HEARTBEAT_DOMAIN,
-    REGISTRATION_CA_DOMAIN, REGISTRATION_OPERATOR_DOMAIN, WITHDRAW_DOMAIN,
+    WITHDRAW_DOMAIN,
 };
 use smpx_core::receipt::Signed;
-use smpx_core::rules::pow;
 use smpx_directory::probe::ProbeFuture;
 use smpx_directory::{Directory, DirectoryConfig, DirectoryHome, Observation, Prober};
 use smpx_http::ManualClock;
@@ -330,6 +329,8 @@ impl Relay {
     }
 }
 
+/// The relay node's own signing ([`smpx_relay::directory::sign_payload`]): what the tests
+/// send is what a relay sends.
 pub fn sign_request(
     ca_dir: &Path,
     operator: &SigningKey,
@@ -337,22 +338,9 @@ pub fn sign_request(
     challenge: &str,
     difficulty: u32,
 ) -> RegistrationRequest {
-    let nonce = pow::solve(
-        challenge.as_bytes(),
-        payload.as_bytes(),
-        difficulty,
-        0,
-        |_| true,
-    )
-    .unwrap();
-    let ca =
-        RelayIdentity::sign_with_ca(ca_dir, REGISTRATION_CA_DOMAIN, payload.as_bytes()).unwrap();
-    RegistrationRequest {
-        ca_signature: smpx_core::crypto::sign::Signature64(ca),
-        operator_signature: operator.sign(REGISTRATION_OPERATOR_DOMAIN, payload.as_bytes()),
-        registration: payload,
-        nonce,
-    }
+    smpx_relay::directory::sign_payload(ca_dir, operator, payload, challenge, difficulty, |_| true)
+        .unwrap()
+        .unwrap()
 }
 
 impl Dir {
