@@ -4,6 +4,7 @@
 
 mod measurement;
 mod network;
+mod query;
 mod registration;
 mod schema;
 mod support;
