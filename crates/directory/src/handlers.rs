@@ -32,6 +32,7 @@ pub(crate) fn router(state: Arc<Directory>) -> Router {
         .route("/v1/health", get(smpx_http::common::health))
         .route("/v1/pow", get(pow))
         .route("/v1/relays", post(register).get(relays))
+        .route("/v1/relays/pick", get(pick))
         .route("/v1/relays/{fingerprint}", get(relay))
         .route("/v1/relays/{fingerprint}/heartbeat", post(heartbeat))
         .route("/v1/relays/{fingerprint}/withdraw", post(withdraw))
@@ -128,6 +129,7 @@ pub(crate) async fn register(
     let e = |code, m: &str| Err(ApiError::new(code, m));
     match d.store.register(&record).await.map_err(internal)? {
         RegisterOutcome::Registered { new } => {
+            d.snapshots.invalidate();
             d.metrics.inc(crate::REGISTRATIONS, &[], 1);
             Ok(Json(Registered {
                 fingerprint,
@@ -251,7 +253,10 @@ pub(crate) async fn heartbeat(
         .await
         .map_err(internal)?
     {
-        HeartbeatOutcome::Recorded => Ok(Json(HeartbeatRecorded { seq: body.seq })),
+        HeartbeatOutcome::Recorded => {
+            d.snapshots.invalidate();
+            Ok(Json(HeartbeatRecorded { seq: body.seq }))
+        }
         HeartbeatOutcome::Stale => Err(ApiError::new(
             ErrorCode::StaleHeartbeat,
             "a heartbeat with this or a later seq was recorded already",
@@ -297,6 +302,7 @@ pub(crate) async fn withdraw(
     {
         return Err(unknown_relay());
     }
+    d.snapshots.invalidate();
     Ok(Json(Withdrawn { fingerprint }))
 }
 
@@ -358,18 +364,56 @@ pub(crate) async fn relays(
     State(d): AppState,
     Query(q): Query<RelayQuery>,
 ) -> ApiResult<Json<Vec<RelayView>>> {
-    let snap = view::snapshot(&d).await.map_err(internal)?;
+    let snap = view::current(&d).await.map_err(internal)?;
     let status = q.status.map(StatusFilter::name);
     let flag = q.flag.map(FlagFilter::name);
     let out = snap
         .relays
-        .into_iter()
+        .iter()
         .filter(|r| status.is_none_or(|s| r.status == s))
         .filter(|r| q.region.as_ref().is_none_or(|x| &r.region == x))
         .filter(|r| q.operator.as_ref().is_none_or(|x| &r.operator_id == x))
         .filter(|r| flag.is_none_or(|f| r.flags.iter().any(|x| x == f)))
+        .cloned()
         .collect();
     Ok(Json(out))
+}
+
+/// The most relays one pick returns.
+pub const MAX_PICK: usize = 16;
+
+/// `GET /v1/relays/pick` parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PickQuery {
+    /// The region the relays must be in.
+    pub region: String,
+    /// How many relays, 1 to 16 (default 3).
+    pub count: Option<usize>,
+}
+
+/// `GET /v1/relays/pick?region=X&count=3`: up to `count` Running relays in the region, of
+/// pairwise distinct operators, best first (lowest median latency, then highest uptime):
+/// what a client choosing a route through independent operators asks for. Fewer when the
+/// region has fewer operators running; `invalid_request` for a count outside 1..=16.
+#[utoipa::path(get, path = "/v1/relays/pick", params(PickQuery),
+    responses((status = 200, body = Vec<RelayView>), (status = 400, body = ErrorBody)))]
+pub(crate) async fn pick(
+    State(d): AppState,
+    Query(q): Query<PickQuery>,
+) -> ApiResult<Json<Vec<RelayView>>> {
+    let count = q.count.unwrap_or(3);
+    if !(1..=MAX_PICK).contains(&count) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("count must be between 1 and {MAX_PICK}"),
+        ));
+    }
+    let snap = view::current(&d).await.map_err(internal)?;
+    Ok(Json(
+        snap.pick(&q.region, count).into_iter().cloned().collect(),
+    ))
 }
 
 /// One probe in a relay's history.
@@ -410,11 +454,12 @@ pub(crate) async fn relay(
     State(d): AppState,
     Path(fingerprint): Path<String>,
 ) -> ApiResult<Json<RelayDetail>> {
-    let snap = view::snapshot(&d).await.map_err(internal)?;
+    let snap = view::current(&d).await.map_err(internal)?;
     let Some(relay) = snap
         .relays
-        .into_iter()
+        .iter()
         .find(|r| r.fingerprint == fingerprint)
+        .cloned()
     else {
         return Err(unknown_relay());
     };
@@ -502,14 +547,13 @@ pub(crate) async fn operator(
             issued_at: a.issued_at,
         })
         .collect();
-    let relays = d
-        .store
-        .published_relays()
+    let relays = view::current(&d)
         .await
         .map_err(internal)?
-        .into_iter()
+        .relays
+        .iter()
         .filter(|r| r.operator_id == id)
-        .map(|r| r.fingerprint)
+        .map(|r| r.fingerprint.clone())
         .collect();
     let statement = d
         .store
@@ -561,6 +605,7 @@ pub(crate) async fn attest(
         attestation: serde_json::to_string(&a).map_err(internal)?,
     };
     d.store.put_attestation(&id, &row).await.map_err(internal)?;
+    d.snapshots.invalidate();
     Ok(Json(AttestationView {
         attester: row.attester,
         legal_name: row.legal_name,
@@ -573,7 +618,7 @@ pub(crate) async fn attest(
 /// `GET /v1/thresholds`: what the flags are judged by now.
 #[utoipa::path(get, path = "/v1/thresholds", responses((status = 200, body = ThresholdsView)))]
 pub(crate) async fn thresholds(State(d): AppState) -> ApiResult<Json<ThresholdsView>> {
-    let snap = view::snapshot(&d).await.map_err(internal)?;
+    let snap = view::current(&d).await.map_err(internal)?;
     Ok(Json(snap.thresholds_view(&d)))
 }
 

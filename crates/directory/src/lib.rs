@@ -19,7 +19,9 @@
 //!   period as a share statement (`GET /v1/statements`) a coordinator can rely on.
 //! - **Listing**: `GET /v1/relays` (filters), `/v1/relays/{fingerprint}` with its history,
 //!   `/v1/operators/{id}` with its attestations; the same as a web page at `/` and
-//!   `/relays/{fingerprint}` (uptime chart in SVG) ([`web`]).
+//!   `/relays/{fingerprint}` (uptime chart in SVG) ([`web`]); `GET /v1/relays/pick` for k
+//!   Running relays of distinct operators in a region. Reads are served from a judged
+//!   snapshot held in memory ([`view::current`]), not from the database.
 //!
 //! **What the directory learns** is what operators publish and what its probes observe:
 //! nothing about the relays' users passes through it.
@@ -50,6 +52,8 @@ pub struct Directory {
     pub(crate) prober: Arc<dyn Prober>,
     /// `GET /metrics`: the HTTP families and [`REGISTRATIONS`], [`PROBES`], [`STATEMENTS`].
     pub(crate) metrics: smpx_http::Metrics,
+    /// What reads are served from ([`view::current`]).
+    pub(crate) snapshots: view::SnapshotCache,
 }
 
 /// Registrations accepted (new relays and updates).
@@ -88,6 +92,7 @@ impl Directory {
             clock,
             prober,
             metrics: directory_metrics(),
+            snapshots: view::SnapshotCache::default(),
         })
     }
 
@@ -98,6 +103,12 @@ impl Directory {
 
     pub fn store(&self) -> &DirectoryStore {
         &self.store
+    }
+
+    /// The judged snapshot reads are served from; a writer to the store other than this
+    /// directory's handlers and probe rounds (a benchmark, an import) invalidates it.
+    pub fn snapshots(&self) -> &view::SnapshotCache {
+        &self.snapshots
     }
 
     pub fn config(&self) -> &DirectoryConfig {

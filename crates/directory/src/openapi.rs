@@ -13,7 +13,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(title = "smpx relay directory", version = "1",
          description = "Opt-in registration of smpx relays (signed by the relay's CA key and the operator's key, with a proof of work), heartbeats, active probing, Tor-style weighted uptime and MTBF, flags with their thresholds, identity attestations and signed per-operator share statements. Errors are `{\"error\": {\"code\", \"message\"}}` with stable codes."),
-    paths(smpx_http::common::health, pow, register, relays, relay, heartbeat, withdraw,
+    paths(smpx_http::common::health, pow, register, relays, pick, relay, heartbeat, withdraw,
           operator, attest, thresholds, latest_statement, period_statements),
     components(schemas(ErrorBody, ErrorDetail, smpx_core::ErrorCode, RegistrationRequest,
                        RelayMetadata, Heartbeat, Withdrawal, Attestation, RelayView,

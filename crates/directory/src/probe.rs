@@ -102,6 +102,8 @@ pub async fn probe_round(dir: &Arc<Directory>) -> Result<usize, StoreError> {
             Err(e) => tracing::warn!(error = %e, "a probe task failed"),
         }
     }
+    // Whatever was recorded, even in a round that partly failed, is news to the snapshot.
+    dir.snapshots.invalidate();
     match first_error {
         Some(e) => Err(e),
         None => Ok(n),

@@ -1,16 +1,24 @@
 //! What the directory publishes, computed from its tables at `now`: each relay's
 //! measurements, flags and whether it counts; the thresholds; each operator's share
 //! statement. The judgements are the core's rules; this module only gathers their inputs.
+//!
+//! Judging every relay needs all relays and a day of latencies from the database, far too
+//! much for each read at 10,000 relays, so the judged [`Snapshot`] is held in memory
+//! ([`SnapshotCache`]) and served to every read until a write through this directory marks
+//! it stale (registration, heartbeat, withdrawal, attestation, a probe round) or it is a
+//! probe interval old (so an idle directory still ages its relays). The next read after
+//! either recomputes it, once, while concurrent readers wait for that one result.
 
 use crate::Directory;
 use serde::Serialize;
 use smpx_core::directory::wire::RelayMetadata;
 use smpx_core::directory::{period_start, ShareStatement};
-use smpx_core::rules::listing::{count_by_subnet, Placed};
+use smpx_core::rules::listing::{count_by_subnet, pick_distinct_operators, Candidate, Placed};
 use smpx_core::rules::measure::{self, Stability, Summary, Thresholds};
 use smpx_core::rules::trust::Evaluation;
 use smpx_store::directory::RelayRow;
 use smpx_store::StoreError;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Latency percentiles are over the successful probes of this window.
@@ -66,6 +74,7 @@ pub struct ThresholdsView {
 }
 
 /// Every published relay and the thresholds, at one instant.
+#[derive(Clone, Debug)]
 pub struct Snapshot {
     pub now: u64,
     pub relays: Vec<RelayView>,
@@ -81,9 +90,61 @@ fn summary(row: &RelayRow, latencies: Vec<u32>) -> Summary {
     }
 }
 
-/// The published relays at `now`, judged.
-pub async fn snapshot(dir: &Directory) -> Result<Snapshot, StoreError> {
+/// The judged snapshot a directory serves reads from.
+#[derive(Default)]
+pub struct SnapshotCache {
+    /// Bumped by every write that can change what a snapshot shows.
+    generation: AtomicU64,
+    /// The latest snapshot and the generation it was computed at.
+    held: tokio::sync::RwLock<Option<(u64, Arc<Snapshot>)>>,
+    /// One recomputation at a time: readers arriving meanwhile wait and take its result
+    /// instead of each loading the database.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl SnapshotCache {
+    /// Marks the held snapshot stale; called after the write has been committed, so a
+    /// recomputation that started before it is stale too.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The held snapshot if nothing was written since and it is younger than `max_age`.
+    async fn fresh(&self, now: u64, max_age: u64) -> Option<Arc<Snapshot>> {
+        let held = self.held.read().await;
+        let (generation, snap) = held.as_ref()?;
+        let current = *generation == self.generation.load(Ordering::SeqCst);
+        let young = now >= snap.now && now - snap.now < max_age;
+        (current && young).then(|| snap.clone())
+    }
+}
+
+/// The published relays, judged: the held snapshot, or a new one at `now` when it is stale.
+pub async fn current(dir: &Directory) -> Result<Arc<Snapshot>, StoreError> {
+    let cache = &dir.snapshots;
+    let max_age = dir.config.probe_interval_secs;
+    if let Some(s) = cache.fresh(dir.clock.now(), max_age).await {
+        return Ok(s);
+    }
+    let _one = cache.refresh.lock().await;
     let now = dir.clock.now();
+    if let Some(s) = cache.fresh(now, max_age).await {
+        return Ok(s);
+    }
+    let generation = cache.generation.load(Ordering::SeqCst);
+    let snap = Arc::new(compute(dir, now).await?);
+    *cache.held.write().await = Some((generation, snap.clone()));
+    Ok(snap)
+}
+
+/// The published relays, judged, as an owned copy of [`current`] (for callers that consume
+/// it; readers that only look should take [`current`] and skip the copy).
+pub async fn snapshot(dir: &Directory) -> Result<Snapshot, StoreError> {
+    Ok(current(dir).await?.as_ref().clone())
+}
+
+/// Judges every published relay at `now` from the database (what [`current`] holds).
+pub async fn compute(dir: &Directory, now: u64) -> Result<Snapshot, StoreError> {
     let rows = dir.store.published_relays().await?;
     let mut latencies = dir
         .store
@@ -157,6 +218,28 @@ pub async fn snapshot(dir: &Directory) -> Result<Snapshot, StoreError> {
 }
 
 impl Snapshot {
+    /// Up to `k` Running relays in `region` of pairwise distinct operators, best first
+    /// ([`pick_distinct_operators`]).
+    pub fn pick(&self, region: &str, k: usize) -> Vec<&RelayView> {
+        let in_region: Vec<&RelayView> =
+            self.relays.iter().filter(|r| r.region == region).collect();
+        let candidates: Vec<Candidate<'_>> = in_region
+            .iter()
+            .map(|r| Candidate {
+                fingerprint: &r.fingerprint,
+                operator_id: &r.operator_id,
+                region: &r.region,
+                running: r.flags.iter().any(|f| f == "running"),
+                latency_p50_ms: r.latency_p50_ms,
+                wfu: r.uptime,
+            })
+            .collect();
+        pick_distinct_operators(&candidates, region, k)
+            .into_iter()
+            .filter_map(|f| in_region.iter().find(|r| r.fingerprint == f).copied())
+            .collect()
+    }
+
     pub fn thresholds_view(&self, dir: &Directory) -> ThresholdsView {
         ThresholdsView {
             stable_mtbf_secs: self.thresholds.stable_mtbf_secs,
@@ -209,7 +292,7 @@ pub async fn evaluation(
 /// Signs and stores each operator's statement for the current period, if it has none yet
 /// (a published statement is not changed). Returns how many were new.
 pub async fn issue_statements(dir: &Arc<Directory>) -> Result<usize, StoreError> {
-    let snap = snapshot(dir).await?;
+    let snap = current(dir).await?;
     let period = period_start(snap.now);
     let mut issued = 0;
     for op in dir.store.operators().await? {

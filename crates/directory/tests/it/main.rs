@@ -5,6 +5,7 @@
 mod deliver;
 mod measurement;
 mod network;
+mod query;
 mod registration;
 mod schema;
 mod support;

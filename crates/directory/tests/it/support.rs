@@ -356,3 +356,15 @@ impl Dir {
         smpx_http::Clock::now(&*self.clock)
     }
 }
+
+impl Dir {
+    /// Registers `relay` in `region` with a fresh challenge; the answer.
+    pub async fn register_in(&self, relay: &Relay, region: &str) -> (u16, Value) {
+        let (challenge, difficulty) = self.challenge().await;
+        let mut body = relay.body(&challenge, self.clock_now());
+        body.region = region.into();
+        let req = relay.request(&body, difficulty);
+        self.post("/v1/relays", &serde_json::to_value(req).unwrap())
+            .await
+    }
+}
