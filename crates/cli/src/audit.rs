@@ -3,12 +3,19 @@
 
 use anyhow::{Context, Result};
 use smpx_core::api::{EntriesPage, LedgerTotalsResponse, MmrListResponse};
-use smpx_core::ledger::Totals;
+use smpx_core::ledger::{Entry, Totals};
 use smpx_http::ApiClient;
 
 /// The published totals and the totals replayed from the public log.
 pub async fn replay_ledger(coordinator: &ApiClient) -> Result<(LedgerTotalsResponse, Totals, u64)> {
     let totals: LedgerTotalsResponse = coordinator.get("/v1/ledger/totals").await?;
+    let entries = ledger_entries(coordinator).await?;
+    let replayed = Totals::replay(&entries).context("the public ledger log does not replay")?;
+    Ok((totals, replayed, entries.len() as u64))
+}
+
+/// The whole public ledger log, page by page.
+pub async fn ledger_entries(coordinator: &ApiClient) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     let mut after = 0;
     loop {
@@ -21,8 +28,7 @@ pub async fn replay_ledger(coordinator: &ApiClient) -> Result<(LedgerTotalsRespo
             None => break,
         }
     }
-    let replayed = Totals::replay(&entries).context("the public ledger log does not replay")?;
-    Ok((totals, replayed, entries.len() as u64))
+    Ok(entries)
 }
 
 /// The v0.2 release check; the verdict over it is [`smpx_core::rules::audit`].

@@ -42,15 +42,13 @@ pub async fn run(
         ..DevnetOptions::default_params()
     });
     let devnet = Devnet::start(opts).await.context("starting the devnet")?;
-    let relays =
-        match crate::relay::start_devnet_relays(&dir.join("relays"), 0, &devnet.operator_url).await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                devnet.stop().await?;
-                return Err(e);
-            }
-        };
+    let relays = match crate::relay::start_devnet_relays(&dir.join("relays"), 0, &devnet).await {
+        Ok(r) => r,
+        Err(e) => {
+            devnet.stop().await?;
+            return Err(e);
+        }
+    };
     let result = lifecycle(&devnet, &relays, dir, out).await;
     crate::relay::stop_relays(relays).await?;
     devnet.stop().await?;
@@ -67,6 +65,8 @@ async fn lifecycle(
         "devnet up: coordinator {}  issuer {}  operator {}",
         net.coordinator_url, net.issuer_url, net.operator_url
     ));
+
+    let statement = measured_share(net, out).await?;
 
     let (wallet, mnemonic) = Wallet::create(&dir.join("wallet.db"), "demo passphrase").await?;
     let words = mnemonic.split_whitespace().count();
@@ -219,6 +219,7 @@ async fn lifecycle(
         c.issued == c.credited,
         "the operator should pay the credited amount in credit tokens"
     );
+    cleared_with(net, &statement, 10, out).await?;
     let tokens = wallet.credit_tokens(Some(&c.operator_id)).await?;
     out.step(&format!(
         "received {} credits from {} as {} blind-signed tokens (power-of-two amounts under \
@@ -308,6 +309,156 @@ async fn lifecycle(
     ));
     paid_relay_capacity(&wallet, relays, out).await?;
     Ok(totals)
+}
+
+/// What the directory's statement set: the operator's share at the coordinator now.
+struct Measured {
+    operator_id: String,
+    digest: String,
+    share_bps: u32,
+}
+
+/// The directory's part: the devnet's relays registered themselves; the devnet's attester
+/// vouches for the operator's identity; one probe round (the directory runs one every
+/// minute; the demo runs it now) measures the relays and signs the operator's share
+/// statement, which the coordinator takes from the directory it trusts.
+async fn measured_share(net: &Devnet, out: &mut dyn Out) -> Result<Measured> {
+    let operator_id = crate::devnet::OPERATOR_ID;
+    let directory = ApiClient::new(&net.directory_url);
+    let relays: Vec<serde_json::Value> = directory.get("/v1/relays").await?;
+    let mine = relays
+        .iter()
+        .filter(|r| r["operator_id"] == operator_id)
+        .count();
+    ensure!(
+        mine == usize::from(crate::relay::DEVNET_RELAYS),
+        "the directory lists {mine} of the devnet's relays"
+    );
+    let operator: serde_json::Value = directory
+        .get(&format!("/v1/operators/{operator_id}"))
+        .await?;
+    out.step(&format!(
+        "{mine} relays registered themselves with the directory at {} (each signed by its CA key \
+         and {operator_id}'s key, with a proof of work); {operator_id} is anonymous so far",
+        net.directory_url
+    ));
+    let attester = net
+        .attester
+        .as_ref()
+        .context("the devnet has no attester key")?;
+    let key = smpx_core::crypto::sign::VerifyingKey::from_hex(
+        operator["operator_key"].as_str().unwrap_or_default(),
+    )
+    .context("the directory's operator key")?;
+    let signed =
+        smpx_core::directory::wire::attest(attester, key, "Devnet Relays Ltd", "DE", unix_now())?;
+    let _: serde_json::Value = directory
+        .post(
+            &format!("/v1/operators/{operator_id}/attestations"),
+            &signed,
+        )
+        .await?;
+    out.step(&format!(
+        "an attester the directory trusts vouched that {operator_id}'s key belongs to Devnet Relays Ltd (DE)"
+    ));
+
+    let round = smpx_directory::probe::round(&net.directory).await;
+    ensure!(
+        round.probed == Some(mine),
+        "the probe round reached {:?} relays",
+        round.probed
+    );
+    let relays: Vec<serde_json::Value> = directory.get("/v1/relays").await?;
+    let latencies: Vec<String> = relays
+        .iter()
+        .filter(|r| r["operator_id"] == operator_id)
+        .map(|r| {
+            format!(
+                "{} {} ms",
+                r["status"].as_str().unwrap_or("?"),
+                r["latency_p50_ms"].as_u64().unwrap_or_default()
+            )
+        })
+        .collect();
+    out.step(&format!(
+        "the directory probed each relay (TCP, TLS pinned to its fingerprint, a queue's round trip): {}",
+        latencies.join(", ")
+    ));
+    let st: smpx_core::receipt::Signed<smpx_core::directory::ShareStatement> = directory
+        .get(&format!("/v1/statements?operator={operator_id}"))
+        .await?;
+    let sh = &st.body.share;
+    let pct = |bps: u64| format!("{:.2}%", bps as f64 / 100.0);
+    let e = &st.body.evaluation;
+    out.step(&format!(
+        "share statement for {operator_id}, signed by the directory: identity {} ({}) × time on \
+         the network {} × uptime {} ({} relays past probation, {} new ones counted at half) × cap {} = {}",
+        pct(sh.identity_bps),
+        if e.verified_identity { "attested" } else { "anonymous" },
+        pct(sh.tenure_bps),
+        pct(sh.uptime_bps),
+        e.relay_uptimes.len(),
+        e.probation_uptimes.len(),
+        pct(sh.cap_bps),
+        pct(sh.share_bps)
+    ));
+    let taken = round.delivered.map_or(0, |d| d.taken);
+    ensure!(taken == 1, "the coordinator took {taken} statements");
+    let share: serde_json::Value = ApiClient::new(&net.coordinator_url)
+        .get(&format!("/v1/operators/{operator_id}/share"))
+        .await?;
+    let digest = smpx_core::directory::statement_digest(&st);
+    ensure!(
+        share["source"] == "statement" && share["statement"] == digest.as_str(),
+        "the coordinator should clear with the statement, not {share}"
+    );
+    let share_bps = share["share_bps"]
+        .as_u64()
+        .and_then(|b| u32::try_from(b).ok())
+        .context("the coordinator's share")?;
+    out.step(&format!(
+        "the coordinator took it (it trusts this directory's key): {operator_id} is now paid {} \
+         of each redemption (the statement's share, under the administrator's cap of {})",
+        pct(u64::from(share_bps)),
+        pct(share["cap_bps"].as_u64().unwrap_or_default())
+    ));
+    Ok(Measured {
+        operator_id: operator_id.to_owned(),
+        digest,
+        share_bps,
+    })
+}
+
+/// The redemption of `credits` just made was cleared with the statement: its ledger entry
+/// names it, and the operator's part is the value at the statement's share.
+async fn cleared_with(net: &Devnet, m: &Measured, credits: u64, out: &mut dyn Out) -> Result<()> {
+    let entries = crate::audit::ledger_entries(&ApiClient::new(&net.coordinator_url)).await?;
+    let paid = entries
+        .iter()
+        .rev()
+        .find(|e| {
+            e.kind == smpx_core::ledger::EntryKind::Redeem
+                && e.to == smpx_core::ledger::Account::Operator(m.operator_id.clone())
+        })
+        .context("no redemption entry for the operator")?;
+    let value = smpx_core::Amount(credits * 1_000_000);
+    let (expected, fund) = smpx_core::ledger::redemption_split(value, m.share_bps);
+    ensure!(
+        paid.share_source.as_deref() == Some("statement")
+            && paid.share_statement.as_deref() == Some(m.digest.as_str())
+            && paid.amount == expected,
+        "the redemption should be cleared with statement {}, got {paid:?}",
+        m.digest
+    );
+    out.step(&format!(
+        "ledger entry #{}: {} to {} and {fund} to the network fund, cleared with statement {}… \
+         (GET /v1/share-statements/{{digest}}: anyone can re-derive the split)",
+        paid.seq,
+        paid.amount,
+        m.operator_id,
+        &m.digest[..16.min(m.digest.len())]
+    ));
+    Ok(())
 }
 
 /// The last act: a queue on a relay fills its free quota, the wallet pays the relay with

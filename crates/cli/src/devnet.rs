@@ -67,6 +67,9 @@ pub struct DevnetOptions {
 pub const DEVNET_POW_DIFFICULTY: u32 = 8;
 /// Seconds between the devnet directory's probe rounds.
 pub const DEVNET_PROBE_INTERVAL_SECS: u64 = 60;
+/// The devnet attester's secret key (hex, 0600), in the devnet's directory: the relay
+/// directory trusts its attestations of operators' identities.
+pub const ATTESTER_KEY_FILE: &str = "attester.key";
 
 impl DevnetOptions {
     pub fn new(dir: &Path) -> Self {
@@ -138,6 +141,9 @@ pub struct Devnet {
     pub directory_url: String,
     /// The directory (to run a probe round or sign statements now, in tests).
     pub directory: Arc<smpx_directory::Directory>,
+    /// The attester the directory trusts (`attester.key`; `None` for a devnet created
+    /// before it had one).
+    pub attester: Option<smpx_core::crypto::sign::SigningKey>,
     /// Admin token of the coordinator.
     pub admin_token: String,
     /// Admin token of the issuer (to mint top-up codes).
@@ -190,12 +196,19 @@ impl Devnet {
                     .join(smpx_directory::home::CONFIG_FILE)
                     .exists() =>
             {
+                // The devnet's attester: a key the directory trusts to vouch for an
+                // operator's legal identity (`smpx directory attest --key` with this file).
+                let attester = crate::directory::attester_key(&dir.join(ATTESTER_KEY_FILE))?;
                 smpx_directory::DirectoryHome::create(
                     &dir.join("directory"),
                     &smpx_directory::DirectoryConfig {
                         name: "devnet-directory".into(),
                         pow_difficulty: DEVNET_POW_DIFFICULTY,
                         probe_interval_secs: DEVNET_PROBE_INTERVAL_SECS,
+                        // The devnet's relays all listen on loopback, one /24.
+                        subnet_limit: usize::from(crate::relay::DEVNET_RELAYS),
+                        registrations_per_subnet: 100,
+                        trusted_attesters: vec![attester.verifying_key()],
                         ..Default::default()
                     },
                 )?
@@ -347,9 +360,16 @@ impl Devnet {
             shutdown_signal(&stop_rx),
         )));
 
+        let attester_file = dir.join(ATTESTER_KEY_FILE);
+        let attester = if attester_file.exists() {
+            Some(crate::directory::attester_key(&attester_file)?)
+        } else {
+            None
+        };
         let devnet = Devnet {
             directory_url,
             directory,
+            attester,
             coordinator_url,
             issuer_url,
             operator_url,

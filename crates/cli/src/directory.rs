@@ -195,6 +195,18 @@ async fn serve(dir: &Path, shutdown: impl Future<Output = ()> + Send + 'static) 
     Ok(())
 }
 
+/// An attester's secret key file (hex), created 0600 with a fresh key if missing.
+pub fn attester_key(key: &Path) -> Result<SigningKey> {
+    let hexkey: String = smpx_http::files::load_or_create(key, || {
+        hex::encode(SigningKey::generate(&mut rand::rngs::OsRng).to_bytes())
+    })?;
+    let bytes: [u8; 32] = hex::decode(hexkey.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| format!("{}: not a 32-byte hex key", key.display()))?;
+    Ok(SigningKey::from_bytes(&bytes))
+}
+
 async fn attest(
     key: PathBuf,
     directory: Option<String>,
@@ -203,14 +215,7 @@ async fn attest(
     legal_name: Option<String>,
     country: Option<String>,
 ) -> Result<()> {
-    let hexkey: String = smpx_http::files::load_or_create(&key, || {
-        hex::encode(SigningKey::generate(&mut rand::rngs::OsRng).to_bytes())
-    })?;
-    let bytes: [u8; 32] = hex::decode(hexkey.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{}: not a 32-byte hex key", key.display()))?;
-    let attester = SigningKey::from_bytes(&bytes);
+    let attester = attester_key(&key)?;
     let (Some(operator_key), Some(legal_name), Some(country)) = (operator_key, legal_name, country)
     else {
         println!("attester key {}", attester.verifying_key().to_hex());

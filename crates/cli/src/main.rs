@@ -604,9 +604,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
                 "Try: smpx wallet --coordinator {} init",
                 net.coordinator_url
             );
-            let relays =
-                relay::start_devnet_relays(&data_dir.join("relays"), port, &net.operator_url)
-                    .await?;
+            let relays = relay::start_devnet_relays(&data_dir.join("relays"), port, &net).await?;
             for r in &relays {
                 println!(
                     "  relay        {}   (ops http://{})",

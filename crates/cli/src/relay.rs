@@ -15,6 +15,11 @@ use std::time::Instant;
 
 /// Relays the devnet starts.
 pub const DEVNET_RELAYS: u16 = 3;
+/// The devnet relays' region in the directory.
+pub const DEVNET_REGION: &str = "devnet";
+/// The devnet operator's key (signs its relays' registrations and heartbeats), beside the
+/// relays' directories.
+pub const DEVNET_OPERATOR_KEY_FILE: &str = "operator.key";
 
 #[derive(Subcommand)]
 pub enum RelayCmd {
@@ -306,15 +311,31 @@ pub async fn run(cmd: RelayCmd, shutdown: impl Future<Output = ()>) -> Result<()
 
 /// The devnet's relays: `dir/relay-1` … `relay-3`, created on first use, listening on
 /// `base_port + 10 + i` with ops on `base_port + 20 + i` (0: ports picked at start), log
-/// storage, paid with the credits of the devnet's operator at `operator_url`, proxying to
-/// each other on loopback (`allow_private_destinations`).
-/// Already-created relays keep their configuration, except the operator's URL (the devnet
-/// may have picked new ports).
+/// storage, paid with the credits of the devnet's operator, proxying to each other on
+/// loopback (`allow_private_destinations`), and listed in the devnet's directory under the
+/// devnet's operator (one operator key for the three, `dir/operator.key`): each registers
+/// once started (its address has its port then), and heartbeats.
+/// Already-created relays keep their configuration, except the operator's and the
+/// directory's URLs (the devnet may have picked new ports).
 pub async fn start_devnet_relays(
     dir: &Path,
     base_port: u16,
-    operator_url: &str,
+    net: &crate::devnet::Devnet,
 ) -> Result<Vec<RunningNode>> {
+    let listing = DirectorySection {
+        operator_key_file: dir.join(DEVNET_OPERATOR_KEY_FILE),
+        heartbeat_interval_secs: crate::devnet::DEVNET_PROBE_INTERVAL_SECS,
+        operator_name: Some("devnet operator".into()),
+        ..DirectorySection::new(
+            vec![net.directory_url.clone()],
+            crate::devnet::OPERATOR_ID.into(),
+            DEVNET_REGION.into(),
+        )
+    };
+    // Made here, not by a relay's init: one key for the three, and devnets whose relays
+    // were created before they were listed.
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    dir_client::operator_key(&listing.operator_key_file, true, &smpx_os::OsEntropy)?;
     let mut nodes = Vec::new();
     for i in 0..DEVNET_RELAYS {
         let d = dir.join(format!("relay-{}", i + 1));
@@ -328,22 +349,45 @@ pub async fn start_devnet_relays(
                 InitOptions {
                     listen: Some(SocketAddr::from(([127, 0, 0, 1], port(10)))),
                     ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], port(20)))),
-                    operator_url: Some(operator_url.to_owned()),
+                    operator_url: Some(net.operator_url.clone()),
                     allow_private_destinations: true,
+                    directory: Some(listing.clone()),
                     ..Default::default()
                 },
             )
             .await
             .with_context(|| format!("creating the devnet relay in {}", d.display()))?;
         }
-        let node = RelayNode::start_with(&d, |c| {
-            c.capacity.operator_url = Some(operator_url.to_owned());
+        let adjust = |c: &mut NodeConfig| {
+            c.capacity.operator_url = Some(net.operator_url.clone());
             // Devnets created before the setting existed: their relays are all on loopback.
             c.forwarding.allow_private_destinations = true;
-        })
-        .await
-        .with_context(|| format!("starting the devnet relay in {}", d.display()))?;
+            c.directory = Some(listing.clone());
+        };
+        let node = RelayNode::start_with(&d, adjust)
+            .await
+            .with_context(|| format!("starting the devnet relay in {}", d.display()))?;
+        // Registered as it runs: with the port it listens on now.
+        let mut cfg = RelayNode::config(&d)?;
+        adjust(&mut cfg);
+        cfg.server.public_port = node.address().port;
+        let registered = dir_client::register(
+            &d,
+            &cfg,
+            &smpx_os::SystemClock,
+            &smpx_os::OsEntropy,
+            Arc::new(|_: &PowProgress| true),
+        )
+        .await;
         nodes.push(node);
+        if let Err(e) = registered {
+            stop_relays(nodes).await?;
+            return Err(anyhow::Error::new(e).context(format!(
+                "registering the devnet relay in {} with {}",
+                d.display(),
+                net.directory_url
+            )));
+        }
     }
     Ok(nodes)
 }

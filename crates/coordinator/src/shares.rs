@@ -143,6 +143,7 @@ mod tests {
             verified_identity: true,
             time_on_network_secs: 365 * DAY,
             relay_uptimes: vec![1.0],
+            probation_uptimes: Vec::new(),
         };
         ShareStatement::new("dir", "op-1", evaluation, 7000, at)
     }

@@ -167,6 +167,7 @@ mod tests {
                 verified_identity: true,
                 time_on_network_secs: 365 * 86_400,
                 relay_uptimes: vec![0.995],
+                probation_uptimes: Vec::new(),
             },
             7000,
             1_800_000_000,

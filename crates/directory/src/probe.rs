@@ -116,20 +116,44 @@ pub async fn schedule(dir: Arc<Directory>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if let Err(e) = probe_round(&dir).await {
-            tracing::warn!(error = %e, "probe round");
-        }
-        if let Err(e) = crate::view::issue_statements(&dir).await {
-            tracing::warn!(error = %e, "issuing share statements");
-        }
-        if let Err(e) = crate::deliver::deliver_statements(&dir).await {
-            tracing::warn!(error = %e, "delivering share statements");
-        }
-        let now = dir.clock.now();
-        if let Err(e) = dir.store.prune_challenges(now).await {
-            tracing::warn!(error = %e, "pruning challenges");
-        }
+        round(&dir).await;
     }
+}
+
+/// What one scheduled round did; each step's error, if it failed, is logged and the next
+/// step still runs.
+#[derive(Clone, Debug, Default)]
+pub struct Round {
+    /// Relays probed.
+    pub probed: Option<usize>,
+    /// Share statements newly signed for the current period.
+    pub issued: Option<usize>,
+    /// What the configured coordinators did with this period's statements.
+    pub delivered: Option<crate::deliver::Delivery>,
+}
+
+/// One round, as the schedule runs it: probe every relay, sign the period's share statements
+/// of operators that have none yet, post them to the coordinators, prune spent challenges.
+/// (`smpx demo` runs one at once instead of waiting for the schedule.)
+pub async fn round(dir: &Arc<Directory>) -> Round {
+    let mut done = Round::default();
+    match probe_round(dir).await {
+        Ok(n) => done.probed = Some(n),
+        Err(e) => tracing::warn!(error = %e, "probe round"),
+    }
+    match crate::view::issue_statements(dir).await {
+        Ok(n) => done.issued = Some(n),
+        Err(e) => tracing::warn!(error = %e, "issuing share statements"),
+    }
+    match crate::deliver::deliver_statements(dir).await {
+        Ok(d) => done.delivered = Some(d),
+        Err(e) => tracing::warn!(error = %e, "delivering share statements"),
+    }
+    let now = dir.clock.now();
+    if let Err(e) = dir.store.prune_challenges(now).await {
+        tracing::warn!(error = %e, "pruning challenges");
+    }
+    done
 }
 
 /// The prober a running directory uses: `smpx-relay-client`'s network probe (TCP, TLS pinned

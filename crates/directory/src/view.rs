@@ -270,27 +270,37 @@ pub async fn verified_identity(dir: &Directory, operator_id: &str) -> Result<boo
 }
 
 /// The operator's evaluation at the snapshot's instant: its identity, its time on the
-/// network, and the uptimes of its relays that count and are past probation.
+/// network, and the uptimes of its relays that count (within the per-subnet limit) and
+/// have been probed at least once: those past probation and, apart, those on it (which [`smpx_core::rules::trust::share`] counts at half).
 pub async fn evaluation(
     dir: &Directory,
     snap: &Snapshot,
     operator_id: &str,
     first_seen: u64,
 ) -> Result<Evaluation, StoreError> {
+    let counted = |probation: bool| {
+        snap.relays
+            .iter()
+            .filter(|r| {
+                r.operator_id == operator_id
+                    && r.counted
+                    && r.probation == probation
+                    && r.last_probe_at.is_some()
+            })
+            .map(|r| r.uptime)
+            .collect()
+    };
     Ok(Evaluation {
         verified_identity: verified_identity(dir, operator_id).await?,
         time_on_network_secs: snap.now.saturating_sub(first_seen),
-        relay_uptimes: snap
-            .relays
-            .iter()
-            .filter(|r| r.operator_id == operator_id && r.counted && !r.probation)
-            .map(|r| r.uptime)
-            .collect(),
+        relay_uptimes: counted(false),
+        probation_uptimes: counted(true),
     })
 }
 
 /// Signs and stores each operator's statement for the current period, if it has none yet
-/// (a published statement is not changed). Returns how many were new.
+/// (a published statement is not changed) and at least one of its counted relays has been
+/// probed. Returns how many were new.
 pub async fn issue_statements(dir: &Arc<Directory>) -> Result<usize, StoreError> {
     let snap = current(dir).await?;
     let period = period_start(snap.now);
@@ -305,6 +315,11 @@ pub async fn issue_statements(dir: &Arc<Directory>) -> Result<usize, StoreError>
             continue;
         }
         let e = evaluation(dir, &snap, &op.operator_id, op.first_seen).await?;
+        // Nothing measured yet (its relays registered since the last probe round): no
+        // statement this round rather than a zero share that would stand all period.
+        if e.relay_uptimes.is_empty() && e.probation_uptimes.is_empty() {
+            continue;
+        }
         let signed = ShareStatement::new(
             &dir.config.name,
             &op.operator_id,

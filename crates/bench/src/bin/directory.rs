@@ -180,7 +180,11 @@ async fn main() -> Result<()> {
         clock.advance(3 * 3600);
         smpx_directory::probe::probe_round(&dir).await?;
     }
-    println!("{} probe rounds recorded in {:.1?}", args.rounds, t.elapsed());
+    println!(
+        "{} probe rounds recorded in {:.1?}",
+        args.rounds,
+        t.elapsed()
+    );
     let now = clock.now();
 
     // One recomputation, from the database.
@@ -240,7 +244,10 @@ async fn main() -> Result<()> {
     let http = reqwest::Client::new();
     let get = |q: usize| {
         let http = http.clone();
-        let u = format!("{url}/v1/relays/pick?region={}&count=3", region(q % args.regions));
+        let u = format!(
+            "{url}/v1/relays/pick?region={}&count=3",
+            region(q % args.regions)
+        );
         async move {
             let r = http.get(&u).send().await?.error_for_status()?;
             let v: serde_json::Value = r.json().await?;

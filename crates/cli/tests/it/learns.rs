@@ -1,6 +1,6 @@
 //! `smpx demo` runs the whole lifecycle and exits 0; and what the services learn and write
 //! down, checked after that run with every log line on (`--log trace`): no secret of any party appears in any log line, and the
-//! issuer's and the operator's databases hold nothing that names the vouchers as the
+//! issuer's, the operator's and the relay directory's databases hold nothing that names the vouchers as the
 //! coordinator knows them (their commitments), so a sale cannot be joined with a publication
 //! by a column, nor a redemption at the operator with one.
 
@@ -18,6 +18,13 @@ fn secrets_in(dir: &Path) -> Vec<String> {
             "key-encryption-key",
             "receipt-key",
             "credit-master-secret",
+            // The directory's statement key, the devnet's attester, the relays' operator
+            // key and each relay's CA and online TLS keys (PEM: each line on its own).
+            "signing-key",
+            "attester.key",
+            "operator.key",
+            "ca.key",
+            "server.key",
         ]
         .contains(&name.as_str());
         let secret_json = [
@@ -28,7 +35,13 @@ fn secrets_in(dir: &Path) -> Vec<String> {
         ]
         .contains(&name.as_str());
         if secret_file {
-            out.push(std::fs::read_to_string(&path).unwrap().trim().to_owned());
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.push(text.trim().to_owned());
+            out.extend(
+                text.lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .map(|l| l.trim().to_owned()),
+            );
         } else if secret_json {
             let v: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -102,12 +115,19 @@ async fn the_demo_succeeds_no_log_holds_a_secret_and_only_the_coordinator_holds_
 
     let devnet = dir.path().join("devnet");
     let mut secrets = Vec::new();
-    for service in ["coordinator", "issuer", "operator"] {
+    for service in ["coordinator", "issuer", "operator", "directory"] {
         secrets.extend(secrets_in(&devnet.join(service)));
     }
     secrets.extend(secrets_in(&devnet));
+    let relays = dir.path().join("relays");
+    secrets.extend(secrets_in(&relays));
+    for i in 1..=3 {
+        let relay = secrets_in(&relays.join(format!("relay-{i}")));
+        assert!(relay.len() >= 2, "relay-{i}'s CA and online keys");
+        secrets.extend(relay);
+    }
     assert!(
-        secrets.len() >= 8,
+        secrets.len() >= 14,
         "found the secrets to look for: {}",
         secrets.len()
     );
@@ -149,7 +169,9 @@ async fn the_demo_succeeds_no_log_holds_a_secret_and_only_the_coordinator_holds_
     assert!(vouchers
         .iter()
         .any(|v| holds(&coordinator_db, &v.commitment)));
-    for service in ["issuer", "operator"] {
+    // Nor does the relay directory, which learns what operators publish and what its probes
+    // found, nothing about the wallets that pay.
+    for service in ["issuer", "operator", "directory"] {
         let db = database_bytes(&devnet.join(service).join(format!("{service}.db")));
         for v in &vouchers {
             assert!(

@@ -222,6 +222,7 @@ async fn the_document_is_as_strict_as_the_coordinator() {
         verified_identity: true,
         time_on_network_secs: 0,
         relay_uptimes: vec![1.0],
+        probation_uptimes: Vec::new(),
     };
     let statement =
         smpx_core::directory::ShareStatement::new("dir", "schema-operator", evaluation, 7000, 0)

@@ -194,6 +194,7 @@ fn statement(operator: &str, uptime: f64, at: u64) -> ShareStatement {
         verified_identity: true,
         time_on_network_secs: 365 * 86_400,
         relay_uptimes: vec![uptime],
+        probation_uptimes: Vec::new(),
     };
     ShareStatement::new("test-directory", operator, evaluation, 7000, at)
 }

@@ -116,7 +116,8 @@ impl Stability {
         }
     }
 
-    /// Weighted fractional uptime at `now`, in `[0, 1]`; 0 for a relay never observed.
+    /// Weighted fractional uptime at `now`, in `[0, 1]`; 0 for a relay never observed, 1 for
+    /// one observed up only just now (a first probe that succeeded), 0 if down then.
     pub fn wfu(&self, now: u64) -> f64 {
         let (s, now) = self.at(now);
         let mut up = s.weighted_uptime;
@@ -129,7 +130,13 @@ impl Stability {
             total += (now - down) as f64;
         }
         if total <= 0.0 {
-            0.0
+            // Observed only at this instant: up all the (no) time seen so far if in a run
+            // — what the ratio tends to — else nothing.
+            if s.run_started.is_some() {
+                1.0
+            } else {
+                0.0
+            }
         } else {
             (up / total).clamp(0.0, 1.0)
         }
@@ -323,6 +330,13 @@ mod tests {
         s.observe(false, T0); // out of order: taken as T0 + 10
         assert_eq!(s.total_run_weights, 1.0);
         assert_eq!(s.weighted_run_length, 0.0);
+        // A first probe just now: up is 1, down is 0, with no time observed either way.
+        let mut up = Stability::default();
+        up.observe(true, T0);
+        assert_eq!(up.wfu(T0), 1.0);
+        let mut down = Stability::default();
+        down.observe(false, T0);
+        assert_eq!(down.wfu(T0), 0.0);
     }
 
     #[test]

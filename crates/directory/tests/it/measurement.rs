@@ -15,6 +15,7 @@ both!(
     a_restart_keeps_the_history,
     attestations_count_only_from_trusted_keys,
     share_statements_verify_and_rederive,
+    a_new_operator_is_stated_once_measured_with_its_relays_on_probation,
 );
 
 const HOUR: u64 = 3600;
@@ -294,4 +295,30 @@ async fn share_statements_verify_and_rederive(b: Backend) {
     assert!(next.period_start > body.period_start);
     let (_, op) = d.get("/v1/operators/op-1").await;
     assert_eq!(op["statement"], serde_json::to_value(&signed).unwrap());
+}
+
+/// No statement before anything was measured (it would stand all period at 0); after one
+/// probe round, the new relay counts at half its uptime: anonymous × new × probation.
+async fn a_new_operator_is_stated_once_measured_with_its_relays_on_probation(b: Backend) {
+    let d = Dir::start(b).await;
+    let r = Relay::new("op-1", 1, "192.0.2.10");
+    assert_eq!(d.register(&r).await.0, 200);
+    let issue = || smpx_directory::view::issue_statements(&d.state);
+    assert_eq!(issue().await.unwrap(), 0);
+    let (s, _) = d.get("/v1/statements?operator=op-1").await;
+    assert_eq!(s, 404);
+
+    d.probe_round().await;
+    assert_eq!(issue().await.unwrap(), 1);
+    let (_, v) = d.get("/v1/statements?operator=op-1").await;
+    let signed: Signed<ShareStatement> = serde_json::from_value(v).unwrap();
+    let body = check_statement(&signed, &[d.state.statement_key()]).unwrap();
+    assert!(body.rederive());
+    assert!(body.evaluation.relay_uptimes.is_empty());
+    assert_eq!(body.evaluation.probation_uptimes, vec![1.0]);
+    let sh = body.share;
+    assert_eq!(
+        (sh.identity_bps, sh.tenure_bps, sh.uptime_bps, sh.share_bps),
+        (5000, 5000, 5000, 875)
+    );
 }
