@@ -46,7 +46,8 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What one directory says about one relay (its `RelayView`, as far as agreement needs).
+/// What one directory says about one relay: its `RelayView` as far as agreement needs it (a
+/// `/v1/relays` entry deserializes into it, the other fields ignored).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub fingerprint: String,
@@ -336,6 +337,24 @@ mod tests {
 
     fn kept(a: &Agreed) -> Vec<&str> {
         a.relays.iter().map(|r| r.fingerprint.as_str()).collect()
+    }
+
+    #[test]
+    fn a_report_reads_from_a_directory_listing_entry() {
+        // A `/v1/relays` entry (the directory's RelayView) as it is served: the fields
+        // agreement does not need are ignored, an unmeasured latency is null.
+        let entry = serde_json::json!({
+            "fingerprint": "r", "address": "smpx://r@r.example:5223", "operator_id": "A",
+            "region": "eu", "status": "running", "flags": ["running", "stable"],
+            "uptime": 0.99, "mtbf_secs": 86400.0, "current_run_secs": 600,
+            "latency_p50_ms": 40, "latency_p99_ms": null, "age_secs": 100,
+            "registered_at": 1, "counted": true, "counted_reason": null, "probation": false,
+            "last_probe_at": 2, "last_heartbeat_at": 3, "metadata": {}, "info": null
+        });
+        let r: Report = serde_json::from_value(entry).unwrap();
+        let mut want = report("r", "A", &["running", "stable"], 0.99, Some(40));
+        want.latency_p99_ms = None;
+        assert_eq!(r, want);
     }
 
     #[test]
