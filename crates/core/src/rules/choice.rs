@@ -100,9 +100,11 @@ pub struct Pick {
     pub operator_id: String,
     /// `None` for a core relay (the directories did not vouch for it).
     pub score: Option<Score>,
-    /// Its place (from 1) in the ranking of its role's candidates.
+    /// Its place (from 1) in the ranking of every eligible relay (a core relay: in the
+    /// configured list).
     pub rank: usize,
-    /// How many of the ranking's first it was drawn among.
+    /// How many candidates it was drawn among (the first `k` of its role's ranking: every
+    /// eligible relay for the destination, those of another operator for the proxy).
     pub drawn_among: usize,
 }
 
