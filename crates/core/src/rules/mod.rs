@@ -19,10 +19,14 @@
 //! | [`anonymity`] | whether the wallet redeems with the anonymity set it would get | §2 v0.2 (unlinkability) |
 //! | [`measure`] | a relay's weighted uptime and MTBF (Tor's rephist), latency percentiles, flags and their thresholds | §3 Directory |
 //! | [`pow`] | whether a directory registration carries enough proof of work | §3 Directory |
+//! | [`consensus`] | what a client keeps of several directories' views (a majority lists it), and the share a coordinator takes from several statements | §3 Directory |
+//! | [`choice`] | which relays a conversation uses: a sending proxy and a destination relay of different operators, by latency and score | §3 Directory |
 //! | [`trust`] | an operator's revenue share from identity, time on the network and uptime | §3 Directory, seeds 000/001 |
 
 pub mod anonymity;
 pub mod audit;
+pub mod choice;
+pub mod consensus;
 pub mod listing;
 pub mod measure;
 pub mod operator_redeem;
