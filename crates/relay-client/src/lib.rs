@@ -27,6 +27,8 @@ pub use channel::OwnedChannel;
 mod forward;
 pub use forward::ProxiedRelay;
 pub mod probe;
+pub mod session;
+pub use session::{ReconnectPolicy, Session, SessionEvent, SessionEvents};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use smpx_os::{Clock, Entropy, OsEntropy, SystemClock};
@@ -176,6 +178,7 @@ impl Events {
 }
 
 /// A queue as its recipient holds it: ids and secret keys (keep them; they are the queue).
+#[derive(Clone)]
 pub struct RecipientQueue {
     pub recipient_id: EntityId,
     /// Give this to the sender (with the relay address and `server_dh` nothing else).

@@ -28,6 +28,15 @@ pub async fn start(
     Ok(RelayNode::start(dir).await?)
 }
 
+/// The relay in `dir` (made by [`start`]) started again on `listen` — the address it had, so
+/// its `smpx://` address is the same and clients that knew it come back to it.
+pub async fn restart(
+    dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<RunningNode> {
+    Ok(RelayNode::start_with(dir, |c| c.server.listen = listen).await?)
+}
+
 /// How many client connections `node` has accepted so far.
 pub fn connections_total(node: &RunningNode) -> u64 {
     node.relay()
