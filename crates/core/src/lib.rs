@@ -29,6 +29,7 @@ pub mod redemption;
 pub mod rotation;
 pub mod rules;
 pub mod schema;
+pub mod tlog;
 
 pub use amount::Amount;
 pub use error::{ErrorCode, ProtocolError};
