@@ -127,3 +127,162 @@ pub(super) fn check(public: &[u8; 32], text: &str, signature: &[u8]) -> Result<u
     note::ed25519_verify(public, message.as_bytes(), signature)?;
     Ok(timestamp)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::tlog::note::{Note, NoteError, NoteSigner, Verified};
+
+    /// Cosignatures computed by `testdata/tlog_cosignature_vector.py` with Python's
+    /// `cryptography`, from the spec alone: no published vector comes with a private key.
+    #[test]
+    fn matches_an_independent_implementation() {
+        const VECTOR: &str = include_str!("../testdata/tlog_cosignature_vector.json");
+        let vector: serde_json::Value = serde_json::from_str(VECTOR).unwrap();
+        let seed: [u8; 32] = hex::decode(vector["seed"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let cosigner = Cosigner::new(vector["name"].as_str().unwrap(), &seed).unwrap();
+        let key = cosigner.verifier_key().unwrap();
+        assert_eq!(key.to_string(), vector["vkey"].as_str().unwrap());
+        assert_eq!(
+            VerifierKey::parse(vector["vkey"].as_str().unwrap()).unwrap(),
+            key
+        );
+        let cases = vector["vectors"].as_array().unwrap();
+        assert_eq!(cases.len(), 3);
+        for case in cases {
+            let text = case["checkpoint"].as_str().unwrap();
+            let timestamp = case["timestamp"].as_u64().unwrap();
+            assert_eq!(
+                signed_message(text, timestamp),
+                case["message"].as_str().unwrap()
+            );
+            let checkpoint = Checkpoint::parse(text).unwrap();
+            let mut note = Note::new(text).unwrap();
+            note.add_signature(cosigner.cosign(&checkpoint, timestamp).unwrap())
+                .unwrap();
+            let want = format!("{text}\n{}", case["line"].as_str().unwrap());
+            assert_eq!(note.render(), want);
+            let verified = Note::parse(want.as_bytes())
+                .unwrap()
+                .verify(std::slice::from_ref(&key))
+                .unwrap();
+            assert_eq!(
+                verified,
+                [Verified {
+                    name: key.name().into(),
+                    key_id: key.key_id(),
+                    key_type: KeyType::Cosignature,
+                    timestamp: Some(timestamp)
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn published_keys_and_lines_have_the_documented_shape() {
+        // A witness key in use (transparency-dev/formats note_cosigv1_test.go): its key ID
+        // is computed with the 0x04 type byte.
+        let remora = VerifierKey::parse(
+            "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2",
+        )
+        .unwrap();
+        assert_eq!(
+            (remora.key_type(), remora.key_id()),
+            (KeyType::Cosignature, 0xda77ade7)
+        );
+        // The C2SP example: the witness line carries key ID, then the time of the
+        // example's signed message (1679315147), then 64 signature bytes.
+        let example = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n\
+            — example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=\n\
+            — witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==\n";
+        let note = Note::parse(example.as_bytes()).unwrap();
+        let witness = &note.signatures()[1];
+        assert_eq!(witness.key_id, 0x8d66cf3f);
+        assert_eq!(
+            split_timestamped(&witness.signature).map(|(t, _)| t),
+            Some(1679315147)
+        );
+        assert_eq!(split_timestamped(&note.signatures()[0].signature), None);
+    }
+
+    #[test]
+    fn a_witness_cosigns_what_a_log_signed() {
+        let log = NoteSigner::new("example.com/log", &[1; 32]).unwrap();
+        let witness = Cosigner::new("witness.example/a", &[2; 32]).unwrap();
+        let witness_key = witness.verifier_key().unwrap();
+        let checkpoint = Checkpoint::new("example.com/log", 7, [9; 32])
+            .unwrap()
+            .with_extension("x")
+            .unwrap();
+        let mut note = checkpoint.sign(&log).unwrap();
+        note.add_signature(witness.cosign(&checkpoint, 1_700_000_000).unwrap())
+            .unwrap();
+        let signed = note.render();
+
+        let (opened, note) =
+            Checkpoint::open(signed.as_bytes(), "example.com/log", &log.verifier_key()).unwrap();
+        assert_eq!(opened, checkpoint);
+        let cosigned = note
+            .verify_known(std::slice::from_ref(&witness_key))
+            .unwrap();
+        assert_eq!(cosigned.len(), 1);
+        assert_eq!(cosigned[0].timestamp, Some(1_700_000_000));
+
+        // The extension lines are signed too.
+        let tampered = Note::parse(signed.replacen("\nx\n", "\ny\n", 1).as_bytes()).unwrap();
+        assert!(matches!(
+            tampered.verify_known(std::slice::from_ref(&witness_key)),
+            Err(NoteError::BadSignature { .. })
+        ));
+        // The timestamp is signed: another time under the same signature fails.
+        let mut line = note.signatures()[1].clone();
+        line.signature[7] ^= 1;
+        let mut moved = note.clone();
+        moved.add_signature(line).unwrap();
+        assert!(matches!(
+            moved.verify_known(std::slice::from_ref(&witness_key)),
+            Err(NoteError::BadSignature { .. })
+        ));
+        // The same key as a plain Ed25519 note key has another key ID: the cosignature is
+        // not its signature, and the log signature is not a cosignature.
+        let as_note_key =
+            VerifierKey::new("witness.example/a", KeyType::Ed25519, *witness_key.public()).unwrap();
+        assert_ne!(as_note_key.key_id(), witness_key.key_id());
+        assert_eq!(note.verify_known(&[as_note_key]), Ok(vec![]));
+        assert_eq!(
+            witness.cosign(&checkpoint, MAX_TIMESTAMP + 1),
+            Err(CosignatureError::TimestampTooLarge(1 << 63))
+        );
+    }
+
+    #[test]
+    fn timestamps_above_the_limit_or_short_signatures_never_verify() {
+        let witness = Cosigner::new("w", &[5; 32]).unwrap();
+        let public = *witness.verifier_key().unwrap().public();
+        let checkpoint = Checkpoint::new("o", 1, [0; 32]).unwrap();
+        let line = witness.cosign(&checkpoint, MAX_TIMESTAMP).unwrap();
+        assert_eq!(
+            check(&public, &checkpoint.to_text(), &line.signature),
+            Ok(MAX_TIMESTAMP)
+        );
+        let mut over = line.signature.clone();
+        over[0] = 0x80;
+        assert_eq!(check(&public, &checkpoint.to_text(), &over), Err(()));
+        assert_eq!(
+            check(&public, &checkpoint.to_text(), &line.signature[..71]),
+            Err(())
+        );
+        assert_eq!(
+            check(
+                &public,
+                &checkpoint.to_text(),
+                &[line.signature.clone(), vec![0]].concat()
+            ),
+            Err(())
+        );
+    }
+}

@@ -715,4 +715,34 @@ mod tests {
             "NoteSigner(PeterNeumann, <redacted>)"
         );
     }
+
+    proptest::proptest! {
+        /// Parsing is total on arbitrary bytes, and whatever parses renders back to the
+        /// same bytes (one spelling per note).
+        #[test]
+        fn parse_is_total(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            if let Ok(note) = Note::parse(&bytes) {
+                proptest::prop_assert_eq!(note.render().into_bytes(), bytes);
+            }
+        }
+
+        /// Any text with any set of signers reads back as the same note, and verifies
+        /// with every signer's key.
+        #[test]
+        fn signed_notes_round_trip(
+            text in "([ -~\u{a0}-\u{2fff}]{0,30}\n){1,6}",
+            seeds in proptest::collection::vec(proptest::prelude::any::<[u8; 32]>(), 1..4),
+        ) {
+            let mut note = Note::new(text).unwrap();
+            let mut keys = Vec::new();
+            for (i, seed) in seeds.iter().enumerate() {
+                let signer = NoteSigner::new(&format!("signer{i}.example"), seed).unwrap();
+                note.add_signature(signer.sign(&note)).unwrap();
+                keys.push(signer.verifier_key());
+            }
+            let back = Note::parse(note.render().as_bytes()).unwrap();
+            proptest::prop_assert_eq!(&back, &note);
+            proptest::prop_assert_eq!(back.verify(&keys).unwrap().len(), seeds.len());
+        }
+    }
 }
