@@ -1,4 +1,4 @@
-//! Log checkpoints (C2SP `tlog-checkpoint`, https://c2sp.org/tlog-checkpoint): the signed
+//! Log checkpoints (C2SP `tlog-checkpoint`, <https://c2sp.org/tlog-checkpoint>): the signed
 //! statement "my tree of `size` leaves has root `root`", as the text of a signed note.
 //!
 //! # Text (tlog-checkpoint §Note text)
@@ -17,10 +17,13 @@
 //!
 //! The log signs the text as a note with its [`NoteSigner`]; its key name should be the
 //! origin (§Signatures). [`Checkpoint::open`] verifies that signature and parses the text.
+//! Between two checkpoints of a log, [`Checkpoint::verify_extended_by`] checks the
+//! consistency proof a witness asks for (`tlog-witness`'s `add-checkpoint`), and
+//! [`Checkpoint::conflicts_with`] spots a split view: one size, two roots.
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 
-use super::merkle::Hash;
+use super::merkle::{self, Hash, VerifyError, EMPTY_ROOT};
 use super::note::{Note, NoteError, NoteSigner, VerifierKey};
 
 /// Why a checkpoint text or signed checkpoint is rejected.
@@ -41,6 +44,12 @@ pub enum CheckpointError {
     /// An extension line that is empty or holds a control character.
     #[error("invalid extension line")]
     InvalidExtension,
+    /// Two checkpoints compared that are of different logs.
+    #[error("checkpoints of different logs: {0:?} and {1:?}")]
+    DifferentLogs(String, String),
+    /// A proof against this checkpoint that does not verify.
+    #[error(transparent)]
+    Proof(#[from] VerifyError),
     /// A checkpoint of another log than the one expected.
     #[error("checkpoint is for origin {got:?}, expected {expected:?}")]
     OriginMismatch { expected: String, got: String },
@@ -153,6 +162,60 @@ impl Checkpoint {
             });
         }
         Ok((checkpoint, note))
+    }
+}
+
+impl Checkpoint {
+    /// Checks that `newer` extends this checkpoint (same log, `proof` a consistency proof
+    /// from this size to its size) — what a witness checks before cosigning `newer`.
+    /// From size 0 there is nothing to prove: the proof must be empty, and this root the
+    /// empty tree's (tlog-witness treats a first checkpoint so).
+    pub fn verify_extended_by(
+        &self,
+        newer: &Checkpoint,
+        proof: &[Hash],
+    ) -> Result<(), CheckpointError> {
+        if self.origin != newer.origin {
+            return Err(CheckpointError::DifferentLogs(
+                self.origin.clone(),
+                newer.origin.clone(),
+            ));
+        }
+        if self.size == 0 {
+            if !proof.is_empty() {
+                return Err(VerifyError::WrongProofLength {
+                    expected: 0,
+                    got: proof.len(),
+                }
+                .into());
+            }
+            return if self.root == EMPTY_ROOT {
+                Ok(())
+            } else {
+                Err(VerifyError::RootMismatch.into())
+            };
+        }
+        merkle::verify_consistency(self.size, newer.size, proof, &self.root, &newer.root)?;
+        Ok(())
+    }
+
+    /// Checks that `leaf` (a leaf hash) is entry `index` of the tree this checkpoint names.
+    pub fn verify_inclusion(
+        &self,
+        index: u64,
+        leaf: &Hash,
+        proof: &[Hash],
+    ) -> Result<(), CheckpointError> {
+        merkle::verify_inclusion(index, self.size, leaf, proof, &self.root)?;
+        Ok(())
+    }
+
+    /// Whether the two are evidence of a split view: one log, one size, two roots. (Both
+    /// must have been opened with the log's key for that to mean the log signed both.)
+    /// Extension lines are not part of the comparison: a cosigner vouches only for the
+    /// first three lines (tlog-cosignature §Ed25519 signed message).
+    pub fn conflicts_with(&self, other: &Checkpoint) -> bool {
+        self.origin == other.origin && self.size == other.size && self.root != other.root
     }
 }
 
@@ -337,6 +400,46 @@ mod tests {
             Checkpoint::open(signed.as_bytes(), "example.com/log", &other),
             Err(CheckpointError::Note(NoteError::NoKnownSignature))
         );
+    }
+
+    #[test]
+    fn checkpoints_prove_growth_and_show_split_views() {
+        let leaves: Vec<_> = (0u8..9).map(|i| leaf_hash(&[i])).collect();
+        let mut tree = merkle::MemoryTree::new();
+        for leaf in &leaves {
+            tree.push(*leaf);
+        }
+        let at =
+            |size: usize| Checkpoint::new("log", size as u64, root_of(&leaves[..size])).unwrap();
+        let (empty, old, new) = (at(0), at(3), at(9));
+        let proof = merkle::consistency_proof(&tree, 3, 9).unwrap();
+        assert_eq!(old.verify_extended_by(&new, &proof), Ok(()));
+        assert_eq!(new.verify_extended_by(&new, &[]), Ok(()));
+        assert_eq!(empty.verify_extended_by(&new, &[]), Ok(()));
+        assert!(empty.verify_extended_by(&new, &proof).is_err());
+        let fake_empty = Checkpoint::new("log", 0, [1; 32]).unwrap();
+        assert_eq!(
+            fake_empty.verify_extended_by(&new, &[]),
+            Err(VerifyError::RootMismatch.into())
+        );
+        assert!(new.verify_extended_by(&old, &proof).is_err());
+        let other_log = Checkpoint::new("other", 9, *new.root()).unwrap();
+        assert_eq!(
+            old.verify_extended_by(&other_log, &proof),
+            Err(CheckpointError::DifferentLogs("log".into(), "other".into()))
+        );
+        let inclusion = merkle::inclusion_proof(&tree, 4, 9).unwrap();
+        assert_eq!(new.verify_inclusion(4, &leaves[4], &inclusion), Ok(()));
+        assert!(new.verify_inclusion(5, &leaves[4], &inclusion).is_err());
+        assert!(new.verify_inclusion(9, &leaves[4], &inclusion).is_err());
+
+        // A second root at one size is a split view; a different size, log or only an
+        // extension line is not.
+        let forked = Checkpoint::new("log", 9, [7; 32]).unwrap();
+        assert!(new.conflicts_with(&forked) && forked.conflicts_with(&new));
+        assert!(!new.conflicts_with(&new.clone().with_extension("e").unwrap()));
+        assert!(!new.conflicts_with(&old) && !new.conflicts_with(&other_log));
+        assert!(old.verify_extended_by(&forked, &proof).is_err());
     }
 
     proptest! {

@@ -1,4 +1,4 @@
-//! Checkpoint cosignatures (C2SP `tlog-cosignature`, https://c2sp.org/tlog-cosignature, the
+//! Checkpoint cosignatures (C2SP `tlog-cosignature`, <https://c2sp.org/tlog-cosignature>, the
 //! Ed25519 type): a witness's statement that, at a time, the checkpoint is the largest
 //! consistent tree it has seen for that log.
 //!
@@ -74,12 +74,8 @@ impl Cosigner {
     }
 
     /// The verifier key clients configure for this cosigner (type `0x04`).
-    pub fn verifier_key(&self) -> Result<VerifierKey, KeyError> {
-        VerifierKey::new(
-            &self.name,
-            KeyType::Cosignature,
-            self.key.verifying_key().to_bytes(),
-        )
+    pub fn verifier_key(&self) -> VerifierKey {
+        VerifierKey::of_signing_key(&self.name, KeyType::Cosignature, &self.key)
     }
 
     /// The cosignature line for `checkpoint` at `timestamp` (unix seconds); add it to the
@@ -95,10 +91,9 @@ impl Cosigner {
         let message = signed_message(&checkpoint.to_text(), timestamp);
         let mut signature = timestamp.to_be_bytes().to_vec();
         signature.extend_from_slice(&self.key.sign(message.as_bytes()).to_bytes());
-        let public = self.key.verifying_key().to_bytes();
         Ok(SignatureLine {
             name: self.name.clone(),
-            key_id: note::key_id(&self.name, KeyType::Cosignature, &public),
+            key_id: self.verifier_key().key_id(),
             signature,
         })
     }
@@ -145,7 +140,7 @@ mod tests {
             .try_into()
             .unwrap();
         let cosigner = Cosigner::new(vector["name"].as_str().unwrap(), &seed).unwrap();
-        let key = cosigner.verifier_key().unwrap();
+        let key = cosigner.verifier_key();
         assert_eq!(key.to_string(), vector["vkey"].as_str().unwrap());
         assert_eq!(
             VerifierKey::parse(vector["vkey"].as_str().unwrap()).unwrap(),
@@ -213,7 +208,7 @@ mod tests {
     fn a_witness_cosigns_what_a_log_signed() {
         let log = NoteSigner::new("example.com/log", &[1; 32]).unwrap();
         let witness = Cosigner::new("witness.example/a", &[2; 32]).unwrap();
-        let witness_key = witness.verifier_key().unwrap();
+        let witness_key = witness.verifier_key();
         let checkpoint = Checkpoint::new("example.com/log", 7, [9; 32])
             .unwrap()
             .with_extension("x")
@@ -262,7 +257,7 @@ mod tests {
     #[test]
     fn timestamps_above_the_limit_or_short_signatures_never_verify() {
         let witness = Cosigner::new("w", &[5; 32]).unwrap();
-        let public = *witness.verifier_key().unwrap().public();
+        let public = *witness.verifier_key().public();
         let checkpoint = Checkpoint::new("o", 1, [0; 32]).unwrap();
         let line = witness.cosign(&checkpoint, MAX_TIMESTAMP).unwrap();
         assert_eq!(

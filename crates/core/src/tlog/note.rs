@@ -1,4 +1,4 @@
-//! Signed notes (C2SP `signed-note`, https://c2sp.org/signed-note): a text signed by one or
+//! Signed notes (C2SP `signed-note`, <https://c2sp.org/signed-note>): a text signed by one or
 //! more keys, the envelope of checkpoints and of their cosignatures.
 //!
 //! # Format (signed-note §Format)
@@ -152,6 +152,23 @@ impl VerifierKey {
         })
     }
 
+    /// The verifier key of a signing key under a name the caller has validated (a signing
+    /// key's public half is always a curve point).
+    pub(super) fn of_signing_key(
+        name: &str,
+        key_type: KeyType,
+        key: &ed25519_dalek::SigningKey,
+    ) -> Self {
+        let public = key.verifying_key().to_bytes();
+        let key_id = key_id(name, key_type, &public);
+        Self {
+            name: name.to_owned(),
+            key_type,
+            public,
+            key_id,
+        }
+    }
+
     /// Parses `name+hex(key ID)+base64(type || public key)`, checking the key ID.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let (name, id, key_type, public) = split_key(text)?;
@@ -290,21 +307,14 @@ impl NoteSigner {
     }
 
     pub fn verifier_key(&self) -> VerifierKey {
-        let public = self.key.verifying_key().to_bytes();
-        let key_id = key_id(&self.name, KeyType::Ed25519, &public);
-        VerifierKey {
-            name: self.name.clone(),
-            key_type: KeyType::Ed25519,
-            public,
-            key_id,
-        }
+        VerifierKey::of_signing_key(&self.name, KeyType::Ed25519, &self.key)
     }
 
     /// This key's signature line for `note`'s text (add it with [`Note::add_signature`]).
     pub fn sign(&self, note: &Note) -> SignatureLine {
         SignatureLine {
             name: self.name.clone(),
-            key_id: self.verifier_key().key_id,
+            key_id: self.verifier_key().key_id(),
             signature: self.key.sign(note.text.as_bytes()).to_bytes().to_vec(),
         }
     }
