@@ -736,6 +736,25 @@ mod tests {
             }
         }
 
+        /// The same on text shaped like a note (signature lines with short, often invalid
+        /// names and base64), where parsing gets far.
+        #[test]
+        fn parse_is_total_on_note_shapes(
+            msg in "([ -~]{0,10}\n){0,3}\n(— [a-z+ é]{0,6} [A-Za-z0-9+/=]{0,16}\n){0,3}[ -~]{0,3}",
+        ) {
+            if let Ok(note) = Note::parse(msg.as_bytes()) {
+                proptest::prop_assert_eq!(note.render(), msg);
+            }
+        }
+
+        /// Key parsing is total, and a key that parses prints back the same.
+        #[test]
+        fn key_parse_is_total(text in "[a-z.+]{0,8}[+][0-9a-f]{0,9}[+][A-Za-z0-9+/=]{0,48}") {
+            if let Ok(key) = VerifierKey::parse(&text) {
+                proptest::prop_assert_eq!(key.to_string(), text);
+            }
+        }
+
         /// Any text with any set of signers reads back as the same note, and verifies
         /// with every signer's key.
         #[test]
