@@ -3,7 +3,8 @@
 //! Everything in smpx that *decides* lives here, as pure code: wire types, stable error codes,
 //! network parameters, issuer key periods, voucher expiry, the double-entry ledger rules and
 //! the cryptographic compositions (voucher secrets and commitments, RSA blind signatures,
-//! the HPKE redemption envelope, signed receipts).
+//! the HPKE redemption envelope, signed receipts), and the building blocks of a directory's
+//! transparency log ([`tlog`]: Merkle proofs, signed checkpoints, cosignatures).
 //!
 //! Every decision a service or the wallet takes is a rule in [`rules`] (one module per
 //! role), shaped `decide(request, snapshot, now) -> decision`.
@@ -29,6 +30,7 @@ pub mod redemption;
 pub mod rotation;
 pub mod rules;
 pub mod schema;
+pub mod tlog;
 
 pub use amount::Amount;
 pub use error::{ErrorCode, ProtocolError};
