@@ -394,3 +394,57 @@ pub fn choose<R: Rng + ?Sized>(
         rng,
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A loopback port nobody listens on.
+    async fn closed_port() -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        drop(l);
+        url
+    }
+
+    #[tokio::test]
+    async fn unreachable_directories_and_an_unreadable_cache_leave_the_core_relays_and_say_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("view.json");
+        std::fs::write(&cache, b"not json").unwrap();
+        let urls = [closed_port().await, closed_port().await];
+        let dirs = Directories::new(&urls, Some(cache)).timeout(Duration::from_secs(5));
+        let view = dirs.view(1_000).await;
+        assert_eq!(view.source, ViewSource::CoreRelays);
+        assert!(view.agreed.is_none() && view.answered.is_empty());
+        assert_eq!(view.unreachable.len(), 2);
+        assert!(view
+            .unreachable
+            .iter()
+            .all(|u| u.error.starts_with("asking ")));
+        assert!(
+            view.notes[0].starts_with("the cached view was not used"),
+            "{:?}",
+            view.notes
+        );
+        // No directories at all: the core relays, without a word about a cache.
+        let none = Directories::new(&[], None).view(1_000).await;
+        assert_eq!((none.source, none.notes.len()), (ViewSource::CoreRelays, 0));
+        // A trailing slash and a repeat are one directory.
+        let same = Directories::new(&[format!("{}/", urls[0]), urls[0].clone()], None);
+        assert_eq!(same.urls(), &urls[..1]);
+    }
+
+    #[test]
+    fn core_relays_read_with_or_without_an_operator() {
+        let fp = "4up949QfWKeu8LhD3cn6bRBIrwNIiUqn6pHaBU2dXtk";
+        let plain = core_relay(&format!("smpx://{fp}@relay.example:5223")).unwrap();
+        assert_eq!(plain.operator_id, "relay.example");
+        assert_eq!(plain.fingerprint, fp);
+        let named = core_relay(&format!("op-1=smpx://{fp}@relay.example:5223")).unwrap();
+        assert_eq!(named.operator_id, "op-1");
+        assert_eq!(named.address, plain.address);
+        assert!(core_relay("op-1=smpx://nonsense").is_err());
+    }
+}
