@@ -118,8 +118,8 @@ async fn relay_address(arg: &RelayArg, wallet: &std::path::Path) -> Result<Relay
     let dir = arg.devnet_dir.join("relays").join("relay-1");
     let no_default = || {
         format!(
-            "no --relay given and no devnet relay in {} (start `smpx devnet`, or pass --relay \
-             smpx://<fingerprint>@host:port)",
+            "no --relay given and no devnet relay in {} (start `smpx devnet`, pass --relay \
+             smpx://<fingerprint>@host:port, or --directory URL to choose one)",
             dir.display()
         )
     };
