@@ -39,12 +39,15 @@ pub(crate) struct ChatArgs {
 #[derive(Args)]
 struct RelayArg {
     /// The relay your queue for this contact lives on (smpx://<fingerprint>@host:port).
-    /// Default: the first relay of the devnet in --devnet-dir.
+    /// Default: the destination `smpx relays choose` picks from --directory (and
+    /// --core-relay), else the first relay of the devnet in --devnet-dir.
     #[arg(long, env = "SMPX_RELAY")]
     relay: Option<String>,
     /// The devnet data directory whose first relay is the default.
     #[arg(long, default_value = "smpx-devnet")]
     devnet_dir: PathBuf,
+    #[command(flatten)]
+    choice: smpx_cli::directory::ChoiceArgs,
 }
 
 #[derive(Subcommand)]
@@ -91,16 +94,32 @@ enum ChatCmd {
     },
 }
 
-/// `--relay`, else the address of `<devnet-dir>/relays/relay-1`.
-fn relay_address(arg: &RelayArg) -> Result<RelayAddress> {
+/// `--relay`; else, with directories or core relays given, the destination chosen from them
+/// (its view cached next to the wallet); else the address of `<devnet-dir>/relays/relay-1`.
+async fn relay_address(arg: &RelayArg, wallet: &std::path::Path) -> Result<RelayAddress> {
     if let Some(r) = &arg.relay {
         return r.parse().with_context(|| format!("--relay {r}"));
+    }
+    if arg.choice.given() {
+        let cache = wallet.with_extension("relay-view.json");
+        let chosen = smpx_cli::directory::choose(&arg.choice, cache).await?;
+        let d = &chosen.choice.destination;
+        eprintln!(
+            "relay {} (operator {}), chosen as `smpx relays choose` chooses; {}",
+            d.address,
+            d.operator_id,
+            smpx_cli::directory::view_line(&chosen.view)
+        );
+        return d
+            .address
+            .parse()
+            .with_context(|| format!("the chosen relay {}", d.address));
     }
     let dir = arg.devnet_dir.join("relays").join("relay-1");
     let no_default = || {
         format!(
-            "no --relay given and no devnet relay in {} (start `smpx devnet`, or pass --relay \
-             smpx://<fingerprint>@host:port)",
+            "no --relay given and no devnet relay in {} (start `smpx devnet`, pass --relay \
+             smpx://<fingerprint>@host:port, or --directory URL to choose one)",
             dir.display()
         )
     };
@@ -124,7 +143,7 @@ pub(crate) async fn run(args: ChatArgs) -> Result<()> {
     let json = args.json;
     match args.command {
         ChatCmd::Invite { name, relay } => {
-            let relay = relay_address(&relay)?;
+            let relay = relay_address(&relay, &args.wallet).await?;
             let (contact, invitation) = chat.create_contact(&relay, name.as_deref()).await?;
             if json {
                 crate::print_json(&serde_json::json!({
@@ -145,7 +164,7 @@ pub(crate) async fn run(args: ChatArgs) -> Result<()> {
             name,
             relay,
         } => {
-            let relay = relay_address(&relay)?;
+            let relay = relay_address(&relay, &args.wallet).await?;
             let contact = chat.accept(&invitation, &name, &relay).await?;
             if json {
                 crate::print_json(&contact)?;

@@ -1,16 +1,22 @@
-//! `smpx directory init|run|key|attest` and `smpx relays`: the relay directory's thin CLI
-//! ([`smpx_directory`] does the work).
+//! `smpx directory init|run|key|attest`, `smpx relays` and `smpx relays choose`: the relay
+//! directory's thin CLI ([`smpx_directory`] does the work) and the client's choice of relays
+//! from several directories ([`smpx_wallet::directories`] does that).
 
 use anyhow::{bail, Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use smpx_core::crypto::sign::{SigningKey, VerifyingKey};
+use smpx_core::rules::choice::{Choice, CoreRelay, LatencySource, Pick, Source};
 use smpx_directory::{DirectoryConfig, DirectoryHome, NetworkProber};
 use smpx_http::{ApiClient, Clock, SystemClock};
+use smpx_relay_client::probe::ProbeConfig;
 use smpx_store::directory::DirectoryStore;
 use smpx_store::Db;
+use smpx_wallet::directories::{self, Directories, Preferences, View, ViewSource};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum DirectoryCmd {
@@ -330,4 +336,245 @@ fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+/// `smpx relays …` beyond the listing.
+#[derive(Subcommand)]
+pub enum RelaysCmd {
+    /// Choose a conversation's relays from what the directories agree on: the destination
+    /// (where the queue lives), the sending proxy (of another operator) and a fallback, and
+    /// why each.
+    Choose {
+        #[command(flatten)]
+        choice: ChoiceArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where a conversation's relays are chosen from (`smpx relays choose`, `smpx chat
+/// invite/accept` without `--relay`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ChoiceArgs {
+    /// A relay directory to ask (repeat, or comma-separate; 2–3 independent ones: a relay is
+    /// used only when more than half of them list it).
+    #[arg(long = "directory", env = "SMPX_DIRECTORIES", value_delimiter = ',')]
+    pub directories: Vec<String>,
+    /// A relay to use when the directories give too little: `smpx://fingerprint@host:port`
+    /// or `OPERATOR=smpx://…` (repeatable; without an operator its host stands for one).
+    #[arg(long = "core-relay")]
+    pub core_relays: Vec<String>,
+    /// A region to prefer (a bonus in the score, not a filter).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Probe this many of the best candidates yourself (TCP and TLS time); 0: only the
+    /// directories' latency.
+    #[arg(long, default_value_t = directories::DEFAULT_MEASURED)]
+    pub measure: usize,
+    /// Where the last agreed view is kept, for when the directories cannot be reached.
+    #[arg(long)]
+    pub view_cache: Option<PathBuf>,
+}
+
+impl ChoiceArgs {
+    /// Whether anything to choose from is given.
+    pub fn given(&self) -> bool {
+        !self.directories.is_empty() || !self.core_relays.is_empty()
+    }
+}
+
+/// A choice and what it was made from.
+pub struct Chosen {
+    pub view: View,
+    pub own_rtt_ms: BTreeMap<String, u32>,
+    pub choice: Choice,
+}
+
+/// The default view cache: `~/.smpx/relay-view.json`.
+pub fn default_view_cache() -> PathBuf {
+    default_dir().with_file_name("relay-view.json")
+}
+
+/// Asks the directories, measures the best candidates, and chooses (see
+/// [`smpx_wallet::directories`]); the view is cached in `--view-cache`, else `cache`.
+pub async fn choose(args: &ChoiceArgs, cache: PathBuf) -> Result<Chosen> {
+    if !args.given() {
+        bail!(
+            "nothing to choose from: give --directory (2–3 of them) and/or --core-relay \
+             smpx://<fingerprint>@host:port"
+        );
+    }
+    let core: Vec<CoreRelay> = args
+        .core_relays
+        .iter()
+        .map(|c| directories::core_relay(c).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    let cache = args.view_cache.clone().unwrap_or(cache);
+    let view = Directories::new(&args.directories, Some(cache))
+        .view(SystemClock.now())
+        .await;
+    let probe = ProbeConfig {
+        connect_timeout: Duration::from_secs(2),
+        tls_timeout: Duration::from_secs(2),
+        protocol_timeout: Duration::from_secs(5),
+        ..ProbeConfig::default()
+    };
+    let own_rtt_ms = if args.measure > 0 {
+        directories::measure_own(&view, args.measure, &probe).await
+    } else {
+        BTreeMap::new()
+    };
+    let prefs = Preferences {
+        region: args.region.as_deref(),
+        core_relays: &core,
+        top_k: 0,
+    };
+    let choice =
+        directories::choose(&view, &own_rtt_ms, &prefs, &mut rand::thread_rng()).map_err(|e| {
+            match view.source {
+                ViewSource::CoreRelays => anyhow::anyhow!(
+                    "no directory view ({} of {} directories answered, no valid cached view) and \
+                 no --core-relay given",
+                    view.answered.len(),
+                    args.directories.len()
+                ),
+                _ => anyhow::anyhow!("{e}"),
+            }
+        })?;
+    Ok(Chosen {
+        view,
+        own_rtt_ms,
+        choice,
+    })
+}
+
+/// One line saying where the view came from.
+pub fn view_line(view: &View) -> String {
+    let of = |a: &smpx_core::rules::consensus::Agreed| {
+        format!(
+            "{} of {} directories answered, a relay needs {}",
+            view.answered.len(),
+            a.configured,
+            a.needed
+        )
+    };
+    match (view.source, &view.agreed) {
+        (ViewSource::Directories, Some(a)) => format!(
+            "view: agreed now ({}); {} relays kept, {} listed by too few",
+            of(a),
+            a.relays.len(),
+            a.dropped.len()
+        ),
+        (ViewSource::Cache, Some(a)) => format!(
+            "view: cached, agreed at {} and used until {} ({} answered now; then {} of {} \
+             directories agreed)",
+            view.fetched_at.unwrap_or(0),
+            view.valid_until.unwrap_or(0),
+            view.answered.len(),
+            a.answered.len(),
+            a.configured
+        ),
+        _ => format!(
+            "view: none ({} directories answered, no valid cached view): the core relays",
+            view.answered.len()
+        ),
+    }
+}
+
+fn pick_line(role: &str, p: &Pick, view: &View) -> String {
+    let listed = view
+        .relays()
+        .iter()
+        .find(|r| r.fingerprint == p.fingerprint)
+        .map_or(String::new(), |r| format!(", listed by {}", r.listed_by));
+    let why = match &p.score {
+        Some(s) => {
+            let latency = match (s.latency_ms, s.latency_source) {
+                (Some(ms), LatencySource::Own) => format!("{ms} ms measured here"),
+                (Some(ms), _) => format!("{ms} ms by the directories"),
+                (None, _) => "unmeasured".to_string(),
+            };
+            format!(
+                "score {:.3} = latency {:.3} ({latency}) + uptime {:.3} + stable {:.2} + fast \
+                 {:.2} + region {:.2}; rank {}, drawn among {}{listed}",
+                s.total, s.latency, s.uptime, s.stable, s.fast, s.region, p.rank, p.drawn_among
+            )
+        }
+        None => format!(
+            "a configured core relay (number {}), drawn among {}",
+            p.rank, p.drawn_among
+        ),
+    };
+    format!(
+        "{role:<12} {}  operator {}\n             {why}",
+        p.address, p.operator_id
+    )
+}
+
+/// `smpx relays choose`.
+pub async fn run_relays(cmd: RelaysCmd) -> Result<()> {
+    let RelaysCmd::Choose { choice, json } = cmd;
+    let chosen = choose(&choice, default_view_cache()).await?;
+    let Chosen {
+        view,
+        own_rtt_ms,
+        choice,
+    } = &chosen;
+    if json {
+        let agreed = view.agreed.as_ref();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "view": {
+                    "source": view.source,
+                    "fetched_at": view.fetched_at,
+                    "valid_until": view.valid_until,
+                    "answered": view.answered,
+                    "unreachable": view.unreachable,
+                    "configured": agreed.map(|a| a.configured),
+                    "needed": agreed.map(|a| a.needed),
+                    "relays": agreed.map(|a| a.relays.len()),
+                    "dropped": agreed.map(|a| &a.dropped),
+                    "notes": view.notes,
+                },
+                "own_rtt_ms": own_rtt_ms,
+                "choice": choice,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("{}", view_line(view));
+    for u in &view.unreachable {
+        println!("  unreachable {}: {}", u.directory, u.error);
+    }
+    let source = match choice.source {
+        Source::Agreed => format!(
+            "from the agreed view: {} running relays of {} operators",
+            choice.eligible, choice.operators
+        ),
+        Source::CoreRelays => "from the configured core relays".to_string(),
+    };
+    println!(
+        "choice {source}; own measurements of {} relays",
+        own_rtt_ms.len()
+    );
+    println!("{}", pick_line("destination", &choice.destination, view));
+    println!("{}", pick_line("proxy", &choice.proxy, view));
+    match &choice.fallback {
+        Some(f) => println!("{}", pick_line("fallback", f, view)),
+        None => println!("fallback     none"),
+    }
+    if !choice.distinct_operators {
+        println!("warning: the proxy and the destination are of one operator");
+    }
+    for e in &choice.excluded {
+        println!(
+            "excluded     {} ({}): {}",
+            e.fingerprint, e.operator_id, e.reason
+        );
+    }
+    for n in view.notes.iter().chain(&choice.notes) {
+        println!("note: {n}");
+    }
+    Ok(())
 }

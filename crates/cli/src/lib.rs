@@ -6,7 +6,8 @@
 //! lifecycle against a fresh one; the integration tests drive it directly. [`ceremony`] is
 //! `smpx ceremony …`, the multi-party setup of the v0.2 redemption circuit's keys.
 //! [`failure`] is how a failed command ends: message, exit code, JSON. [`directory`] is
-//! `smpx directory …` (a relay directory) and `smpx relays` (what one lists).
+//! `smpx directory …` (a relay directory), `smpx relays` (what one lists) and `smpx relays
+//! choose` (a conversation's relays from what several agree on).
 
 pub mod anonymity;
 pub mod audit;

@@ -95,8 +95,12 @@ enum Command {
     /// A relay directory: init, run (API, web page, probes, share statements), key, attest.
     #[command(subcommand)]
     Directory(smpx_cli::directory::DirectoryCmd),
-    /// The relays a directory lists, with their measured status, uptime and latency.
+    /// The relays a directory lists, with their measured status, uptime and latency;
+    /// `smpx relays choose` chooses a conversation's relays from what several agree on.
+    #[command(args_conflicts_with_subcommands = true)]
     Relays {
+        #[command(subcommand)]
+        cmd: Option<smpx_cli::directory::RelaysCmd>,
         /// The directory's URL.
         #[arg(long, env = "SMPX_DIRECTORY", default_value = "http://127.0.0.1:8490")]
         directory: String,
@@ -626,7 +630,9 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Ceremony(c) => ceremony(c),
         Command::Relay(c) => relay::run(c, shutdown()).await,
         Command::Directory(c) => smpx_cli::directory::run(c, shutdown()).await,
+        Command::Relays { cmd: Some(cmd), .. } => smpx_cli::directory::run_relays(cmd).await,
         Command::Relays {
+            cmd: None,
             directory,
             running,
             region,

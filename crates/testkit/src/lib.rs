@@ -8,7 +8,8 @@
 //! [`relay`] starts relays (the only module that names the relay node library);
 //! [`process`] runs the `smpx` binary as separate processes, waits for the line that says
 //! where it listens, and kills (SIGKILL) or restarts it. [`proxy::Proxy`] stands in front of
-//! a service and loses answers on request. [`ceremony`] gives the cached local
+//! a service and loses answers on request. [`directory`] starts relay directories with a manual clock and scripted probes, and
+//! registers relays with them. [`ceremony`] gives the cached local
 //! ceremony the small test circuits use. [`schema::Document`] judges requests by a service's
 //! own OpenAPI document (boon, draft 2020-12) and asserts the service agrees. [`browser::Browser`]
 //! loads a loopback page in a real headless Chromium and saves screenshots. [`db`] (`smpx-testdb`) makes throw-away databases,
@@ -19,6 +20,7 @@ pub use smpx_testdb::{both, Backend};
 
 pub mod browser;
 pub mod ceremony;
+pub mod directory;
 pub mod net;
 pub mod process;
 pub mod proxy;

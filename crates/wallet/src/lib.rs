@@ -99,12 +99,14 @@
 //! [`vault`] (encryption at rest), `db` (the SQLite schema and its migrations), `zk` (MMR
 //! choice, leaf cache and checkpoints, keys, proving), [`credits`] (operator credits, with
 //! their tables in `credit_db`), [`chat`] (contacts and end-to-end encrypted messages through
-//! relays), [`error`].
+//! relays), [`directories`] (the relay directories' agreed view and a conversation's relays),
+//! [`error`].
 
 pub mod chat;
 mod credit_db;
 pub mod credits;
 mod db;
+pub mod directories;
 pub mod error;
 pub mod model;
 pub mod relay_pay;

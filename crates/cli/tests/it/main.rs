@@ -7,6 +7,7 @@ mod admin;
 mod backup;
 mod ceremony;
 mod chat;
+mod choose;
 mod directory;
 mod errors;
 mod flow;

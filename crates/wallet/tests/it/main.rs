@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chat;
+mod directories;
 mod flows;
 mod relay_pay;
 mod retries;
