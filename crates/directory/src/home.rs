@@ -225,16 +225,9 @@ impl DirectoryHome {
         let config: DirectoryConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         config.check().map_err(bad)?;
         let key_path = dir.join(KEY_FILE);
-        let hexkey: String = files::load_or_create(&key_path, || {
-            hex::encode(SigningKey::generate(&mut rand::rngs::OsRng).to_bytes())
+        let bytes = files::load_or_create_secret32(&key_path, "key", || {
+            SigningKey::generate(&mut rand::rngs::OsRng).to_bytes()
         })?;
-        let bytes: [u8; 32] = hex::decode(&hexkey)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| FileError::Parse {
-                path: key_path.display().to_string(),
-                message: "not a 32-byte hex key".into(),
-            })?;
         Ok(DirectoryHome {
             dir: dir.to_owned(),
             config,
