@@ -39,5 +39,23 @@ pub use params::NetworkParams;
 /// Unix time in seconds. The core never reads a clock; callers pass this in.
 pub type UnixTime = u64;
 
+/// Unix seconds as `2027-01-15 08:00 UTC`, as pages and commands show a time (the proleptic
+/// Gregorian calendar; days from the epoch to a civil date as in Howard Hinnant's
+/// `civil_from_days`).
+pub fn utc(t: UnixTime) -> String {
+    let days = t / 86_400;
+    let (h, m) = (t % 86_400 / 3_600, t % 3_600 / 60);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02} UTC")
+}
+
 /// Seconds in a day, for parameters expressed in days.
 pub const DAY: u64 = 86_400;

@@ -28,6 +28,7 @@ pub(crate) fn router(state: Arc<Directory>) -> Router {
     let r = Router::new()
         .route("/", get(crate::web::index_page))
         .route("/relays/{fingerprint}", get(crate::web::relay_page))
+        .route("/operators/{id}", get(crate::web::operator_page))
         .route("/openapi.json", get(openapi))
         .route("/v1/health", get(smpx_http::common::health))
         .route("/v1/pow", get(pow))

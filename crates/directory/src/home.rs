@@ -21,6 +21,7 @@
 //! | `registrations_per_subnet` | 10 | registrations per subnet per `registration_window_secs` |
 //! | `registration_window_secs` | 3600 | |
 //! | `trusted_attesters` | `[]` | hex Ed25519 keys whose identity attestations count |
+//! | `attester_names` | `{}` | a name for a trusted attester, by its hex key, shown on the operator pages beside the key (`{ "ab12…" = "Example Registry" }`) |
 //! | `cap_bps` | 7000 | the share cap statements are computed under (the coordinator's maximum) |
 //! | `coordinators` | `[]` | coordinators (URLs) the share statements are posted to after each round |
 
@@ -28,6 +29,7 @@ use serde::Deserialize;
 use smpx_core::crypto::sign::{SigningKey, VerifyingKey};
 use smpx_core::rules::listing::DEFAULT_SUBNET_LIMIT;
 use smpx_http::files::{self, FileError};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The configuration file's name.
@@ -58,6 +60,9 @@ pub struct DirectoryConfig {
     pub registrations_per_subnet: u64,
     pub registration_window_secs: u64,
     pub trusted_attesters: Vec<VerifyingKey>,
+    /// Names of trusted attesters, by hex key: what the operator pages show beside the key
+    /// (a visitor learns who vouched, not only a key).
+    pub attester_names: BTreeMap<String, String>,
     pub cap_bps: u32,
     /// Coordinators the share statements are posted to after each round (`http(s)://…`).
     pub coordinators: Vec<String>,
@@ -77,6 +82,7 @@ impl Default for DirectoryConfig {
             registrations_per_subnet: 10,
             registration_window_secs: 3600,
             trusted_attesters: Vec::new(),
+            attester_names: BTreeMap::new(),
             cap_bps: 7000,
             coordinators: Vec::new(),
         }
@@ -120,6 +126,12 @@ impl DirectoryConfig {
             self.registration_window_secs
         ));
         out.push_str(&format!("trusted_attesters = [{}]\n", attesters.join(", ")));
+        let names: Vec<String> = self
+            .attester_names
+            .iter()
+            .map(|(k, n)| format!("{} = {}", q(k), q(n)))
+            .collect();
+        out.push_str(&format!("attester_names = {{ {} }}\n", names.join(", ")));
         out.push_str(&format!("cap_bps = {}\n", self.cap_bps));
         let coordinators: Vec<String> = self.coordinators.iter().map(|u| q(u)).collect();
         out.push_str(&format!("coordinators = [{}]\n", coordinators.join(", ")));
@@ -149,7 +161,29 @@ impl DirectoryConfig {
         if self.name.is_empty() || self.name.len() > 64 {
             return Err("name is 1-64 bytes".into());
         }
+        for (key, name) in &self.attester_names {
+            let trusted =
+                VerifyingKey::from_hex(key).is_ok_and(|k| self.trusted_attesters.contains(&k));
+            if !trusted {
+                return Err(format!(
+                    "attester_names: {key:?} is not one of trusted_attesters"
+                ));
+            }
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(format!(
+                    "attester_names: the name of {key} is 1-64 bytes without control characters"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The configured name of the attester with this key, if any.
+    pub fn attester_name(&self, key: &VerifyingKey) -> Option<&str> {
+        self.attester_names
+            .iter()
+            .find(|(k, _)| VerifyingKey::from_hex(k).is_ok_and(|k| &k == key))
+            .map(|(_, n)| n.as_str())
     }
 }
 
@@ -191,16 +225,9 @@ impl DirectoryHome {
         let config: DirectoryConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         config.check().map_err(bad)?;
         let key_path = dir.join(KEY_FILE);
-        let hexkey: String = files::load_or_create(&key_path, || {
-            hex::encode(SigningKey::generate(&mut rand::rngs::OsRng).to_bytes())
+        let bytes = files::load_or_create_secret32(&key_path, "key", || {
+            SigningKey::generate(&mut rand::rngs::OsRng).to_bytes()
         })?;
-        let bytes: [u8; 32] = hex::decode(&hexkey)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| FileError::Parse {
-                path: key_path.display().to_string(),
-                message: "not a 32-byte hex key".into(),
-            })?;
         Ok(DirectoryHome {
             dir: dir.to_owned(),
             config,
@@ -225,9 +252,11 @@ mod tests {
     #[test]
     fn the_config_round_trips_and_the_key_is_kept() {
         let dir = tempfile::tempdir().unwrap();
+        let attester = SigningKey::from_bytes(&[3; 32]).verifying_key();
         let config = DirectoryConfig {
             pow_difficulty: 4,
-            trusted_attesters: vec![SigningKey::from_bytes(&[3; 32]).verifying_key()],
+            trusted_attesters: vec![attester],
+            attester_names: [(attester.to_hex(), "Example \"Registry\"".to_string())].into(),
             database_url: Some("postgres://x/y".into()),
             ..DirectoryConfig::default()
         };
@@ -236,6 +265,20 @@ mod tests {
         let b = DirectoryHome::load(dir.path()).unwrap();
         assert_eq!(a.signing_key.to_bytes(), b.signing_key.to_bytes());
         assert_eq!(b.database_url(), "postgres://x/y");
+        assert_eq!(
+            b.config.attester_name(&attester),
+            Some("Example \"Registry\"")
+        );
+        // A name for a key that is not trusted is a mistake, refused.
+        let stray = DirectoryConfig {
+            attester_names: [(
+                SigningKey::from_bytes(&[4; 32]).verifying_key().to_hex(),
+                "X".into(),
+            )]
+            .into(),
+            ..DirectoryConfig::default()
+        };
+        assert!(DirectoryHome::create(dir.path(), &stray).is_err());
         // An unknown key is refused, naming the file.
         std::fs::write(dir.path().join(CONFIG_FILE), "colour = 1\n").unwrap();
         assert!(matches!(

@@ -18,8 +18,9 @@
 //!   ([`smpx_core::rules::listing`]); a trust evaluation per operator, signed once per
 //!   period as a share statement (`GET /v1/statements`) a coordinator can rely on.
 //! - **Listing**: `GET /v1/relays` (filters), `/v1/relays/{fingerprint}` with its history,
-//!   `/v1/operators/{id}` with its attestations; the same as a web page at `/` and
-//!   `/relays/{fingerprint}` (uptime chart in SVG) ([`web`]); `GET /v1/relays/pick` for k
+//!   `/v1/operators/{id}` with its attestations; the same as a web page at `/`,
+//!   `/relays/{fingerprint}` (uptime chart in SVG) and `/operators/{id}` (identity or
+//!   "anonymous", relays, the latest share statement factor by factor) ([`web`]); `GET /v1/relays/pick` for k
 //!   Running relays of distinct operators in a region. Reads are served from a judged
 //!   snapshot held in memory ([`view::current`]), not from the database.
 //!

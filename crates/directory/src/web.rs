@@ -1,5 +1,7 @@
-//! The directory's web page: the relays it lists, and a page per relay with its uptime
-//! history as an SVG chart.
+//! The directory's web pages: the relays it lists (`/`), a page per relay with its uptime
+//! history as an SVG chart (`/relays/{fingerprint}`), and a page per operator
+//! (`/operators/{id}`): its key, its verified identity or plainly that it is anonymous, its
+//! relays and whether each counts, and its latest share statement factor by factor.
 //!
 //! Server-rendered HTML from the same figures the API serves (the handlers build the rows
 //! from the listing, so the page and `/v1/relays` cannot disagree); readable on a phone (one
@@ -54,6 +56,7 @@ th,td{text-align:left;padding:0.35rem 0.5rem;border-bottom:1px solid #ddd;white-
 .up{color:#0a7d28;font-weight:600}.down{color:#b00020;font-weight:600}\
 .flag{display:inline-block;border:1px solid #999;border-radius:0.3rem;padding:0 0.3rem;margin-right:0.2rem;font-size:0.8rem}\
 code{font-size:0.8rem;word-break:break-all;white-space:normal}code.fp{white-space:nowrap}\
+table.wrap td{white-space:normal}\
 @media (prefers-color-scheme:dark){body{background:#111;color:#eee}th,td{border-color:#333}}";
 
 /// HTML-escapes text (element content and double-quoted attributes).
@@ -108,14 +111,14 @@ fn ms(x: Option<u32>) -> String {
 }
 
 fn share(x: Option<u64>) -> String {
-    x.map_or_else(|| "–".into(), |b| format!("{}.{:02}%", b / 100, b % 100))
+    x.map_or_else(|| "–".into(), bps)
 }
 
 fn operator_cell(r: &RelayRow) -> String {
     let name = r.operator_name.as_deref().unwrap_or(&r.operator_id);
     let mark = if r.verified { " ✓" } else { "" };
     format!(
-        "<a href=\"/v1/operators/{}\">{}</a>{mark}",
+        "<a href=\"/operators/{}\">{}</a>{mark}",
         esc(&url_segment(&r.operator_id)),
         esc(name)
     )
@@ -225,6 +228,171 @@ pub fn relay(directory: &str, r: &RelayRow, history: &[HistoryPoint], now: u64) 
     page(&format!("{directory} — relay {}", r.fingerprint), &b)
 }
 
+/// A verified identity attestation as the operator's page shows it.
+#[derive(Clone, Debug)]
+pub struct AttestationLine {
+    /// The attester's key, hex.
+    pub attester: String,
+    /// The attester's name, if the directory's configuration names it.
+    pub attester_name: Option<String>,
+    pub legal_name: String,
+    pub country: String,
+    pub issued_at: u64,
+}
+
+/// An operator's latest share statement as its page shows it.
+#[derive(Clone, Debug)]
+pub struct StatementLine {
+    pub period_start: u64,
+    pub period_end: u64,
+    pub evaluated_at: u64,
+    pub share: smpx_core::rules::trust::Share,
+    /// [`smpx_core::directory::statement_digest`]: what a coordinator's ledger records.
+    pub digest: String,
+}
+
+/// Everything an operator's page shows.
+#[derive(Clone, Debug)]
+pub struct OperatorPage {
+    pub operator_id: String,
+    /// Hex.
+    pub operator_key: String,
+    pub first_seen: u64,
+    /// Its attestations by keys the directory trusts, each signature checked again.
+    pub attestations: Vec<AttestationLine>,
+    /// Its published relays.
+    pub relays: Vec<RelayRow>,
+    pub statement: Option<StatementLine>,
+}
+
+pub use smpx_core::utc;
+
+/// Basis points as a percentage: `6965` → `69.65%`.
+fn bps(x: u64) -> String {
+    format!("{}.{:02}%", x / 100, x % 100)
+}
+
+/// Whether a relay counts toward its operator's share, and how, in words.
+fn weight(r: &RelayRow) -> &'static str {
+    if !r.counted {
+        "not counted: beyond the subnet limit"
+    } else if r.uptime.is_none() {
+        "not yet measured"
+    } else if r.flags.iter().any(|f| f == "probation") {
+        "counted at half: on probation"
+    } else {
+        "counted"
+    }
+}
+
+/// An operator's page.
+pub fn operator(directory: &str, o: &OperatorPage, now: u64) -> String {
+    let id = esc(&o.operator_id);
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        "<p><a href=\"/\">← all relays</a></p><h1>Operator {id}</h1>\
+<table id=\"operator\" class=\"wrap\"><tbody><tr><th>Operator id</th><td>{id}</td></tr>\
+<tr><th>Key</th><td><code id=\"operator-key\">{}</code></td></tr>\
+<tr><th>First seen</th><td>{} ({} ago)</td></tr></tbody></table>",
+        esc(&o.operator_key),
+        utc(o.first_seen),
+        age(now.saturating_sub(o.first_seen)),
+    );
+    b.push_str("<h2>Identity</h2>");
+    if o.attestations.is_empty() {
+        b.push_str(&format!(
+            "<p id=\"identity\" class=\"anonymous\">anonymous — no verified identity. \
+Its share's identity factor is {} (a verified operator's is {}).</p>",
+            bps(smpx_core::rules::trust::ANONYMOUS_BPS),
+            bps(smpx_core::rules::trust::ONE)
+        ));
+    } else {
+        b.push_str("<div id=\"identity\" class=\"verified\">");
+        for a in &o.attestations {
+            let by = match &a.attester_name {
+                Some(n) => format!("{} (key <code>{}</code>)", esc(n), esc(&a.attester)),
+                None => format!("key <code>{}</code>", esc(&a.attester)),
+            };
+            let _ = write!(
+                b,
+                "<p class=\"attestation\">Verified: <strong class=\"legal-name\">{}</strong> \
+(<span class=\"country\">{}</span>), attested by {by} on {}.</p>",
+                esc(&a.legal_name),
+                esc(&a.country),
+                utc(a.issued_at),
+            );
+        }
+        b.push_str("</div>");
+    }
+    let _ = write!(
+        b,
+        "<h2>Relays</h2><div class=\"scroll\"><table id=\"relays\"><thead><tr><th>Relay</th>\
+<th>Status</th><th>Uptime</th><th>Flags</th><th>Counts toward the share</th></tr></thead><tbody>"
+    );
+    for r in &o.relays {
+        let short: String = r.fingerprint.chars().take(10).collect();
+        let _ = write!(
+            b,
+            "<tr data-fingerprint=\"{}\"><td><a href=\"/relays/{}\"><code class=\"fp\">{}…</code></a></td>\
+<td class=\"{}\">{}</td><td>{}</td><td>{}</td><td class=\"weight\">{}</td></tr>",
+            esc(&r.fingerprint),
+            esc(&url_segment(&r.fingerprint)),
+            esc(&short),
+            if r.running { "up" } else { "down" },
+            if r.running { "running" } else { "down" },
+            percent(r.uptime),
+            flags(r),
+            weight(r),
+        );
+    }
+    if o.relays.is_empty() {
+        b.push_str("<tr><td colspan=\"5\">No relay published now.</td></tr>");
+    }
+    b.push_str("</tbody></table></div><h2>Share statement</h2>");
+    match &o.statement {
+        None => b.push_str(
+            "<p id=\"statement\">No statement yet: none is signed before the operator's relays \
+have been measured.</p>",
+        ),
+        Some(s) => {
+            let href = format!(
+                "/v1/statements/{}?operator={}",
+                s.period_start,
+                url_segment(&o.operator_id)
+            );
+            let _ = write!(
+                b,
+                "<p>For {} to {}, evaluated {}. The share is the product of the factors, \
+under the cap.</p><table id=\"statement\" class=\"wrap\"><tbody>\
+<tr><th>Identity</th><td data-bps=\"{}\">{}</td></tr>\
+<tr><th>Tenure</th><td data-bps=\"{}\">{}</td></tr>\
+<tr><th>Uptime</th><td data-bps=\"{}\">{}</td></tr>\
+<tr><th>Cap</th><td data-bps=\"{}\">{}</td></tr>\
+<tr><th>Share</th><td data-bps=\"{}\"><strong>{}</strong></td></tr>\
+<tr><th>Digest</th><td><a href=\"{}\"><code id=\"digest\">{}</code></a></td></tr>\
+</tbody></table>",
+                utc(s.period_start),
+                utc(s.period_end),
+                utc(s.evaluated_at),
+                s.share.identity_bps,
+                bps(s.share.identity_bps),
+                s.share.tenure_bps,
+                bps(s.share.tenure_bps),
+                s.share.uptime_bps,
+                bps(s.share.uptime_bps),
+                s.share.cap_bps,
+                bps(s.share.cap_bps),
+                s.share.share_bps,
+                bps(s.share.share_bps),
+                esc(&href),
+                esc(&s.digest),
+            );
+        }
+    }
+    page(&format!("{directory} — operator {}", o.operator_id), &b)
+}
+
 /// An SVG bar chart of the fraction of probes that found the relay up, in `buckets` equal
 /// spans of the `span` seconds before `now`; a span without probes is drawn as a grey
 /// stub (unknown, not down).
@@ -301,8 +469,11 @@ use crate::Directory;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use smpx_core::directory::ShareStatement;
+use smpx_core::crypto::sign::VerifyingKey;
+use smpx_core::directory::wire::{check_attestation, Attestation};
+use smpx_core::directory::{statement_digest, ShareStatement};
 use smpx_core::receipt::Signed;
+use smpx_store::StoreError;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -345,7 +516,7 @@ fn failed(directory: &str, e: impl std::fmt::Display) -> Response {
 }
 
 /// The rows of every published relay, running first, then by uptime.
-async fn rows(d: &Directory) -> Result<(view::Snapshot, Vec<RelayRow>), smpx_store::StoreError> {
+async fn rows(d: &Directory) -> Result<(view::Snapshot, Vec<RelayRow>), StoreError> {
     let snap = view::snapshot(d).await?;
     let mut verified: HashMap<String, bool> = HashMap::new();
     let mut shares: HashMap<String, Option<u64>> = HashMap::new();
@@ -461,6 +632,95 @@ pub(crate) async fn relay_page(
     )
 }
 
+/// An operator's attestations by keys the directory trusts now, each signature checked
+/// again against the operator's key (a stored row alone is not taken as verified).
+fn verified_attestations(
+    d: &Directory,
+    operator_id: &str,
+    key: &VerifyingKey,
+    stored: &[smpx_store::directory::AttestationRow],
+) -> Vec<AttestationLine> {
+    stored
+        .iter()
+        .filter_map(|a| {
+            let signed: Signed<Attestation> = serde_json::from_str(&a.attestation).ok()?;
+            let Ok(body) = check_attestation(&signed, &d.config.trusted_attesters, key) else {
+                // Its attester is no longer trusted (or the row was altered): not shown.
+                tracing::debug!(operator = %operator_id, "an attestation on record does not verify now");
+                return None;
+            };
+            Some(AttestationLine {
+                attester: signed.signer.to_hex(),
+                attester_name: d.config.attester_name(&signed.signer).map(str::to_owned),
+                legal_name: body.legal_name.clone(),
+                country: body.country.clone(),
+                issued_at: body.issued_at,
+            })
+        })
+        .collect()
+}
+
+/// What an operator's page shows, at the snapshot's instant; `None` for an unknown operator.
+async fn operator_view(
+    d: &Directory,
+    operator_id: &str,
+) -> Result<Option<(u64, OperatorPage)>, StoreError> {
+    let Some(op) = d.store.operator(operator_id).await? else {
+        return Ok(None);
+    };
+    let key = VerifyingKey::from_hex(&op.operator_key)
+        .map_err(|e| StoreError::Corrupt(format!("operator {operator_id}'s key: {e}")))?;
+    let stored = d.store.attestations(operator_id).await?;
+    let attestations = verified_attestations(d, operator_id, &key, &stored);
+    let (snap, rows) = rows(d).await?;
+    let relays = rows
+        .into_iter()
+        .filter(|r| r.operator_id == operator_id)
+        .collect();
+    let statement = d
+        .store
+        .statements(Some(operator_id), None, 1)
+        .await?
+        .first()
+        .and_then(|t| serde_json::from_str::<Signed<ShareStatement>>(t).ok())
+        .map(|s| StatementLine {
+            digest: statement_digest(&s),
+            period_start: s.body.period_start,
+            period_end: s.body.period_end,
+            evaluated_at: s.body.evaluated_at,
+            share: s.body.share,
+        });
+    Ok(Some((
+        snap.now,
+        OperatorPage {
+            operator_id: op.operator_id,
+            operator_key: op.operator_key,
+            first_seen: op.first_seen,
+            attestations,
+            relays,
+            statement,
+        },
+    )))
+}
+
+/// `GET /operators/{id}`: the operator's key, identity, relays and latest share statement.
+pub(crate) async fn operator_page(
+    State(d): State<Arc<Directory>>,
+    UrlPath(operator_id): UrlPath<String>,
+) -> Response {
+    match operator_view(&d, &operator_id).await {
+        Ok(Some((now, o))) => html(StatusCode::OK, operator(&d.config.name, &o, now)),
+        Ok(None) => html(
+            StatusCode::NOT_FOUND,
+            page(
+                &d.config.name,
+                "<p><a href=\"/\">← all relays</a></p><h1>No such operator</h1><p>No operator with that id registered a relay here.</p>",
+            ),
+        ),
+        Err(e) => failed(&d.config.name, e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,6 +793,76 @@ mod tests {
         let svg = uptime_chart(&hist, now + 86_400, 86_400, 24);
         assert_eq!(svg.matches("class=\"bucket\"").count(), 0);
         assert_eq!(svg.matches("no probes").count(), 24);
+    }
+
+    fn hostile_operator() -> OperatorPage {
+        OperatorPage {
+            operator_id: "<script>alert(1)</script>".into(),
+            operator_key: "ab".repeat(32),
+            first_seen: 1_800_000_000,
+            attestations: Vec::new(),
+            relays: vec![row("AAAA", true)],
+            statement: None,
+        }
+    }
+
+    #[test]
+    fn an_operator_page_says_anonymous_and_escapes_what_operators_wrote() {
+        let html = operator("dir-1", &hostile_operator(), 1_800_000_000 + 3_600);
+        assert!(html.contains("anonymous — no verified identity"));
+        assert!(html.contains("50.00%"));
+        assert!(!html.contains("<script"), "operator text is escaped");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("href=\"/relays/AAAA\""));
+        assert!(html.contains("not counted: beyond the subnet limit"));
+        assert!(html.contains("No statement yet"));
+        assert!(!html.contains("src="));
+    }
+
+    #[test]
+    fn an_operator_page_shows_its_attestation_and_statement_factor_by_factor() {
+        let mut o = hostile_operator();
+        o.operator_id = "op-1".into();
+        o.relays[0].counted = true;
+        o.relays[0].flags = vec!["running".into(), "probation".into()];
+        o.attestations.push(AttestationLine {
+            attester: "cd".repeat(32),
+            attester_name: Some("Registry <b>".into()),
+            legal_name: "Example & Sons GmbH".into(),
+            country: "DE".into(),
+            issued_at: 1_800_000_000,
+        });
+        o.statement = Some(StatementLine {
+            period_start: 1_799_971_200,
+            period_end: 1_800_057_600,
+            evaluated_at: 1_800_000_000,
+            share: smpx_core::rules::trust::Share {
+                identity_bps: 10_000,
+                tenure_bps: 5_000,
+                uptime_bps: 9_950,
+                cap_bps: 7_000,
+                share_bps: 3_482,
+            },
+            digest: "ef".repeat(32),
+        });
+        let html = operator("dir-1", &o, 1_800_000_000);
+        assert!(!html.contains("anonymous"));
+        assert!(html.contains("Example &amp; Sons GmbH"));
+        assert!(html.contains("Registry &lt;b&gt; (key <code>cdcd"));
+        assert!(html.contains("attested by") && html.contains("2027-01-15 08:00 UTC"));
+        assert!(html.contains("counted at half: on probation"));
+        assert!(html.contains("<td data-bps=\"3482\"><strong>34.82%</strong>"));
+        assert!(html.contains("99.50%") && html.contains("70.00%"));
+        assert!(html.contains("href=\"/v1/statements/1799971200?operator=op-1\""));
+        assert!(html.contains(&"ef".repeat(32)));
+    }
+
+    #[test]
+    fn times_read_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_800_000_000), "2027-01-15 08:00 UTC");
+        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59 UTC");
     }
 
     #[test]

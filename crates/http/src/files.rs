@@ -5,6 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
+use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -54,6 +55,30 @@ where
     }
 }
 
+/// Reads a 32-byte secret kept as a hex JSON string at `path`, creating the file (0600) from
+/// `make()` the first time: the form every service keeps its signing key in. `what` names the
+/// secret in the error (`not a 32-byte hex key`). The hex text is wiped once decoded, and the
+/// bytes are returned in a wrapper that wipes them when dropped.
+pub fn load_or_create_secret32<F>(
+    path: &Path,
+    what: &str,
+    make: F,
+) -> Result<Zeroizing<[u8; 32]>, FileError>
+where
+    F: FnOnce() -> [u8; 32],
+{
+    let text = Zeroizing::new(load_or_create::<String, _>(path, || {
+        let fresh = Zeroizing::new(make());
+        hex::encode(fresh.as_slice())
+    })?);
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.as_bytes(), bytes.as_mut_slice()).map_err(|_| FileError::Parse {
+        path: path.display().to_string(),
+        message: format!("not a 32-byte hex {what}"),
+    })?;
+    Ok(bytes)
+}
+
 /// Reads JSON from `path`.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, FileError> {
     let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
@@ -99,6 +124,15 @@ mod tests {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // A secret: created once, the same bytes after; a short or non-hex one is refused.
+        let k = dir.join("key");
+        let _ = std::fs::remove_file(&k);
+        let a = load_or_create_secret32(&k, "key", || [7; 32]).unwrap();
+        let b = load_or_create_secret32(&k, "key", || [9; 32]).unwrap();
+        assert_eq!((*a, *b), ([7; 32], [7; 32]));
+        std::fs::write(&k, b"\"0707\"").unwrap();
+        let e = load_or_create_secret32(&k, "key", || [9; 32]).unwrap_err();
+        assert!(e.to_string().contains("not a 32-byte hex key"), "{e}");
         std::fs::write(&p, b"{not json").unwrap();
         assert!(matches!(load::<Vec<u8>>(&p), Err(FileError::Parse { .. })));
         let _ = std::fs::remove_dir_all(&dir);

@@ -22,7 +22,6 @@ use smpx_core::credits::{KeysetIdVersion, KeysetParams, MasterSecret};
 use smpx_core::crypto::sign::SigningKey;
 use smpx_http::files::{self, FileError};
 use std::path::{Path, PathBuf};
-use zeroize::Zeroize;
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,16 +136,9 @@ impl OperatorHome {
     pub fn open(dir: &Path) -> Result<OperatorHome, FileError> {
         let config: OperatorConfig = files::load(&dir.join("operator.json"))?;
         let key_path = dir.join("receipt-key");
-        let hexkey: String = files::load_or_create(&key_path, || {
-            hex::encode(SigningKey::generate(&mut rand::rngs::OsRng).to_bytes())
+        let bytes = files::load_or_create_secret32(&key_path, "key", || {
+            SigningKey::generate(&mut rand::rngs::OsRng).to_bytes()
         })?;
-        let bytes: [u8; 32] = hex::decode(&hexkey)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| FileError::Parse {
-                path: key_path.display().to_string(),
-                message: "not a 32-byte hex key".into(),
-            })?;
         let credits: CreditsConfig =
             files::load_or_create(&dir.join(CREDITS_FILE), CreditsConfig::default)?;
         Ok(OperatorHome {
@@ -180,18 +172,8 @@ const MASTER_FILE: &str = "credit-master-secret";
 
 /// Reads the credit master secret, creating a random one (0600) the first time.
 fn load_master(path: &Path) -> Result<MasterSecret, FileError> {
-    let mut hexkey: String = files::load_or_create(path, || {
-        let fresh = MasterSecret::generate(&mut rand::rngs::OsRng);
-        hex::encode(fresh.as_bytes())
+    let bytes = files::load_or_create_secret32(path, "secret", || {
+        *MasterSecret::generate(&mut rand::rngs::OsRng).as_bytes()
     })?;
-    let mut bytes = hex::decode(&hexkey).unwrap_or_default();
-    hexkey.zeroize();
-    let master = <[u8; 32]>::try_from(bytes.as_slice())
-        .map(MasterSecret::from_bytes)
-        .map_err(|_| FileError::Parse {
-            path: path.display().to_string(),
-            message: "not a 32-byte hex secret".into(),
-        });
-    bytes.zeroize();
-    master
+    Ok(MasterSecret::from_bytes(*bytes))
 }

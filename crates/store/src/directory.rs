@@ -1,8 +1,9 @@
 //! The relay directory's tables: what operators chose to publish about their relays, the
 //! directory's proof-of-work challenges, probe observations and the rolling stability state
 //! measured from them, identity attestations and signed share statements. Nothing about any
-//! user of the relays is here (issue 13, "Privacy"); `tables_hold_only_published_data` in
-//! the directory's tests lists every column.
+//! user of the relays is here (issue 13, "Privacy"); the directory's privacy test
+//! (`crates/directory/tests/it/privacy.rs`) lists every column with its meaning and fails on
+//! one it does not list.
 //!
 //! JSON columns (`info`, `metadata`, `stability`, `attestation`, `statement`) are written and
 //! read by the directory service; the store treats them as text.

@@ -5,6 +5,7 @@
 mod deliver;
 mod measurement;
 mod network;
+mod privacy;
 mod query;
 mod registration;
 mod schema;

@@ -16,7 +16,6 @@ both!(
     malformed_and_oversized_registrations_are_typed,
     heartbeats_must_be_known_signed_and_new,
     a_withdrawn_relay_is_not_published,
-    tables_hold_only_published_data,
 );
 
 async fn a_relay_registers_is_listed_and_updates(b: Backend) {
@@ -364,75 +363,4 @@ async fn a_withdrawn_relay_is_not_published(b: Backend) {
     assert_eq!((s, code(&v)), (409, "stale_heartbeat"), "{v}");
     let (_, list) = d.get("/v1/relays").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
-}
-
-/// The directory's database holds what operators published, what the probes found and what
-/// the directory signed — no table or column about anyone using the relays.
-async fn tables_hold_only_published_data(b: Backend) {
-    let d = Dir::start(b).await;
-    let pool = d.state.store().db().pool().clone();
-    let sql = match b {
-        Backend::Sqlite => "SELECT m.name || '.' || p.name AS col FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name LIKE 'directory_%' ORDER BY m.name, p.cid",
-        Backend::Postgres => "SELECT table_name || '.' || column_name AS col FROM information_schema.columns WHERE table_name LIKE 'directory_%' ORDER BY table_name, ordinal_position",
-    };
-    let rows = sqlx_rows(&pool, sql).await;
-    let expected = [
-        "directory_attestations.operator_id",
-        "directory_attestations.attester",
-        "directory_attestations.legal_name",
-        "directory_attestations.country",
-        "directory_attestations.issued_at",
-        "directory_attestations.attestation",
-        "directory_challenges.challenge",
-        "directory_challenges.issued_at",
-        "directory_challenges.expires_at",
-        "directory_challenges.used_at",
-        "directory_observations.id",
-        "directory_observations.fingerprint",
-        "directory_observations.at",
-        "directory_observations.up",
-        "directory_observations.latency_ms",
-        "directory_observations.stage",
-        "directory_observations.detail",
-        "directory_operators.operator_id",
-        "directory_operators.operator_key",
-        "directory_operators.first_seen",
-        "directory_registrations.id",
-        "directory_registrations.subnet",
-        "directory_registrations.at",
-        "directory_relays.fingerprint",
-        "directory_relays.address",
-        "directory_relays.subnet",
-        "directory_relays.operator_id",
-        "directory_relays.region",
-        "directory_relays.info",
-        "directory_relays.metadata",
-        "directory_relays.registered_at",
-        "directory_relays.updated_at",
-        "directory_relays.withdrawn_at",
-        "directory_relays.heartbeat_seq",
-        "directory_relays.heartbeat_at",
-        "directory_relays.stability",
-        "directory_relays.last_probe_at",
-        "directory_relays.last_probe_up",
-        "directory_statements.operator_id",
-        "directory_statements.period_start",
-        "directory_statements.statement",
-    ];
-    let mut want: Vec<&str> = expected.to_vec();
-    want.sort_unstable();
-    let mut got: Vec<&str> = rows.iter().map(String::as_str).collect();
-    got.sort_unstable();
-    assert_eq!(got, want);
-}
-
-async fn sqlx_rows(pool: &sqlx::AnyPool, sql: &str) -> Vec<String> {
-    use sqlx::Row;
-    sqlx::query(sql)
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get::<String, _>("col").unwrap())
-        .collect()
 }

@@ -194,3 +194,193 @@ async fn metrics_count_registrations_probes_and_statements() {
     );
     assert!(!text.contains(&fp), "a fingerprint in a label");
 }
+
+/// An operator's page in a real browser: its relays are the API's, each marked counted or
+/// not; it says "anonymous" until an attestation by a trusted key is handed in, then names
+/// the legal identity and the attester; its statement's factors and digest are the signed
+/// statement's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_page_shows_its_relays_identity_and_statement_in_a_real_browser() {
+    let attester = smpx_core::crypto::sign::SigningKey::from_bytes(&[0xa7; 32]);
+    let config = smpx_directory::DirectoryConfig {
+        attester_names: [(
+            attester.verifying_key().to_hex(),
+            "Example Registry".to_string(),
+        )]
+        .into(),
+        ..crate::support::test_config(&attester)
+    };
+    let d = Dir::start_with(Backend::Sqlite, config, attester).await;
+    // Three relays in one /24: the third is beyond the subnet limit (2).
+    let relays = [
+        Relay::new("op-a", 1, "10.1.0.1"),
+        Relay::new("op-a", 1, "10.1.0.2"),
+        Relay::new("op-a", 1, "10.1.0.3"),
+    ];
+    for r in &relays {
+        assert_eq!(d.register(r).await.0, 200);
+        d.clock.advance(60);
+    }
+    for k in 0..6 {
+        d.prober.set(&relays[1].fingerprint(), k % 3 != 0, 30);
+        d.probe_round().await;
+        d.clock.advance(HOUR);
+    }
+    d.probe_round().await;
+    smpx_directory::view::issue_statements(&d.state)
+        .await
+        .unwrap();
+
+    let browser = Browser::find().unwrap();
+    let url = format!("{}/operators/op-a", d.url);
+    let dom = browser.dom(&url).await.unwrap();
+    let (s, api) = d.get("/v1/operators/op-a").await;
+    assert_eq!(s, 200);
+    assert!(dom.contains(api["operator_key"].as_str().unwrap()), "{dom}");
+    assert!(
+        dom.contains("anonymous — no verified identity"),
+        "before any attestation: {dom}"
+    );
+    let fps = api["relays"].as_array().unwrap();
+    assert_eq!(fps.len(), 3);
+    assert_eq!(dom.matches("<tr data-fingerprint=").count(), 3);
+    let (_, listed) = d.get("/v1/relays?operator=op-a").await;
+    for r in listed.as_array().unwrap() {
+        let fp = r["fingerprint"].as_str().unwrap();
+        assert!(fps.iter().any(|f| f == fp));
+        let tr = row(&dom, fp);
+        assert!(tr.contains(&format!("href=\"/relays/{fp}\"")), "{tr}");
+        let status = r["status"].as_str().unwrap();
+        assert!(tr.contains(&format!(">{status}<")), "{fp}: {status}: {tr}");
+        let uptime = format!("{:.2}%", r["uptime"].as_f64().unwrap() * 100.0);
+        assert!(tr.contains(&uptime), "{fp}: uptime {uptime} not in {tr}");
+        let weight = if r["counted"] == false {
+            "not counted: beyond the subnet limit"
+        } else {
+            "counted at half: on probation"
+        };
+        assert!(tr.contains(weight), "{fp}: {weight} not in {tr}");
+    }
+    assert!(row(&dom, &relays[2].fingerprint()).contains("beyond the subnet limit"));
+    // The statement: each factor as signed, and its digest linking to the JSON.
+    let signed: smpx_core::receipt::Signed<smpx_core::directory::ShareStatement> =
+        serde_json::from_value(api["statement"].clone()).unwrap();
+    let share = signed.body.share;
+    for bps in [
+        share.identity_bps,
+        share.tenure_bps,
+        share.uptime_bps,
+        share.cap_bps,
+        share.share_bps,
+    ] {
+        assert!(
+            dom.contains(&format!("data-bps=\"{bps}\"")),
+            "{bps} not in {dom}"
+        );
+    }
+    let digest = smpx_core::directory::statement_digest(&signed);
+    let link = format!("/v1/statements/{}?operator=op-a", signed.body.period_start);
+    assert!(
+        dom.contains(&format!(
+            "<a href=\"{link}\"><code id=\"digest\">{digest}</code>"
+        )),
+        "{dom}"
+    );
+    let (s, linked) = d.get(&link).await;
+    assert_eq!(s, 200);
+    assert_eq!(linked[0], api["statement"]);
+    // The index and the relay page link here.
+    let index = browser.dom(&format!("{}/", d.url)).await.unwrap();
+    assert!(index.contains("href=\"/operators/op-a\""), "{index}");
+    let fp = relays[0].fingerprint();
+    let relay_page = browser
+        .dom(&format!("{}/relays/{fp}", d.url))
+        .await
+        .unwrap();
+    assert!(relay_page.contains("href=\"/operators/op-a\""));
+
+    // Attested: the page names the identity, the attester and its key.
+    let a = smpx_core::directory::wire::attest(
+        &d.attester,
+        relays[0].operator.verifying_key(),
+        "Example GmbH",
+        "DE",
+        d.clock_now(),
+    )
+    .unwrap();
+    let (s, v) = d
+        .post(
+            "/v1/operators/op-a/attestations",
+            &serde_json::to_value(&a).unwrap(),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let dom = browser.dom(&url).await.unwrap();
+    assert!(!dom.contains("anonymous"), "{dom}");
+    assert!(dom.contains("<strong class=\"legal-name\">Example GmbH</strong>"));
+    assert!(dom.contains(&format!(
+        "attested by Example Registry (key <code>{}</code>) on {}",
+        d.attester.verifying_key().to_hex(),
+        smpx_directory::web::utc(d.clock_now())
+    )));
+
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    browser
+        .screenshot(&url, &out.join("directory-operator.png"), PHONE)
+        .await
+        .unwrap();
+}
+
+/// An operator id and metadata holding markup are shown as text, on the operator's page and
+/// the index; an unknown operator is a 404 page.
+#[tokio::test]
+async fn operator_pages_escape_what_operators_wrote_and_404_when_unknown() {
+    let d = Dir::start(Backend::Sqlite).await;
+    let hostile = "<script>alert(1)</script>";
+    let r = Relay::new(hostile, 1, "10.1.0.1");
+    let (challenge, difficulty) = d.challenge().await;
+    let mut body = r.body(&challenge, d.clock_now());
+    body.metadata.operator_name = Some("<img src=x onerror=alert(2)>".into());
+    let (s, v) = d
+        .post(
+            "/v1/relays",
+            &serde_json::to_value(r.request(&body, difficulty)).unwrap(),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let get = |path: String| {
+        let http = d.http.clone();
+        let url = format!("{}{path}", d.url);
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let csp = resp.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (status, csp, resp.text().await.unwrap())
+        }
+    };
+    let encoded = "%3Cscript%3Ealert%281%29%3C%2Fscript%3E";
+    let (status, csp, page) = get(format!("/operators/{encoded}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(csp.contains("default-src 'none'"));
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<script") && !page.contains("<img"),
+        "{page}"
+    );
+    let (_, _, index) = get("/".into()).await;
+    assert!(
+        index.contains(&format!("href=\"/operators/{encoded}\"")),
+        "{index}"
+    );
+    assert!(index.contains("&lt;img src=x onerror=alert(2)&gt;"));
+    assert!(!index.contains("<script") && !index.contains("<img"));
+    let (status, _, page) = get("/operators/op-nobody".into()).await;
+    assert_eq!(status, 404);
+    assert!(page.contains("No such operator"), "{page}");
+}
