@@ -74,16 +74,11 @@ enum Command {
     /// Coordinator administration (needs the coordinator's admin token).
     Admin(AdminArgs),
     /// Public ledger: totals, and a full replay of the log to check conservation.
-    Ledger {
-        #[arg(
-            long,
-            env = "SMPX_COORDINATOR",
-            default_value = "http://127.0.0.1:7400"
-        )]
-        coordinator: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Ledger(PublicLedgerArgs),
+    /// Audit the coordinator from its public endpoints: the ledger (as `smpx ledger`) and
+    /// each redemption's operator share, re-derived from the share statement that set it.
+    /// Exits non-zero on any finding.
+    Audit(PublicLedgerArgs),
     /// The community owner's wallet.
     Wallet(WalletArgs),
     /// The multi-party trusted setup of the v0.2 redemption circuit's Groth16 keys.
@@ -444,6 +439,19 @@ enum CeremonyCmd {
     },
 }
 
+/// `smpx ledger` and `smpx audit`: a coordinator's public endpoints, read by anyone.
+#[derive(clap::Args)]
+struct PublicLedgerArgs {
+    #[arg(
+        long,
+        env = "SMPX_COORDINATOR",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    coordinator: String,
+    #[arg(long)]
+    json: bool,
+}
+
 /// `smpx wallet redeem --mmr`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum MmrArg {
@@ -493,7 +501,7 @@ impl Command {
     /// Whether the command was asked for machine-readable output (then errors are JSON too).
     fn wants_json(&self) -> bool {
         match self {
-            Command::Ledger { json, .. } => *json,
+            Command::Ledger(a) | Command::Audit(a) => a.json,
             Command::Wallet(args) => args.json,
             _ => false,
         }
@@ -625,7 +633,8 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Issuer(c) => issuer(c).await,
         Command::Operator(c) => operator(c).await,
         Command::Admin(a) => admin(a).await,
-        Command::Ledger { coordinator, json } => ledger(&coordinator, json).await,
+        Command::Ledger(a) => ledger(&a.coordinator, a.json).await,
+        Command::Audit(a) => audit(&a.coordinator, a.json).await,
         Command::Wallet(w) => wallet(w).await,
         Command::Ceremony(c) => ceremony(c),
         Command::Relay(c) => relay::run(c, shutdown()).await,
@@ -952,6 +961,48 @@ async fn ledger(coordinator: &str, json: bool) -> Result<()> {
     }
     if !verdict.ok() {
         bail!("the ledger does not check out");
+    }
+    Ok(())
+}
+
+async fn audit(coordinator: &str, json: bool) -> Result<()> {
+    let c = ApiClient::new(coordinator);
+    let (totals, replayed, _) = smpx_cli::audit::replay_ledger(&c).await?;
+    let release = smpx_cli::audit::check_release(&c).await?;
+    let ledger = smpx_core::rules::audit::audit(&totals, &replayed, release);
+    let shares = smpx_cli::audit::audit_shares(&c).await?;
+    if json {
+        print_json(&serde_json::json!({ "ledger": ledger, "shares": shares }))?;
+    } else {
+        let verdict = if ledger.ok() {
+            "checks out"
+        } else {
+            "DOES NOT CHECK OUT (see smpx ledger)"
+        };
+        println!("ledger                                    {verdict}");
+        println!(
+            "redemptions checked against statements    {} ({} lowered by the administrator's cap)",
+            shares.checked_against_statements, shares.lowered_by_administrator
+        );
+        println!(
+            "cleared by an administrator's number      {}",
+            shares.cleared_by_administrator
+        );
+        if shares.unrecorded_entries > 0 {
+            println!(
+                "redemption entries from before notes      {} (not judged)",
+                shares.unrecorded_entries
+            );
+        }
+        for f in &shares.findings {
+            println!("finding: {f}");
+        }
+    }
+    if !ledger.ok() || !shares.ok() {
+        bail!(
+            "the audit does not check out ({} finding(s) about shares)",
+            shares.findings.len()
+        );
     }
     Ok(())
 }

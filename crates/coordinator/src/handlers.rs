@@ -55,6 +55,7 @@ pub(crate) fn router(state: Arc<Coordinator>) -> Router {
         .route("/v1/operators/{id}/share", get(operator_share))
         .route("/v1/share-statements", post(submit_statement))
         .route("/v1/share-statements/{digest}", get(share_statement))
+        .route("/v1/trusted-directories", get(trusted_directories))
         .route("/v1/ledger/totals", get(totals))
         .route("/v1/ledger/entries", get(entries))
         .route("/v1/admin/issuers", post(add_issuer))
@@ -538,6 +539,7 @@ async fn redeem_v1(
             now,
             postings: clearing.postings,
             share: store_source(share.source),
+            share_bps: clearing.share_bps,
             receipt: receipt_json,
         })
         .await
@@ -681,6 +683,7 @@ async fn redeem_v2(
             now,
             postings: clearing.postings,
             share: store_source(share.source),
+            share_bps: clearing.share_bps,
             receipt: receipt_json,
         })
         .await
@@ -936,6 +939,16 @@ pub(crate) async fn share_statement(
         row.statement,
     )
         .into_response())
+}
+
+/// The directory keys whose statements this coordinator takes: what an auditor checks each
+/// statement a redemption names against. Public keys, so public.
+#[utoipa::path(get, path = "/v1/trusted-directories",
+    responses((status = 200, body = TrustedDirectoriesResponse)))]
+pub(crate) async fn trusted_directories(State(c): AppState) -> Json<TrustedDirectoriesResponse> {
+    Json(TrustedDirectoriesResponse {
+        keys: c.trusted_directories.clone(),
+    })
 }
 
 #[utoipa::path(get, path = "/v1/ledger/totals", responses((status = 200, body = LedgerTotalsResponse)))]

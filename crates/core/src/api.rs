@@ -387,6 +387,16 @@ pub struct EntriesQuery {
     pub limit: Option<u32>,
 }
 
+/// `GET /v1/trusted-directories`: the directory keys whose share statements the coordinator
+/// takes (its `trusted_directories` configuration); empty when it takes none and pays the
+/// administrator's numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrustedDirectoriesResponse {
+    /// Ed25519 keys, hex.
+    #[schema(value_type = Vec<String>)]
+    pub keys: Vec<VerifyingKey>,
+}
+
 /// `GET /v1/ledger/entries`.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntriesPage {

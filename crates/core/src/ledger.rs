@@ -151,6 +151,27 @@ pub struct Entry {
     /// anyone can re-derive the split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share_statement: Option<String>,
+    /// On a redemption's entries: the redemption they split — the operator it was redeemed
+    /// at, the voucher's value and the share applied — so each redemption is re-derivable
+    /// from the log alone, even where one leg is zero and left out (a share of 0 posts no
+    /// operator leg). Absent on other entries and on redemptions recorded before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redemption: Option<RedemptionNote>,
+}
+
+/// What each ledger entry of a redemption records about the redemption
+/// ([`Entry::redemption`]): with it, [`redemption_split`] of `value` at `share_bps` gives
+/// exactly the legs posted, in the order [`redeem`] posts them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RedemptionNote {
+    /// The operator the voucher was redeemed at.
+    pub operator_id: String,
+    /// The voucher's value, split between the operator and the network fund.
+    pub value: Amount,
+    /// The share applied, in basis points: the operator's share (a statement's capped by the
+    /// administrator's number, or the administrator's number) capped by the network's
+    /// `max_operator_share_bps`.
+    pub share_bps: u32,
 }
 
 /// Postings for publishing a voucher worth `value` under `issuer`'s key.
@@ -307,6 +328,7 @@ mod tests {
                 amount: p.amount,
                 share_source: None,
                 share_statement: None,
+                redemption: None,
             })
             .collect()
     }
@@ -351,6 +373,7 @@ mod tests {
             amount: Amount(6),
             share_source: None,
             share_statement: None,
+            redemption: None,
         });
         assert!(matches!(Totals::replay(&l), Err(ReplayError::Rule(2, _))));
         let mut gap = log(publish("i", Amount(5)));

@@ -12,7 +12,7 @@
 
 use crate::db::{q, to_i64, to_u64, Db, StoreError};
 use smpx_core::api::{IssuerInfo, LedgerTotalsResponse, OperatorInfo, VoucherState};
-use smpx_core::ledger::{Account, Entry, EntryKind, Posting, Totals};
+use smpx_core::ledger::{Account, Entry, EntryKind, Posting, RedemptionNote, Totals};
 use smpx_core::Amount;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -102,6 +102,13 @@ const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE ledger ADD COLUMN share_source TEXT",
         "ALTER TABLE ledger ADD COLUMN share_statement TEXT",
     ],
+    // What each redemption entry records about its redemption (the operator, the voucher's
+    // value, the share applied), so an auditor re-derives every split from the log alone.
+    &[
+        "ALTER TABLE ledger ADD COLUMN redeemed_at_operator TEXT",
+        "ALTER TABLE ledger ADD COLUMN redemption_value BIGINT",
+        "ALTER TABLE ledger ADD COLUMN share_bps BIGINT",
+    ],
 ];
 
 /// An issuer as stored, with its credential digest.
@@ -156,6 +163,16 @@ impl ShareSource {
             ShareSource::Statement(d) => ("statement", Some(d)),
         }
     }
+}
+
+/// What a redemption's ledger entries record about it: where its share came from, and the
+/// redemption itself ([`smpx_core::ledger::RedemptionNote`]).
+#[derive(Clone, Copy, Debug)]
+struct Cleared<'a> {
+    pub share: &'a ShareSource,
+    pub operator_id: &'a str,
+    pub value: Amount,
+    pub share_bps: u32,
 }
 
 /// A registered issuer key.
@@ -226,6 +243,8 @@ pub struct NewRedemption<'a> {
     pub postings: Vec<Posting>,
     /// Where the share of the postings came from (recorded on each entry).
     pub share: ShareSource,
+    /// The share the postings were split at (recorded on each entry).
+    pub share_bps: u32,
     /// The signed receipt, stored so an identical retry gets the same answer.
     pub receipt: String,
 }
@@ -798,7 +817,13 @@ impl CoordinatorStore {
         .execute(&mut *tx)
         .await
         .map_err(q)?;
-        append(&mut tx, r.now, &r.postings, Some(&r.share)).await?;
+        let cleared = Cleared {
+            share: &r.share,
+            operator_id: r.operator_id,
+            value: r.value,
+            share_bps: r.share_bps,
+        };
+        append(&mut tx, r.now, &r.postings, Some(cleared)).await?;
         tx.commit().await.map_err(q)?;
         Ok(RedeemOutcome::Redeemed)
     }
@@ -906,7 +931,8 @@ impl CoordinatorStore {
     pub async fn entries(&self, after: u64, limit: u32) -> Result<Vec<Entry>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, at, kind, from_account, to_account, amount, share_source,
-                    share_statement FROM ledger
+                    share_statement, redeemed_at_operator, redemption_value, share_bps
+             FROM ledger
              WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(to_i64(after, "seq")?)
@@ -1010,15 +1036,18 @@ impl CoordinatorStore {
 
 /// Appends postings to the ledger inside `tx`, taking the next sequence numbers from the
 /// one-row head (whose row lock orders concurrent writers).
-/// `share`, for a redemption's postings, is recorded on each entry.
+/// `cleared`, for a redemption's postings, is recorded on each entry.
 async fn append(
     tx: &mut Transaction<'static, Any>,
     at: u64,
     postings: &[Posting],
-    share: Option<&ShareSource>,
+    cleared: Option<Cleared<'_>>,
 ) -> Result<(), StoreError> {
-    let (share_source, share_statement) = share.map(ShareSource::columns).unzip();
+    let (share_source, share_statement) = cleared.map(|c| c.share.columns()).unzip();
     let share_statement = share_statement.flatten();
+    let operator = cleared.map(|c| c.operator_id);
+    let value = cleared.map(|c| to_i64(c.value.0, "amount")).transpose()?;
+    let share_bps = cleared.map(|c| i64::from(c.share_bps));
     if postings.is_empty() {
         return Ok(());
     }
@@ -1032,8 +1061,9 @@ async fn append(
     for (i, p) in postings.iter().enumerate() {
         sqlx::query(
             "INSERT INTO ledger (seq, at, kind, from_account, to_account, amount,
-                                 share_source, share_statement)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                 share_source, share_statement, redeemed_at_operator,
+                                 redemption_value, share_bps)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(top - n + 1 + i as i64)
         .bind(to_i64(at, "time")?)
@@ -1043,6 +1073,9 @@ async fn append(
         .bind(to_i64(p.amount.0, "amount")?)
         .bind(share_source)
         .bind(share_statement)
+        .bind(operator)
+        .bind(value)
+        .bind(share_bps)
         .execute(&mut **tx)
         .await
         .map_err(q)?;
@@ -1143,5 +1176,25 @@ fn entry_row(r: &AnyRow) -> Result<Entry, StoreError> {
         amount: Amount(to_u64(r.try_get("amount").map_err(q)?, "amount")?),
         share_source: r.try_get("share_source").map_err(q)?,
         share_statement: r.try_get("share_statement").map_err(q)?,
+        redemption: redemption_note(r)?,
     })
+}
+
+/// The redemption a ledger row records, if it records one (all three columns or none).
+fn redemption_note(r: &AnyRow) -> Result<Option<RedemptionNote>, StoreError> {
+    let operator: Option<String> = r.try_get("redeemed_at_operator").map_err(q)?;
+    let value: Option<i64> = r.try_get("redemption_value").map_err(q)?;
+    let share: Option<i64> = r.try_get("share_bps").map_err(q)?;
+    match (operator, value, share) {
+        (Some(operator_id), Some(value), Some(share)) => Ok(Some(RedemptionNote {
+            operator_id,
+            value: Amount(to_u64(value, "amount")?),
+            share_bps: u32::try_from(share)
+                .map_err(|_| StoreError::Corrupt(format!("share {share} out of range")))?,
+        })),
+        (None, None, None) => Ok(None),
+        _ => Err(StoreError::Corrupt(
+            "a ledger entry records part of a redemption".into(),
+        )),
+    }
 }

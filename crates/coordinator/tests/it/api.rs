@@ -663,6 +663,7 @@ async fn openapi_documents_every_route() {
         "/v1/operators/{id}/share",
         "/v1/share-statements",
         "/v1/share-statements/{digest}",
+        "/v1/trusted-directories",
         "/v1/ledger/totals",
         "/v1/ledger/entries",
         "/v1/admin/issuers",

@@ -172,6 +172,17 @@ impl Net {
         let last = redeemed[redeemed.len() - 2..].to_vec();
         assert_eq!(last[0].share_source, last[1].share_source);
         assert_eq!(last[0].share_statement, last[1].share_statement);
+        // Both record the redemption they split, and its split gives exactly their amounts.
+        let note = last[0].redemption.clone().unwrap();
+        assert_eq!(last[1].redemption.as_ref(), Some(&note));
+        assert_eq!(
+            last[0].to,
+            smpx_core::ledger::Account::Operator(note.operator_id.clone())
+        );
+        assert_eq!(
+            smpx_core::ledger::redemption_split(note.value, note.share_bps),
+            (last[0].amount, last[1].amount)
+        );
         (
             last[0].share_source.clone(),
             last[0].share_statement.clone(),
@@ -249,6 +260,13 @@ async fn statements_set_shares_and_refusals_keep_them(which: Backend) {
     );
     let r = net.redeem().await.unwrap();
     assert_eq!(r.body.share_bps, 3500);
+    let page: EntriesPage = net.public.get("/v1/ledger/entries").await.unwrap();
+    let note = page.entries.last().unwrap().redemption.clone().unwrap();
+    assert_eq!((note.share_bps, note.value), (3500, r.body.value));
+    // The keys the coordinator trusts are public, so an auditor can check the signer.
+    let trusted: TrustedDirectoriesResponse =
+        net.public.get("/v1/trusted-directories").await.unwrap();
+    assert_eq!(trusted.keys, [dir.verifying_key()]);
     assert_eq!(
         net.last_redemption_source().await,
         (Some("statement".into()), Some(digest.clone()))
@@ -404,4 +422,7 @@ async fn without_trusted_directories_nothing_changes(which: Backend) {
         ))
         .await;
     assert_eq!(code(missing), (ErrorCode::NotFound, 404));
+    let trusted: TrustedDirectoriesResponse =
+        net.public.get("/v1/trusted-directories").await.unwrap();
+    assert!(trusted.keys.is_empty());
 }

@@ -15,6 +15,7 @@
 //! | [`operator_redeem`] | the operator's redemption saga and when it issues credits | §2 Operator credits |
 //! | [`publish_delay`] | when the wallet publishes a bought voucher (scheduled, in random order) | §2 money path ("random delay") |
 //! | [`audit`] | whether the public ledger checks out | §2 Accounting, Pool and clearing |
+//! | [`share_audit`] | whether each redemption was cleared at the share its statement gives | §3 Directory, §2 Pool and clearing |
 //! | [`zk_startup`] | whether a coordinator serves v0.2 redemption at start | §2 v0.2 (ceremony) |
 //! | [`anonymity`] | whether the wallet redeems with the anonymity set it would get | §2 v0.2 (unlinkability) |
 //! | [`measure`] | a relay's weighted uptime and MTBF (Tor's rephist), latency percentiles, flags and their thresholds | §3 Directory |
@@ -35,6 +36,7 @@ pub mod publish;
 pub mod publish_delay;
 pub mod redeem;
 pub mod sale;
+pub mod share_audit;
 pub mod trust;
 pub mod zk_startup;
 

@@ -126,6 +126,8 @@ pub struct NewZkRedemption<'a> {
     pub postings: Vec<Posting>,
     /// Where the share of the postings came from (recorded on each entry).
     pub share: ShareSource,
+    /// The share the postings were split at (recorded on each entry).
+    pub share_bps: u32,
     pub receipt: String,
 }
 
@@ -469,7 +471,13 @@ impl CoordinatorStore {
             Err(e) => return Err(e),
         }
         book_redeemed(&mut tx, r.mmr_id, r.value).await?;
-        append(&mut tx, r.now, &r.postings, Some(&r.share)).await?;
+        let cleared = super::Cleared {
+            share: &r.share,
+            operator_id: r.operator_id,
+            value: r.value,
+            share_bps: r.share_bps,
+        };
+        append(&mut tx, r.now, &r.postings, Some(cleared)).await?;
         tx.commit().await.map_err(q)?;
         Ok(ZkRedeemOutcome::Redeemed)
     }

@@ -92,6 +92,7 @@ fn redemption(c: u8, op: &str, digest: u8, now: u64) -> NewRedemption<'_> {
         now,
         postings: ledger::redeem(op, D10, 6000),
         share: ShareSource::Admin,
+        share_bps: 6000,
         receipt: format!("receipt-{op}-{digest}"),
     }
 }
@@ -363,6 +364,7 @@ fn zk(n: u8, mmr_id: u64, op: &str, digest: u8, now: u64) -> NewZkRedemption<'_>
         now,
         postings: ledger::redeem(op, D10, 6000),
         share: ShareSource::Statement(format!("statement-{digest}")),
+        share_bps: 6000,
         receipt: format!("zk-{op}-{digest}"),
     }
 }
@@ -718,6 +720,24 @@ async fn share_statements_suspension_and_share_sources(which: Backend) {
             (Redeem, Some("admin"), None),
             (Redeem, Some("statement"), Some("d2")),
             (Redeem, Some("statement"), Some("d2")),
+        ]
+    );
+    // Each redemption entry also records the redemption it splits; no other entry does.
+    let note = smpx_core::ledger::RedemptionNote {
+        operator_id: "op".into(),
+        value: D10,
+        share_bps: 6000,
+    };
+    let notes: Vec<_> = entries.iter().map(|e| e.redemption.as_ref()).collect();
+    assert_eq!(
+        notes,
+        [
+            None,
+            None,
+            Some(&note),
+            Some(&note),
+            Some(&note),
+            Some(&note)
         ]
     );
     replayed(&s).await;
