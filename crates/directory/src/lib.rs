@@ -29,6 +29,7 @@
 pub mod deliver;
 mod handlers;
 pub mod home;
+pub mod log;
 pub mod openapi;
 pub mod probe;
 pub mod verify;
@@ -54,6 +55,8 @@ pub struct Directory {
     pub(crate) metrics: smpx_http::Metrics,
     /// What reads are served from ([`view::current`]).
     pub(crate) snapshots: view::SnapshotCache,
+    /// The transparency log's signer and proof tree ([`log`]).
+    pub(crate) log: log::LogState,
 }
 
 /// Registrations accepted (new relays and updates).
@@ -85,7 +88,9 @@ impl Directory {
         clock: Arc<dyn Clock>,
         prober: Arc<dyn Prober>,
     ) -> Arc<Directory> {
+        let log = log::LogState::new(&home.config.name, &home.signing_key);
         Arc::new(Directory {
+            log,
             store,
             config: home.config,
             signing_key: home.signing_key,
@@ -113,6 +118,11 @@ impl Directory {
 
     pub fn config(&self) -> &DirectoryConfig {
         &self.config
+    }
+
+    /// The transparency log's origin and the key its checkpoints verify with ([`log`]).
+    pub fn log(&self) -> &log::LogState {
+        &self.log
     }
 
     /// The key share statements are signed with (a coordinator trusts its public half).
