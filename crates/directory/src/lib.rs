@@ -23,6 +23,11 @@
 //!   Running relays of distinct operators in a region. Reads are served from a judged
 //!   snapshot held in memory ([`view::current`]), not from the database.
 //!
+//! - **Transparency log** ([`log`]): each registration, withdrawal, share statement and
+//!   per-round status snapshot is appended to an RFC 6962 Merkle log in the transaction of
+//!   the change; signed C2SP checkpoints at `GET /v1/log/checkpoint`, entries and inclusion
+//!   and consistency proofs under `/v1/log/`.
+//!
 //! **What the directory learns** is what operators publish and what its probes observe:
 //! nothing about the relays' users passes through it.
 

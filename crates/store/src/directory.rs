@@ -1,6 +1,8 @@
 //! The relay directory's tables: what operators chose to publish about their relays, the
 //! directory's proof-of-work challenges, probe observations and the rolling stability state
-//! measured from them, identity attestations and signed share statements. Nothing about any
+//! measured from them, identity attestations, signed share statements, and the transparency
+//! log of them with its signed checkpoints ([`LogEntry`], [`DirectoryStore::append_log`];
+//! the format is `smpx_directory::log`'s). Nothing about any
 //! user of the relays is here (issue 13, "Privacy"); `tables_hold_only_published_data` in
 //! the directory's tests lists every column.
 //!
