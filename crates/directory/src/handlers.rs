@@ -18,7 +18,8 @@ use smpx_core::rules::measure::Stability;
 use smpx_core::ErrorCode;
 use smpx_http::{ApiError, ApiResult, Json, Path, Query};
 use smpx_store::directory::{
-    AttestationRow, HeartbeatOutcome, NewRegistration, ObservationRow, RegisterOutcome, RelayRow,
+    AttestationRow, HeartbeatOutcome, LogEntry, LogKind, NewRegistration, ObservationRow,
+    RegisterOutcome, RelayRow,
 };
 use std::sync::Arc;
 
@@ -42,6 +43,10 @@ pub(crate) fn router(state: Arc<Directory>) -> Router {
         .route("/v1/thresholds", get(thresholds))
         .route("/v1/statements", get(latest_statement))
         .route("/v1/statements/{period_start}", get(period_statements))
+        .route("/v1/log/checkpoint", get(log_checkpoint))
+        .route("/v1/log/entries", get(log_entries))
+        .route("/v1/log/proof/inclusion", get(log_inclusion))
+        .route("/v1/log/proof/consistency", get(log_consistency))
         .merge(state.metrics.route())
         .with_state(state);
     smpx_http::finish_router(r)
@@ -128,7 +133,16 @@ pub(crate) async fn register(
         rate_window_secs: d.config.registration_window_secs,
     };
     let e = |code, m: &str| Err(ApiError::new(code, m));
-    match d.store.register(&record).await.map_err(internal)? {
+    let logged = LogEntry::new(
+        LogKind::Registration,
+        serde_json::to_string(&req).map_err(internal)?,
+    );
+    match d
+        .store
+        .register_logged(&record, &logged)
+        .await
+        .map_err(internal)?
+    {
         RegisterOutcome::Registered { new } => {
             d.snapshots.invalidate();
             d.metrics.inc(crate::REGISTRATIONS, &[], 1);
@@ -297,7 +311,14 @@ pub(crate) async fn withdraw(
     }
     if !d
         .store
-        .withdraw(&fingerprint, now)
+        .withdraw(
+            &fingerprint,
+            now,
+            &LogEntry::new(
+                LogKind::Withdrawal,
+                serde_json::to_string(&w).map_err(internal)?,
+            ),
+        )
         .await
         .map_err(internal)?
     {
@@ -684,4 +705,142 @@ pub(crate) async fn period_statements(
         .collect::<Result<Vec<serde_json::Value>, _>>()
         .map_err(internal)?;
     Ok(Json(out))
+}
+
+fn log_error(e: crate::log::LogError) -> ApiError {
+    use crate::log::LogError;
+    match e {
+        LogError::Position(p) => ApiError::new(ErrorCode::InvalidRequest, p.to_string()),
+        LogError::BeyondLog { .. } => ApiError::new(ErrorCode::NotFound, e.to_string()),
+        other => internal(other),
+    }
+}
+
+/// `GET /v1/log/checkpoint`: the log's latest checkpoint, a C2SP signed note signed by the
+/// directory's statement key under the log's origin; signed now if the log grew since the
+/// latest one.
+#[utoipa::path(get, path = "/v1/log/checkpoint",
+    responses((status = 200, content_type = "text/plain", body = String,
+               description = "origin, size, base64 root hash, blank line, signature line")))]
+pub(crate) async fn log_checkpoint(
+    State(d): AppState,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    let c = crate::log::checkpoint(&d).await.map_err(log_error)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        c.note,
+    ))
+}
+
+/// `GET /v1/log/entries` bounds: entries `[start, end)`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EntriesQuery {
+    /// The first entry's index; must be in the log.
+    pub start: u64,
+    /// One past the last entry wanted; clamped to the log's size and to 1000 entries.
+    pub end: u64,
+}
+
+/// One log entry. Its Merkle leaf is the RFC 6962 leaf hash of `kind || "\n" || body`.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogEntryView {
+    pub index: u64,
+    /// `registration`, `withdrawal`, `snapshot` or `statement`.
+    pub kind: String,
+    pub body: String,
+    /// The leaf hash, hex.
+    pub leaf_hash: String,
+    pub appended_at: u64,
+}
+
+/// `GET /v1/log/entries?start=&end=`: a page of entries by index. `invalid_request` if
+/// `start` is not in the log or `end` is not after it.
+#[utoipa::path(get, path = "/v1/log/entries", params(EntriesQuery),
+    responses((status = 200, body = Vec<LogEntryView>), (status = 400, body = ErrorBody)))]
+pub(crate) async fn log_entries(
+    State(d): AppState,
+    Query(q): Query<EntriesQuery>,
+) -> ApiResult<Json<Vec<LogEntryView>>> {
+    let rows = crate::log::entries(&d, q.start, q.end)
+        .await
+        .map_err(log_error)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| LogEntryView {
+                index: r.index,
+                kind: r.entry.kind.as_str().to_owned(),
+                body: r.entry.body,
+                leaf_hash: hex::encode(r.leaf_hash),
+                appended_at: r.appended_at,
+            })
+            .collect(),
+    ))
+}
+
+/// A Merkle proof: subtree hashes, hex, in RFC 9162 order.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProofView {
+    pub proof: Vec<String>,
+}
+
+fn proof_view(proof: Vec<smpx_core::tlog::Hash>) -> Json<ProofView> {
+    Json(ProofView {
+        proof: proof.into_iter().map(hex::encode).collect(),
+    })
+}
+
+/// `GET /v1/log/proof/inclusion` positions.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InclusionQuery {
+    pub index: u64,
+    /// The tree size of the checkpoint the proof is checked against.
+    pub size: u64,
+}
+
+/// `GET /v1/log/proof/inclusion?index=&size=`: entry `index` is in the tree of `size`
+/// entries. `invalid_request` if `index >= size`, `not_found` if the log is smaller than
+/// `size`.
+#[utoipa::path(get, path = "/v1/log/proof/inclusion", params(InclusionQuery),
+    responses((status = 200, body = ProofView),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn log_inclusion(
+    State(d): AppState,
+    Query(q): Query<InclusionQuery>,
+) -> ApiResult<Json<ProofView>> {
+    let proof = crate::log::inclusion(&d, q.index, q.size)
+        .await
+        .map_err(log_error)?;
+    Ok(proof_view(proof))
+}
+
+/// `GET /v1/log/proof/consistency` sizes.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConsistencyQuery {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// `GET /v1/log/proof/consistency?from=&to=`: the tree of `to` entries extends the one of
+/// `from` (empty from 0 or between equal sizes). `invalid_request` if `from > to`,
+/// `not_found` if the log is smaller than `to`.
+#[utoipa::path(get, path = "/v1/log/proof/consistency", params(ConsistencyQuery),
+    responses((status = 200, body = ProofView),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn log_consistency(
+    State(d): AppState,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult<Json<ProofView>> {
+    let proof = crate::log::consistency(&d, q.from, q.to)
+        .await
+        .map_err(log_error)?;
+    Ok(proof_view(proof))
 }

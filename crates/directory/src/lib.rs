@@ -24,12 +24,18 @@
 //!   Running relays of distinct operators in a region. Reads are served from a judged
 //!   snapshot held in memory ([`view::current`]), not from the database.
 //!
+//! - **Transparency log** ([`log`]): each registration, withdrawal, share statement and
+//!   per-round status snapshot is appended to an RFC 6962 Merkle log in the transaction of
+//!   the change; signed C2SP checkpoints at `GET /v1/log/checkpoint`, entries and inclusion
+//!   and consistency proofs under `/v1/log/`.
+//!
 //! **What the directory learns** is what operators publish and what its probes observe:
 //! nothing about the relays' users passes through it.
 
 pub mod deliver;
 mod handlers;
 pub mod home;
+pub mod log;
 pub mod openapi;
 pub mod probe;
 pub mod verify;
@@ -55,6 +61,8 @@ pub struct Directory {
     pub(crate) metrics: smpx_http::Metrics,
     /// What reads are served from ([`view::current`]).
     pub(crate) snapshots: view::SnapshotCache,
+    /// The transparency log's signer and proof tree ([`log`]).
+    pub(crate) log: log::LogState,
 }
 
 /// Registrations accepted (new relays and updates).
@@ -86,7 +94,9 @@ impl Directory {
         clock: Arc<dyn Clock>,
         prober: Arc<dyn Prober>,
     ) -> Arc<Directory> {
+        let log = log::LogState::new(&home.config.name, &home.signing_key);
         Arc::new(Directory {
+            log,
             store,
             config: home.config,
             signing_key: home.signing_key,
@@ -114,6 +124,11 @@ impl Directory {
 
     pub fn config(&self) -> &DirectoryConfig {
         &self.config
+    }
+
+    /// The transparency log's origin and the key its checkpoints verify with ([`log`]).
+    pub fn log(&self) -> &log::LogState {
+        &self.log
     }
 
     /// The key share statements are signed with (a coordinator trusts its public half).

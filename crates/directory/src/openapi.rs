@@ -12,14 +12,15 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "smpx relay directory", version = "1",
-         description = "Opt-in registration of smpx relays (signed by the relay's CA key and the operator's key, with a proof of work), heartbeats, active probing, Tor-style weighted uptime and MTBF, flags with their thresholds, identity attestations and signed per-operator share statements. Errors are `{\"error\": {\"code\", \"message\"}}` with stable codes."),
+         description = "Opt-in registration of smpx relays (signed by the relay's CA key and the operator's key, with a proof of work), heartbeats, active probing, Tor-style weighted uptime and MTBF, flags with their thresholds, identity attestations and signed per-operator share statements, and a transparency log of it all (RFC 6962 Merkle tree, C2SP signed checkpoints, inclusion and consistency proofs). Errors are `{\"error\": {\"code\", \"message\"}}` with stable codes."),
     paths(smpx_http::common::health, pow, register, relays, pick, relay, heartbeat, withdraw,
-          operator, attest, thresholds, latest_statement, period_statements),
+          operator, attest, thresholds, latest_statement, period_statements,
+          log_checkpoint, log_entries, log_inclusion, log_consistency),
     components(schemas(ErrorBody, ErrorDetail, smpx_core::ErrorCode, RegistrationRequest,
                        RelayMetadata, Heartbeat, Withdrawal, Attestation, RelayView,
                        ThresholdsView, PowChallenge, Registered, HeartbeatRecorded, Withdrawn,
                        RelayDetail, ObservationView, OperatorView, AttestationView,
-                       StatusFilter, FlagFilter)),
+                       StatusFilter, FlagFilter, LogEntryView, ProofView)),
     modifiers(&StandardResponses)
 )]
 struct Doc;

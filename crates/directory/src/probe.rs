@@ -132,13 +132,19 @@ pub struct Round {
     pub delivered: Option<crate::deliver::Delivery>,
 }
 
-/// One round, as the schedule runs it: probe every relay, sign the period's share statements
-/// of operators that have none yet, post them to the coordinators, prune spent challenges.
+/// One round, as the schedule runs it: probe every relay, log the status snapshot, sign the
+/// period's share statements of operators that have none yet, post them to the
+/// coordinators, sign a log checkpoint, prune spent challenges.
 /// (`smpx demo` runs one at once instead of waiting for the schedule.)
 pub async fn round(dir: &Arc<Directory>) -> Round {
     let mut done = Round::default();
     match probe_round(dir).await {
-        Ok(n) => done.probed = Some(n),
+        Ok(n) => {
+            done.probed = Some(n);
+            if let Err(e) = crate::log::append_snapshot(dir).await {
+                tracing::warn!(error = %e, "logging the status snapshot");
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "probe round"),
     }
     match crate::view::issue_statements(dir).await {
@@ -148,6 +154,9 @@ pub async fn round(dir: &Arc<Directory>) -> Round {
     match crate::deliver::deliver_statements(dir).await {
         Ok(d) => done.delivered = Some(d),
         Err(e) => tracing::warn!(error = %e, "delivering share statements"),
+    }
+    if let Err(e) = crate::log::checkpoint(dir).await {
+        tracing::warn!(error = %e, "signing a log checkpoint");
     }
     let now = dir.clock.now();
     if let Err(e) = dir.store.prune_challenges(now).await {

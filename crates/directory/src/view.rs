@@ -332,7 +332,7 @@ pub async fn issue_statements(dir: &Arc<Directory>) -> Result<usize, StoreError>
         let text =
             serde_json::to_string(&signed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         dir.store
-            .put_statement(&op.operator_id, period, &text)
+            .put_statement(&op.operator_id, period, &text, snap.now)
             .await?;
         issued += 1;
         dir.metrics.inc(crate::STATEMENTS, &[], 1);

@@ -1,28 +1,32 @@
 //! The relay directory's tables: what operators chose to publish about their relays, the
 //! directory's proof-of-work challenges, probe observations and the rolling stability state
-//! measured from them, identity attestations and signed share statements. Nothing about any
-//! user of the relays is here (issue 13, "Privacy"); the directory's privacy test
-//! (`crates/directory/tests/it/privacy.rs`) lists every column with its meaning and fails on
-//! one it does not list.
+//! measured from them, identity attestations, signed share statements, and the transparency
+//! log of them with its signed checkpoints ([`LogEntry`], [`DirectoryStore::append_log`];
+//! the format is `smpx_directory::log`'s). Nothing about any user of the relays is here
+//! (issue 13, "Privacy"); the directory's privacy test (`crates/directory/tests/it/privacy.rs`)
+//! lists every column with its meaning and fails on one it does not list.
 //!
 //! JSON columns (`info`, `metadata`, `stability`, `attestation`, `statement`) are written and
 //! read by the directory service; the store treats them as text.
 
 use crate::db::{q, to_i64, to_u64, Db, StoreError};
+use smpx_core::tlog::merkle::leaf_hash;
+use smpx_core::tlog::Hash;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE directory_challenges (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE directory_challenges (
         challenge TEXT PRIMARY KEY,
         issued_at BIGINT NOT NULL,
         expires_at BIGINT NOT NULL,
         used_at BIGINT)",
-    "CREATE TABLE directory_operators (
+        "CREATE TABLE directory_operators (
         operator_id TEXT PRIMARY KEY,
         operator_key TEXT NOT NULL,
         first_seen BIGINT NOT NULL)",
-    "CREATE TABLE directory_relays (
+        "CREATE TABLE directory_relays (
         fingerprint TEXT PRIMARY KEY,
         address TEXT NOT NULL,
         subnet TEXT NOT NULL,
@@ -38,13 +42,13 @@ const MIGRATIONS: &[&[&str]] = &[&[
         stability TEXT NOT NULL,
         last_probe_at BIGINT,
         last_probe_up BIGINT)",
-    "CREATE INDEX directory_relays_subnet ON directory_relays (subnet)",
-    "CREATE TABLE directory_registrations (
+        "CREATE INDEX directory_relays_subnet ON directory_relays (subnet)",
+        "CREATE TABLE directory_registrations (
         id {serial},
         subnet TEXT NOT NULL,
         at BIGINT NOT NULL)",
-    "CREATE INDEX directory_registrations_subnet ON directory_registrations (subnet, at)",
-    "CREATE TABLE directory_observations (
+        "CREATE INDEX directory_registrations_subnet ON directory_registrations (subnet, at)",
+        "CREATE TABLE directory_observations (
         id {serial},
         fingerprint TEXT NOT NULL,
         at BIGINT NOT NULL,
@@ -52,8 +56,8 @@ const MIGRATIONS: &[&[&str]] = &[&[
         latency_ms BIGINT,
         stage TEXT NOT NULL,
         detail TEXT NOT NULL)",
-    "CREATE INDEX directory_observations_relay ON directory_observations (fingerprint, at)",
-    "CREATE TABLE directory_attestations (
+        "CREATE INDEX directory_observations_relay ON directory_observations (fingerprint, at)",
+        "CREATE TABLE directory_attestations (
         operator_id TEXT NOT NULL,
         attester TEXT NOT NULL,
         legal_name TEXT NOT NULL,
@@ -61,12 +65,34 @@ const MIGRATIONS: &[&[&str]] = &[&[
         issued_at BIGINT NOT NULL,
         attestation TEXT NOT NULL,
         PRIMARY KEY (operator_id, attester))",
-    "CREATE TABLE directory_statements (
+        "CREATE TABLE directory_statements (
         operator_id TEXT NOT NULL,
         period_start BIGINT NOT NULL,
         statement TEXT NOT NULL,
         PRIMARY KEY (operator_id, period_start))",
-]];
+    ],
+    &[
+        // The transparency log (`smpx_directory::log`). `directory_log_head` holds one row,
+        // the log's size: an append takes the next index by incrementing it, which locks the row
+        // (PostgreSQL) or the database (SQLite) until the appending transaction ends, so two
+        // appends never take one index and indices stay dense; the primary key of
+        // `directory_log` enforces it besides.
+        "CREATE TABLE directory_log_head (
+        id BIGINT PRIMARY KEY CHECK (id = 0),
+        size BIGINT NOT NULL)",
+        "INSERT INTO directory_log_head (id, size) VALUES (0, 0)",
+        "CREATE TABLE directory_log (
+        idx BIGINT PRIMARY KEY CHECK (idx >= 0),
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        leaf_hash {blob} NOT NULL,
+        appended_at BIGINT NOT NULL)",
+        "CREATE TABLE directory_checkpoints (
+        size BIGINT PRIMARY KEY,
+        note TEXT NOT NULL,
+        signed_at BIGINT NOT NULL)",
+    ],
+];
 
 /// A relay as registered, with its measurement state.
 #[derive(Clone, Debug, PartialEq)]
@@ -167,6 +193,142 @@ pub struct AttestationRow {
     pub attestation: String,
 }
 
+/// What a transparency log entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    /// An accepted registration: the signed request.
+    Registration,
+    /// A withdrawal: the signed withdrawal.
+    Withdrawal,
+    /// One probe round's status of every published relay.
+    Snapshot,
+    /// A signed share statement.
+    Statement,
+}
+
+impl LogKind {
+    pub const ALL: [LogKind; 4] = [
+        LogKind::Registration,
+        LogKind::Withdrawal,
+        LogKind::Snapshot,
+        LogKind::Statement,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Registration => "registration",
+            LogKind::Withdrawal => "withdrawal",
+            LogKind::Snapshot => "snapshot",
+            LogKind::Statement => "statement",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<LogKind> {
+        LogKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// A transparency log entry: its kind and its body (text: JSON, or a signed statement).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub kind: LogKind,
+    pub body: String,
+}
+
+impl LogEntry {
+    pub fn new(kind: LogKind, body: impl Into<String>) -> LogEntry {
+        LogEntry {
+            kind,
+            body: body.into(),
+        }
+    }
+
+    /// The bytes the Merkle leaf hashes: `kind || "\n" || body`. The kind is inside the
+    /// hash, so an entry cannot be passed off as one of another kind.
+    pub fn leaf_data(&self) -> Vec<u8> {
+        let mut data = Vec::with_capacity(self.kind.as_str().len() + 1 + self.body.len());
+        data.extend_from_slice(self.kind.as_str().as_bytes());
+        data.push(b'\n');
+        data.extend_from_slice(self.body.as_bytes());
+        data
+    }
+
+    /// RFC 6962 leaf hash of [`LogEntry::leaf_data`].
+    pub fn leaf_hash(&self) -> Hash {
+        leaf_hash(&self.leaf_data())
+    }
+}
+
+/// A stored log entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRow {
+    pub index: u64,
+    pub entry: LogEntry,
+    pub leaf_hash: Hash,
+    pub appended_at: u64,
+}
+
+/// A stored signed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub size: u64,
+    /// The signed note, as served.
+    pub note: String,
+    pub signed_at: u64,
+}
+
+/// Appends `entry` inside the caller's transaction, so the entry and the change it records
+/// commit together or not at all. Incrementing the head first takes the write lock (the
+/// head row in PostgreSQL, the database in SQLite): a concurrent append waits for this
+/// transaction and then gets the next index.
+async fn append_in(
+    conn: &mut sqlx::AnyConnection,
+    entry: &LogEntry,
+    now: u64,
+) -> Result<u64, StoreError> {
+    let size: i64 =
+        sqlx::query("UPDATE directory_log_head SET size = size + 1 WHERE id = 0 RETURNING size")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(q)?
+            .try_get("size")
+            .map_err(q)?;
+    let index = to_u64(size, "log size")?
+        .checked_sub(1)
+        .ok_or_else(|| StoreError::Corrupt("log head below 1 after an append".into()))?;
+    sqlx::query(
+        "INSERT INTO directory_log (idx, kind, body, leaf_hash, appended_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(to_i64(index, "log index")?)
+    .bind(entry.kind.as_str())
+    .bind(&entry.body)
+    .bind(entry.leaf_hash().to_vec())
+    .bind(to_i64(now, "time")?)
+    .execute(&mut *conn)
+    .await
+    .map_err(q)?;
+    Ok(index)
+}
+
+fn log_row(row: &AnyRow) -> Result<LogRow, StoreError> {
+    let kind: String = row.try_get("kind").map_err(q)?;
+    let kind = LogKind::parse(&kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("log entry of unknown kind {kind:?}")))?;
+    Ok(LogRow {
+        index: get_u64(row, "idx")?,
+        entry: LogEntry::new(kind, row.try_get::<String, _>("body").map_err(q)?),
+        leaf_hash: hash_column(row)?,
+        appended_at: get_u64(row, "appended_at")?,
+    })
+}
+
+fn hash_column(row: &AnyRow) -> Result<Hash, StoreError> {
+    let bytes: Vec<u8> = row.try_get("leaf_hash").map_err(q)?;
+    Hash::try_from(bytes.as_slice())
+        .map_err(|_| StoreError::Corrupt("a log leaf hash is not 32 bytes".into()))
+}
+
 #[derive(Clone, Debug)]
 pub struct DirectoryStore {
     db: Db,
@@ -256,7 +418,29 @@ impl DirectoryStore {
     /// subnet's rate is checked, the operator's key is bound to its id on first sight, and a
     /// fingerprint stays with the operator that registered it first. A re-registration keeps
     /// the relay's age and measured history.
+    ///
+    /// This one writes no log entry: it is for writers that bypass the directory's log
+    /// (benchmarks filling a store). The directory's handlers use
+    /// [`DirectoryStore::register_logged`].
     pub async fn register(&self, r: &NewRegistration) -> Result<RegisterOutcome, StoreError> {
+        self.register_in(r, None).await
+    }
+
+    /// [`DirectoryStore::register`], appending `entry` to the transparency log in the same
+    /// transaction when the registration is recorded (and only then).
+    pub async fn register_logged(
+        &self,
+        r: &NewRegistration,
+        entry: &LogEntry,
+    ) -> Result<RegisterOutcome, StoreError> {
+        self.register_in(r, Some(entry)).await
+    }
+
+    async fn register_in(
+        &self,
+        r: &NewRegistration,
+        entry: Option<&LogEntry>,
+    ) -> Result<RegisterOutcome, StoreError> {
         let now = to_i64(r.now, "time")?;
         let mut tx = self.db.pool.begin().await.map_err(q)?;
         let spent = sqlx::query(
@@ -378,6 +562,9 @@ impl DirectoryStore {
             .execute(&mut *tx)
             .await
             .map_err(q)?;
+        if let Some(entry) = entry {
+            append_in(&mut tx, entry, r.now).await?;
+        }
         tx.commit().await.map_err(q)?;
         Ok(RegisterOutcome::Registered { new })
     }
@@ -434,19 +621,31 @@ impl DirectoryStore {
         })
     }
 
-    /// Takes a relay off the directory (its history is kept: a re-registration resumes it).
-    /// `false` if it was not published.
-    pub async fn withdraw(&self, fingerprint: &str, now: u64) -> Result<bool, StoreError> {
+    /// Takes a relay off the directory (its history is kept: a re-registration resumes it),
+    /// appending `entry` (the signed withdrawal) to the log in the same transaction.
+    /// `false`, and nothing logged, if it was not published.
+    pub async fn withdraw(
+        &self,
+        fingerprint: &str,
+        now: u64,
+        entry: &LogEntry,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.pool.begin().await.map_err(q)?;
         let r = sqlx::query(
             "UPDATE directory_relays SET withdrawn_at = $1
              WHERE fingerprint = $2 AND withdrawn_at IS NULL",
         )
         .bind(to_i64(now, "time")?)
         .bind(fingerprint)
-        .execute(&self.db.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q)?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        append_in(&mut tx, entry, now).await?;
+        tx.commit().await.map_err(q)?;
+        Ok(true)
     }
 
     /// Records one probe and the relay's stability after it, atomically (a restart resumes
@@ -635,33 +834,38 @@ impl DirectoryStore {
     }
 
     /// Stores an operator's statement for a period; the first one of a period stays (a
-    /// statement, once published, is not changed). Returns the stored one.
+    /// statement, once published, is not changed). A stored statement is appended to the
+    /// log (kind `statement`, the text as stored) in the same transaction. Returns the
+    /// stored one.
     pub async fn put_statement(
         &self,
         operator_id: &str,
         period_start: u64,
         statement: &str,
+        now: u64,
     ) -> Result<String, StoreError> {
+        let mut tx = self.db.pool.begin().await.map_err(q)?;
         let inserted = sqlx::query(
             "INSERT INTO directory_statements (operator_id, period_start, statement)
-             VALUES ($1, $2, $3)",
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(operator_id)
         .bind(to_i64(period_start, "period")?)
         .bind(statement)
-        .execute(&self.db.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(q);
-        match inserted {
-            Ok(_) => Ok(statement.to_owned()),
-            Err(e) if e.is_duplicate() => self
-                .statements(Some(operator_id), Some(period_start), 1)
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::Corrupt("statement vanished".into())),
-            Err(e) => Err(e),
+        .map_err(q)?;
+        if inserted.rows_affected() == 1 {
+            append_in(&mut tx, &LogEntry::new(LogKind::Statement, statement), now).await?;
+            tx.commit().await.map_err(q)?;
+            return Ok(statement.to_owned());
         }
+        tx.rollback().await.map_err(q)?;
+        self.statements(Some(operator_id), Some(period_start), 1)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("statement vanished".into()))
     }
 
     /// Statements, newest period first, optionally of one operator and/or one period.
@@ -701,5 +905,95 @@ impl DirectoryStore {
         rows.iter()
             .map(|r| r.try_get("statement").map_err(q))
             .collect()
+    }
+
+    /// Appends an entry that records no other change (a status snapshot).
+    pub async fn append_log(&self, entry: &LogEntry, now: u64) -> Result<u64, StoreError> {
+        let mut tx = self.db.pool.begin().await.map_err(q)?;
+        let index = append_in(&mut tx, entry, now).await?;
+        tx.commit().await.map_err(q)?;
+        Ok(index)
+    }
+
+    /// The number of committed log entries.
+    pub async fn log_size(&self) -> Result<u64, StoreError> {
+        let size: i64 = sqlx::query("SELECT size FROM directory_log_head WHERE id = 0")
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(q)?
+            .try_get("size")
+            .map_err(q)?;
+        to_u64(size, "log size")
+    }
+
+    /// Entries `[start, end)` that exist, by index.
+    pub async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<LogRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, kind, body, leaf_hash, appended_at FROM directory_log
+             WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+        )
+        .bind(to_i64(start, "log index")?)
+        .bind(to_i64(end, "log index")?)
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(q)?;
+        rows.iter().map(log_row).collect()
+    }
+
+    /// Leaf hashes from index `start` on, at most `limit`, by index (what a proof cache is
+    /// built from without loading the bodies).
+    pub async fn log_leaf_hashes(&self, start: u64, limit: u32) -> Result<Vec<Hash>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, leaf_hash FROM directory_log WHERE idx >= $1 ORDER BY idx LIMIT $2",
+        )
+        .bind(to_i64(start, "log index")?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(q)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (offset, row) in rows.iter().enumerate() {
+            // Indices are dense (the head hands them out in one transaction each), so a
+            // gap here is damage, not a race.
+            if get_u64(row, "idx")? != start + offset as u64 {
+                return Err(StoreError::Corrupt("a gap in the log's indices".into()));
+            }
+            out.push(hash_column(row)?);
+        }
+        Ok(out)
+    }
+
+    /// Keeps a signed checkpoint; one per size (a second signature of a size the log
+    /// already signed is the same tree head, and the first note stays).
+    pub async fn put_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO directory_checkpoints (size, note, signed_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(to_i64(c.size, "log size")?)
+        .bind(&c.note)
+        .bind(to_i64(c.signed_at, "time")?)
+        .execute(&self.db.pool)
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    /// The checkpoint of the largest size signed.
+    pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, note, signed_at FROM directory_checkpoints ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(q)?;
+        row.map(|row| {
+            Ok(CheckpointRow {
+                size: get_u64(&row, "size")?,
+                note: row.try_get("note").map_err(q)?,
+                signed_at: get_u64(&row, "signed_at")?,
+            })
+        })
+        .transpose()
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod deliver;
+mod log;
 mod measurement;
 mod network;
 mod privacy;

@@ -144,6 +144,20 @@ const COLUMNS: &[(&str, &str)] = &[
     ("directory_statements.operator_id", "the operator"),
     ("directory_statements.period_start", "the period"),
     ("directory_statements.statement", "the signed statement"),
+    // The transparency log of the above: what was published, probed and signed, again.
+    ("directory_log.idx", "the entry's position"),
+    (
+        "directory_log.kind",
+        "registration, withdrawal, statement or snapshot",
+    ),
+    ("directory_log.body", "the signed request, statement or snapshot"),
+    ("directory_log.leaf_hash", "its RFC 6962 leaf hash"),
+    ("directory_log.appended_at", "when"),
+    ("directory_log_head.id", "the one row"),
+    ("directory_log_head.size", "the log's size"),
+    ("directory_checkpoints.size", "the tree size signed"),
+    ("directory_checkpoints.note", "the signed checkpoint"),
+    ("directory_checkpoints.signed_at", "when"),
 ];
 
 /// Where a test's log lines go.
