@@ -307,6 +307,16 @@ async fn lifecycle(
         "paid to operators {}  network fund {}  — conservation holds",
         t.paid_to_operators, t.network_fund
     ));
+    let shares = crate::audit::audit_shares(&public).await?;
+    ensure!(
+        shares.ok() && shares.checked_against_statements == 2,
+        "the share audit should re-derive both redemptions from their statement: {shares:?}"
+    );
+    out.step(&format!(
+        "share audit (smpx audit): {} redemptions re-derived from the statement each names — signed by a trusted directory, its share recomputed from its evaluation, the split from its share; {} findings",
+        shares.checked_against_statements,
+        shares.findings.len()
+    ));
     paid_relay_capacity(&wallet, relays, out).await?;
     Ok(totals)
 }

@@ -203,13 +203,9 @@ async fn serve(dir: &Path, shutdown: impl Future<Output = ()> + Send + 'static) 
 
 /// An attester's secret key file (hex), created 0600 with a fresh key if missing.
 pub fn attester_key(key: &Path) -> Result<SigningKey> {
-    let hexkey: String = smpx_http::files::load_or_create(key, || {
-        hex::encode(SigningKey::generate(&mut rand::rngs::OsRng).to_bytes())
+    let bytes = smpx_http::files::load_or_create_secret32(key, "attester key", || {
+        SigningKey::generate(&mut rand::rngs::OsRng).to_bytes()
     })?;
-    let bytes: [u8; 32] = hex::decode(hexkey.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{}: not a 32-byte hex key", key.display()))?;
     Ok(SigningKey::from_bytes(&bytes))
 }
 

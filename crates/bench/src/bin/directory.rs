@@ -62,7 +62,7 @@ impl Prober for Instant95 {
     fn probe<'a>(&'a self, target: &'a RelayAddress) -> ProbeFuture<'a> {
         Box::pin(async move {
             let b = target.fingerprint.as_bytes();
-            let up = b[0] % 20 != 0;
+            let up = !b[0].is_multiple_of(20);
             Observation {
                 up,
                 latency_ms: up.then_some(5 + u32::from(b[1]) * 195 / 255),

@@ -150,7 +150,10 @@ const COLUMNS: &[(&str, &str)] = &[
         "directory_log.kind",
         "registration, withdrawal, statement or snapshot",
     ),
-    ("directory_log.body", "the signed request, statement or snapshot"),
+    (
+        "directory_log.body",
+        "the signed request, statement or snapshot",
+    ),
     ("directory_log.leaf_hash", "its RFC 6962 leaf hash"),
     ("directory_log.appended_at", "when"),
     ("directory_log_head.id", "the one row"),
@@ -263,7 +266,13 @@ fn ca_key_forms(relay: &Relay) -> Vec<(String, String)> {
     assert!(der.len() >= 32, "a PKCS#8 Ed25519 key");
     let mut forms = vec![("CA key (PEM)".to_string(), body)];
     forms.extend(encodings("CA key (PKCS#8)", &der));
-    forms.extend(encodings("CA key (seed)", &der[der.len() - 32..]));
+    // The seed is the OCTET STRING inside the privateKey OCTET STRING (`04 22 04 20 …`);
+    // a PKCS#8 v2 key ends with the public key instead, which the certificate publishes.
+    let at = der
+        .windows(4)
+        .position(|w| w == [0x04, 0x22, 0x04, 0x20])
+        .expect("an Ed25519 PKCS#8 private key");
+    forms.extend(encodings("CA key (seed)", &der[at + 4..at + 36]));
     forms
 }
 
