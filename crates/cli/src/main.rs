@@ -74,11 +74,11 @@ enum Command {
     /// Coordinator administration (needs the coordinator's admin token).
     Admin(AdminArgs),
     /// Public ledger: totals, and a full replay of the log to check conservation.
-    Ledger(PublicLedgerArgs),
+    Ledger(CoordinatorArgs),
     /// Audit the coordinator from its public endpoints: the ledger (as `smpx ledger`) and
     /// each redemption's operator share, re-derived from the share statement that set it.
     /// Exits non-zero on any finding.
-    Audit(PublicLedgerArgs),
+    Audit(CoordinatorArgs),
     /// The community owner's wallet.
     Wallet(WalletArgs),
     /// The multi-party trusted setup of the v0.2 redemption circuit's Groth16 keys.
@@ -284,15 +284,8 @@ struct WalletArgs {
     /// File holding the passphrase (else SMPX_WALLET_PASSPHRASE, else a prompt).
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "SMPX_COORDINATOR",
-        default_value = "http://127.0.0.1:7400"
-    )]
-    coordinator: String,
-    /// Machine-readable output.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    service: CoordinatorArgs,
     #[command(subcommand)]
     command: WalletCmd,
 }
@@ -439,15 +432,17 @@ enum CeremonyCmd {
     },
 }
 
-/// `smpx ledger` and `smpx audit`: a coordinator's public endpoints, read by anyone.
+/// The coordinator a command talks to, and whether it answers in JSON (`smpx ledger`,
+/// `smpx audit`, and every `smpx wallet` command).
 #[derive(clap::Args)]
-struct PublicLedgerArgs {
+struct CoordinatorArgs {
     #[arg(
         long,
         env = "SMPX_COORDINATOR",
         default_value = "http://127.0.0.1:7400"
     )]
     coordinator: String,
+    /// Machine-readable output.
     #[arg(long)]
     json: bool,
 }
@@ -502,7 +497,7 @@ impl Command {
     fn wants_json(&self) -> bool {
         match self {
             Command::Ledger(a) | Command::Audit(a) => a.json,
-            Command::Wallet(args) => args.json,
+            Command::Wallet(args) => args.service.json,
             _ => false,
         }
     }
@@ -1047,7 +1042,7 @@ fn prompt(question: &str) -> Result<String> {
 }
 
 async fn wallet(args: WalletArgs) -> Result<()> {
-    let json = args.json;
+    let json = args.service.json;
     match &args.command {
         WalletCmd::Init => {
             if let Some(dir) = args.wallet.parent() {
@@ -1075,7 +1070,7 @@ async fn wallet(args: WalletArgs) -> Result<()> {
             std::io::stdin().read_line(&mut phrase)?;
             let w = Wallet::restore(&args.wallet, &pass, phrase.trim()).await?;
             let found = w
-                .recover(&args.coordinator, 20, &|i| {
+                .recover(&args.service.coordinator, 20, &|i| {
                     if i % 10 == 0 {
                         eprint!("\rchecked {i} voucher indices");
                     }
@@ -1115,14 +1110,20 @@ async fn wallet(args: WalletArgs) -> Result<()> {
             // The crowd this purchase joins, said before buying.
             let mut published_count = 0;
             let v = w
-                .buy_telling(&args.coordinator, &issuer, denomination, payment, |crowd| {
-                    published_count = crowd.published_count;
-                    if !json {
-                        eprintln!("{}", smpx_cli::anonymity::crowd(crowd));
-                    }
-                })
+                .buy_telling(
+                    &args.service.coordinator,
+                    &issuer,
+                    denomination,
+                    payment,
+                    |crowd| {
+                        published_count = crowd.published_count;
+                        if !json {
+                            eprintln!("{}", smpx_cli::anonymity::crowd(crowd));
+                        }
+                    },
+                )
                 .await?;
-            let v = publish::after_buy(&w, &args.coordinator, v, &when).await?;
+            let v = publish::after_buy(&w, &args.service.coordinator, v, &when).await?;
             if json {
                 let mut out = serde_json::to_value(&v)?;
                 out["key_published_count"] = published_count.into();
@@ -1135,15 +1136,17 @@ async fn wallet(args: WalletArgs) -> Result<()> {
             }
         }
         WalletCmd::Publish { id, when } => {
-            publish::publish(&w, &args.coordinator, id, &when, json).await?
+            publish::publish(&w, &args.service.coordinator, id, &when, json).await?
         }
-        WalletCmd::Sync { wait } => publish::sync(&w, &args.coordinator, wait, json).await?,
+        WalletCmd::Sync { wait } => {
+            publish::sync(&w, &args.service.coordinator, wait, json).await?
+        }
         WalletCmd::List => {
             let vs = w.vouchers().await?;
             // Each published voucher's anonymity set now (default redemption), or `?` when
             // the coordinator does not answer (asked once for all of them).
             let sets: std::collections::HashMap<i64, Result<_, String>> = match w
-                .anonymity_sets(&args.coordinator, &RedeemOptions::default())
+                .anonymity_sets(&args.service.coordinator, &RedeemOptions::default())
                 .await
             {
                 Ok(sets) => sets
@@ -1232,7 +1235,13 @@ async fn wallet(args: WalletArgs) -> Result<()> {
                 }
             };
             let result = w
-                .redeem_with(&args.coordinator, &operator, id, &options, &progress)
+                .redeem_with(
+                    &args.service.coordinator,
+                    &operator,
+                    id,
+                    &options,
+                    &progress,
+                )
                 .await;
             if open_line.load(std::sync::atomic::Ordering::Relaxed) {
                 eprintln!();
@@ -1264,7 +1273,7 @@ async fn wallet(args: WalletArgs) -> Result<()> {
             print_json(&b)?;
         }
         WalletCmd::Refresh => {
-            let vs = w.refresh(&args.coordinator).await?;
+            let vs = w.refresh(&args.service.coordinator).await?;
             if json {
                 print_json(&vs)?;
             } else {

@@ -150,8 +150,19 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let scheduler = tokio::spawn(probe::schedule(state.clone()));
-    let metrics = state.metrics.clone();
-    let served = smpx_http::serve_metered(listener, router(state), &metrics, shutdown).await;
+    let served = serve(state, listener, shutdown).await;
     scheduler.abort();
     served
+}
+
+/// Serves the directory's API and pages until `shutdown`, without the probe schedule (tests
+/// and benchmarks run the rounds themselves, at the times they choose): the metrics layer
+/// outside the request limits, as [`run`] serves it.
+pub async fn serve(
+    state: Arc<Directory>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = state.metrics.clone();
+    smpx_http::serve_metered(listener, router(state), &metrics, shutdown).await
 }

@@ -144,16 +144,10 @@ impl TestDirectory {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        // Served as `smpx_directory::run` serves it, without its probe schedule: the test
-        // runs the rounds, at the times it sets.
-        let router = smpx_directory::router(state.clone());
-        let metrics = state.metrics().clone();
-        let served = tokio::spawn(async move {
-            smpx_http::serve_metered(listener, router, &metrics, async {
-                let _ = rx.await;
-            })
-            .await
-        });
+        // Without the probe schedule: the test runs the rounds, at the times it sets.
+        let served = tokio::spawn(smpx_directory::serve(state.clone(), listener, async {
+            let _ = rx.await;
+        }));
         Ok(Self {
             url,
             clock,

@@ -233,14 +233,9 @@ async fn main() -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let router = smpx_directory::router(fresh.clone());
-    let metrics = fresh.metrics().clone();
-    let served = tokio::spawn(async move {
-        smpx_http::serve_metered(listener, router, &metrics, async {
-            let _ = rx.await;
-        })
-        .await
-    });
+    let served = tokio::spawn(smpx_directory::serve(fresh.clone(), listener, async {
+        let _ = rx.await;
+    }));
     let http = reqwest::Client::new();
     let get = |q: usize| {
         let http = http.clone();

@@ -210,15 +210,9 @@ async fn serve(home: &Path, clock: &Arc<ManualClock>, prober: &Arc<Scripted>) ->
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let router = smpx_directory::router(state.clone());
-    // Served as `smpx_directory::run` serves it: with the metrics layer outside the limits.
-    let metrics = state.metrics().clone();
-    let served = tokio::spawn(async move {
-        smpx_http::serve_metered(listener, router, &metrics, async {
-            let _ = rx.await;
-        })
-        .await
-    });
+    let served = tokio::spawn(smpx_directory::serve(state.clone(), listener, async {
+        let _ = rx.await;
+    }));
     (url, tx, served, state)
 }
 
